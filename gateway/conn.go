@@ -1,0 +1,339 @@
+package gateway
+
+import (
+	"encoding/json"
+	"errors"
+	"io"
+	"net"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+	"unicode/utf8"
+
+	"github.com/herald-gw/herald"
+	"github.com/herald-gw/herald/wire"
+)
+
+// Connection states, guarded by conn.mu.
+const (
+	stateOpen    uint8 = iota
+	stateClosing       // a close frame is queued; nothing else is accepted
+	stateClosed        // the socket is closed and the conn left the hub
+)
+
+// conn is one WebSocket connection. It is kept small on purpose: idle
+// connections are what a gateway holds most of, and every byte here is
+// multiplied by a million on a big node.
+type conn struct {
+	g     *Gateway
+	nc    net.Conn
+	rc    syscall.RawConn // epoll mode only
+	fd    int32           // epoll mode only
+	id    herald.ConnID
+	user  herald.UserID
+	proto herald.Protocol
+
+	connectedAt int64 // unix nanos
+	expires     int64 // token expiry, unix nanos; 0 = none
+	lastRead    atomic.Int64
+	lastActive  atomic.Int64
+	sourceIP    string
+	userAgent   string
+
+	mu      sync.Mutex
+	state   uint8
+	writing bool     // a writer goroutine owns the socket's write side
+	queue   [][]byte // frames waiting for the writer; shared, read-only slices
+	spare   [][]byte // the writer's previous batch, reused to avoid allocating
+	qbytes  int
+
+	// Reader state, touched only by the one reader active at a time (the
+	// read goroutine, or the epoll worker that holds the one-shot event).
+	rbuf    []byte // bytes of an incomplete frame; nil when none is in flight
+	msg     []byte // fragments of an incomplete message
+	msgOp   byte
+	discard bool // after a protocol error: drop input until the client closes
+}
+
+func (c *conn) ID() herald.ConnID         { return c.id }
+func (c *conn) User() herald.UserID       { return c.user }
+func (c *conn) Protocol() herald.Protocol { return c.proto }
+func (c *conn) Info() herald.ConnInfo {
+	return herald.ConnInfo{
+		ID: c.id, User: c.user, Protocol: c.proto.String(),
+		ConnectedAt:  time.Unix(0, c.connectedAt).UTC(),
+		LastActiveAt: time.Unix(0, c.lastActive.Load()).UTC(),
+		SourceIP:     c.sourceIP, UserAgent: c.userAgent,
+	}
+}
+
+// Send queues frame for the writer. It never blocks: a connection that
+// cannot keep up is closed with 4008 rather than allowed to hold memory or
+// delay anyone else; the client resumes from its last offset.
+func (c *conn) Send(frame []byte) bool {
+	c.mu.Lock()
+	if c.state != stateOpen {
+		c.mu.Unlock()
+		return false
+	}
+	if len(c.queue) >= c.g.cfg.MaxQueueFrames || c.qbytes+len(frame) > c.g.cfg.MaxQueueBytes {
+		c.closeLocked(wire.CloseSlowConsumer, "send queue full")
+		c.mu.Unlock()
+		return false
+	}
+	c.queue = append(c.queue, frame)
+	c.qbytes += len(frame)
+	c.startWriterLocked()
+	c.mu.Unlock()
+	return true
+}
+
+// Close queues a close frame and closes the socket once it is written (or
+// the write deadline passes).
+func (c *conn) Close(code uint16, reason string) {
+	c.mu.Lock()
+	c.closeLocked(code, reason)
+	c.mu.Unlock()
+}
+
+func (c *conn) closeLocked(code uint16, reason string) {
+	if c.state != stateOpen {
+		return
+	}
+	c.state = stateClosing
+	// The close frame goes past the queue limits: it is the last one.
+	c.queue = append(c.queue, wire.CloseFrame(code, reason))
+	c.startWriterLocked()
+}
+
+// startWriterLocked starts a writer unless one is running. Writers live
+// only while there is something to write, so an idle connection holds no
+// goroutine, and a slow socket blocks only its own writer.
+func (c *conn) startWriterLocked() {
+	if !c.writing {
+		c.writing = true
+		go c.writeLoop()
+	}
+}
+
+// writeLoop writes everything queued, coalescing the queue into one writev
+// per round, until the queue is empty.
+func (c *conn) writeLoop() {
+	for {
+		c.mu.Lock()
+		if c.state == stateClosed || len(c.queue) == 0 {
+			c.writing = false
+			closing := c.state == stateClosing
+			c.mu.Unlock()
+			if closing {
+				c.lingerClose()
+			}
+			return
+		}
+		batch := c.queue
+		c.queue, c.spare = c.spare[:0], nil
+		c.qbytes = 0
+		c.mu.Unlock()
+
+		now := time.Now()
+		_ = c.nc.SetWriteDeadline(now.Add(c.g.cfg.WriteTimeout))
+		bufs := net.Buffers(batch)
+		_, err := bufs.WriteTo(c.nc)
+		clear(batch) // drop references to frames so they can be collected
+		if err != nil {
+			c.teardown(err)
+			return
+		}
+		c.lastActive.Store(now.UnixNano())
+		c.mu.Lock()
+		if c.spare == nil {
+			c.spare = batch[:0]
+		}
+		c.mu.Unlock()
+	}
+}
+
+// lingerTimeout is how long a closed connection waits for the client's
+// close frame before the socket is closed regardless.
+const lingerTimeout = 2 * time.Second
+
+// lingerClose runs once the close frame is written. It leaves the hub at
+// once, half-closes the socket and keeps reading (and discarding) until the
+// client answers or lingerTimeout passes. Closing outright with unread
+// bytes in the socket would send a TCP reset, and a reset can make the
+// client drop our close frame and never learn the close code.
+func (c *conn) lingerClose() {
+	c.g.hub.Remove(c)
+	if tc, ok := c.nc.(interface{ CloseWrite() error }); ok {
+		_ = tc.CloseWrite()
+	}
+	time.AfterFunc(lingerTimeout, func() { c.teardown(nil) })
+}
+
+// teardown closes the socket and removes the connection from the hub at
+// once, so a dead connection never receives (or counts as receiving)
+// another message. It is idempotent.
+func (c *conn) teardown(cause error) {
+	c.mu.Lock()
+	if c.state == stateClosed {
+		c.mu.Unlock()
+		return
+	}
+	c.state = stateClosed
+	c.queue, c.spare, c.qbytes = nil, nil, 0
+	c.mu.Unlock()
+
+	c.g.hub.Remove(c)
+	if c.rc != nil {
+		c.g.poll.remove(c)
+	}
+	_ = c.nc.Close()
+	c.g.open.Add(-1)
+	if cause != nil && !errors.Is(cause, io.EOF) && !errors.Is(cause, net.ErrClosed) {
+		c.g.log.Debug("disconnected", "conn", c.id, "user", c.user, "err", cause)
+	} else {
+		c.g.log.Debug("disconnected", "conn", c.id, "user", c.user)
+	}
+}
+
+// fail ends the connection after a read-side error. A protocol error is
+// answered with its close code and the reader goes on discarding input
+// until the client closes (see lingerClose); anything else just closes.
+func (c *conn) fail(err error) {
+	var pe *wire.ProtocolError
+	if errors.As(err, &pe) {
+		c.discard = true
+		c.rbuf, c.msg = nil, nil
+		c.Close(pe.Code, pe.Reason)
+		return
+	}
+	c.teardown(err)
+}
+
+// readLoop is the goroutine-per-connection reader.
+func (c *conn) readLoop() {
+	buf := make([]byte, 4096)
+	for {
+		n, err := c.nc.Read(buf)
+		if n > 0 {
+			c.lastRead.Store(time.Now().UnixNano())
+			if perr := c.ingest(buf[:n]); perr != nil {
+				c.fail(perr)
+			}
+		}
+		if err != nil {
+			c.teardown(err)
+			return
+		}
+	}
+}
+
+// ingest parses the frames in p (after any incomplete frame kept from the
+// previous read) and handles each complete one. p is only borrowed: the
+// tail of an incomplete frame is copied.
+func (c *conn) ingest(p []byte) error {
+	if c.discard {
+		return nil
+	}
+	data := p
+	if len(c.rbuf) > 0 {
+		c.rbuf = append(c.rbuf, p...)
+		data = c.rbuf
+	}
+	for len(data) > 0 {
+		h, ok, err := wire.ParseHeader(data, c.g.cfg.MaxFrame)
+		if err != nil {
+			return err
+		}
+		if !ok || len(data) < h.Size+h.Length {
+			break
+		}
+		payload := data[h.Size : h.Size+h.Length]
+		wire.Unmask(payload, h.Mask)
+		if err := c.handleFrame(h, payload); err != nil {
+			return err
+		}
+		data = data[h.Size+h.Length:]
+	}
+	switch {
+	case len(data) == 0:
+		c.rbuf = nil
+	case len(c.rbuf) > 0:
+		// data is a tail of rbuf: move it to the front.
+		c.rbuf = c.rbuf[:copy(c.rbuf, data)]
+	default:
+		c.rbuf = append([]byte(nil), data...)
+	}
+	return nil
+}
+
+func (c *conn) handleFrame(h wire.Header, p []byte) error {
+	switch h.Op {
+	case wire.OpPing:
+		c.Send(wire.Frame(wire.OpPong, p))
+		return nil
+	case wire.OpPong:
+		return nil
+	case wire.OpClose:
+		code := wire.CloseNormal
+		if len(p) >= 2 {
+			code = uint16(p[0])<<8 | uint16(p[1])
+		}
+		c.Close(code, "")
+		return nil
+	case wire.OpText, wire.OpBinary:
+		if c.msg != nil {
+			return &wire.ProtocolError{Code: wire.CloseProtocolError, Reason: "new message inside a fragmented one"}
+		}
+		if h.Fin {
+			return c.handleMessage(h.Op, p)
+		}
+		c.msgOp = h.Op
+		c.msg = append(make([]byte, 0, len(p)*2), p...)
+		return nil
+	default: // continuation
+		if c.msg == nil {
+			return &wire.ProtocolError{Code: wire.CloseProtocolError, Reason: "continuation without a message"}
+		}
+		if len(c.msg)+len(p) > c.g.cfg.MaxFrame {
+			return &wire.ProtocolError{Code: wire.CloseTooBig, Reason: "message too large"}
+		}
+		c.msg = append(c.msg, p...)
+		if !h.Fin {
+			return nil
+		}
+		msg, op := c.msg, c.msgOp
+		c.msg = nil
+		return c.handleMessage(op, msg)
+	}
+}
+
+// clientMessage is a herald.v1 message from a client.
+type clientMessage struct {
+	Type string `json:"type"`
+}
+
+// handleMessage handles one complete client message. Raw connections may
+// send anything (the original API had no client messages); herald.v1
+// clients speak JSON objects with a "type".
+func (c *conn) handleMessage(op byte, p []byte) error {
+	if op == wire.OpText && !utf8.Valid(p) {
+		return &wire.ProtocolError{Code: wire.CloseInvalidPayload, Reason: "text frame is not UTF-8"}
+	}
+	if c.proto != herald.ProtocolV1 {
+		return nil
+	}
+	var m clientMessage
+	if err := json.Unmarshal(p, &m); err != nil {
+		return &wire.ProtocolError{Code: wire.CloseUnsupported, Reason: "herald.v1 messages are JSON objects"}
+	}
+	switch m.Type {
+	case "ping":
+		c.Send(wire.Frame(wire.OpText, []byte(`{"type":"pong"}`)))
+	case "pong":
+	default:
+		c.Send(wire.Frame(wire.OpText, []byte(`{"type":"error","code":"unknown_type","message":"unknown message type"}`)))
+	}
+	return nil
+}

@@ -1,0 +1,19 @@
+//go:build !linux
+
+package gateway
+
+import (
+	"context"
+	"errors"
+)
+
+// poller is the epoll readiness loop; it exists only on Linux.
+type poller struct{}
+
+func newPoller(*Gateway) (*poller, error) {
+	return nil, errors.New("epoll is Linux-only")
+}
+
+func (*poller) run(context.Context) {}
+func (*poller) add(*conn) error     { return errors.New("epoll is Linux-only") }
+func (*poller) remove(*conn)        {}

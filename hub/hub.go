@@ -1,0 +1,244 @@
+// Package hub is the registry of live connections on this node: user →
+// connections and id → connection, sharded so that connects, disconnects
+// and deliveries to different users do not contend on one lock. It fans a
+// message out by encoding it once per wire format and handing the same
+// frame bytes to every connection's bounded send queue.
+//
+// The hub never touches a socket: connections implement Conn, and the
+// gateway owns their I/O.
+package hub
+
+import (
+	"hash/maphash"
+	"slices"
+	"sync"
+	"sync/atomic"
+
+	"github.com/herald-gw/herald"
+	"github.com/herald-gw/herald/wire"
+)
+
+// Conn is a live connection as the hub sees it.
+type Conn interface {
+	ID() herald.ConnID
+	User() herald.UserID
+	Protocol() herald.Protocol
+	Info() herald.ConnInfo
+	// Send queues a prebuilt frame without blocking. It reports false when
+	// the connection is closed or its queue overflowed; in the latter case
+	// the connection closes itself (and leaves the hub).
+	Send(frame []byte) bool
+	// Close sends a close frame with code and reason, then closes.
+	Close(code uint16, reason string)
+}
+
+const numShards = 64
+
+// Hub is safe for concurrent use. The zero value is not usable; call New.
+type Hub struct {
+	seed       maphash.Seed
+	users      [numShards]userShard
+	ids        [numShards]idShard
+	total      atomic.Int64
+	maxPerUser int
+}
+
+type userShard struct {
+	mu    sync.RWMutex
+	conns map[herald.UserID][]Conn // in connect order, oldest first
+}
+
+type idShard struct {
+	mu    sync.RWMutex
+	conns map[herald.ConnID]Conn
+}
+
+// New returns an empty Hub. maxPerUser bounds the connections one user may
+// hold (0 = unbounded); past it the oldest is closed with 4029, so a
+// forgotten device never locks its user out.
+func New(maxPerUser int) *Hub {
+	h := &Hub{seed: maphash.MakeSeed(), maxPerUser: maxPerUser}
+	for i := range h.users {
+		h.users[i].conns = make(map[herald.UserID][]Conn)
+		h.ids[i].conns = make(map[herald.ConnID]Conn)
+	}
+	return h
+}
+
+func (h *Hub) userShard(u herald.UserID) *userShard {
+	return &h.users[maphash.String(h.seed, string(u))%numShards]
+}
+
+func (h *Hub) idShard(id herald.ConnID) *idShard {
+	return &h.ids[maphash.String(h.seed, string(id))%numShards]
+}
+
+// Add registers c. When its user already holds maxPerUser connections, the
+// oldest are closed with CloseTooManyConns.
+func (h *Hub) Add(c Conn) {
+	is := h.idShard(c.ID())
+	is.mu.Lock()
+	is.conns[c.ID()] = c
+	is.mu.Unlock()
+
+	us := h.userShard(c.User())
+	us.mu.Lock()
+	list := append(us.conns[c.User()], c)
+	var evict []Conn
+	if h.maxPerUser > 0 && len(list) > h.maxPerUser {
+		n := len(list) - h.maxPerUser
+		evict = slices.Clone(list[:n])
+		list = slices.Delete(list, 0, n)
+	}
+	us.conns[c.User()] = list
+	us.mu.Unlock()
+	h.total.Add(1)
+
+	// Closing outside the lock: Close calls back into Remove.
+	for _, old := range evict {
+		h.Remove(old)
+		old.Close(wire.CloseTooManyConns, "too many connections for this user")
+	}
+}
+
+// Remove unregisters c. It is idempotent, so both a failed write and a
+// read error may call it.
+func (h *Hub) Remove(c Conn) {
+	is := h.idShard(c.ID())
+	is.mu.Lock()
+	if cur, ok := is.conns[c.ID()]; !ok || cur != c {
+		is.mu.Unlock()
+		return
+	}
+	delete(is.conns, c.ID())
+	is.mu.Unlock()
+
+	us := h.userShard(c.User())
+	us.mu.Lock()
+	list := us.conns[c.User()]
+	if i := slices.Index(list, c); i >= 0 {
+		list = slices.Delete(list, i, i+1)
+	}
+	if len(list) == 0 {
+		delete(us.conns, c.User())
+	} else {
+		us.conns[c.User()] = list
+	}
+	us.mu.Unlock()
+	h.total.Add(-1)
+}
+
+// Get returns the connection with id, or nil.
+func (h *Hub) Get(id herald.ConnID) Conn {
+	is := h.idShard(id)
+	is.mu.RLock()
+	defer is.mu.RUnlock()
+	return is.conns[id]
+}
+
+// UserConns returns a snapshot of user's connections, oldest first.
+func (h *Hub) UserConns(u herald.UserID) []Conn {
+	us := h.userShard(u)
+	us.mu.RLock()
+	defer us.mu.RUnlock()
+	return slices.Clone(us.conns[u])
+}
+
+// Len is the number of registered connections.
+func (h *Hub) Len() int { return int(h.total.Load()) }
+
+// Each calls fn for every connection, one shard at a time, without holding
+// a lock while fn runs (fn may close the connection).
+func (h *Hub) Each(fn func(Conn)) {
+	var buf []Conn
+	for i := range h.ids {
+		s := &h.ids[i]
+		s.mu.RLock()
+		buf = buf[:0]
+		for _, c := range s.conns {
+			buf = append(buf, c)
+		}
+		s.mu.RUnlock()
+		for _, c := range buf {
+			fn(c)
+		}
+	}
+}
+
+// Failure is one connection a message could not be queued to.
+type Failure struct {
+	ID    herald.ConnID `json:"id"`
+	Error string        `json:"error"`
+}
+
+// Result is the outcome of a delivery to one user.
+type Result struct {
+	User        herald.UserID `json:"user_id"`
+	Connections int           `json:"connections"` // connections the message was queued to
+	Failed      []Failure     `json:"failed,omitempty"`
+}
+
+// Frames caches a message's frames, built at most once per wire format.
+type Frames struct {
+	Msg      *herald.Message
+	raw, env []byte
+}
+
+// For returns the frame of protocol p, building it on first use.
+func (f *Frames) For(p herald.Protocol) []byte {
+	if p == herald.ProtocolRaw {
+		if f.raw == nil {
+			f.raw = wire.MessageFrame(f.Msg, p)
+		}
+		return f.raw
+	}
+	if f.env == nil {
+		f.env = wire.MessageFrame(f.Msg, p)
+	}
+	return f.env
+}
+
+// SendUser queues m to every connection of its user and reports the
+// per-connection outcome.
+func (h *Hub) SendUser(m *herald.Message) Result {
+	f := Frames{Msg: m}
+	return h.sendFrames(m.User, &f)
+}
+
+func (h *Hub) sendFrames(u herald.UserID, f *Frames) Result {
+	res := Result{User: u}
+	us := h.userShard(u)
+	us.mu.RLock()
+	conns := us.conns[u]
+	// Frames are built under the read lock only on first use; Send never
+	// blocks, so holding the lock here is short and saves a copy of the list.
+	for _, c := range conns {
+		if c.Send(f.For(c.Protocol())) {
+			res.Connections++
+		} else {
+			res.Failed = append(res.Failed, Failure{ID: c.ID(), Error: "connection closed or send queue full"})
+		}
+	}
+	us.mu.RUnlock()
+	return res
+}
+
+// SendConn queues frame f to the connection with id. It reports false when
+// there is no such connection or it could not take the frame.
+func (h *Hub) SendConn(id herald.ConnID, f *Frames) bool {
+	c := h.Get(id)
+	return c != nil && c.Send(f.For(c.Protocol()))
+}
+
+// Broadcast queues m (whose User is ignored) to every connection and
+// returns how many took it.
+func (h *Hub) Broadcast(m *herald.Message) int {
+	f := Frames{Msg: m}
+	n := 0
+	h.Each(func(c Conn) {
+		if c.Send(f.For(c.Protocol())) {
+			n++
+		}
+	})
+	return n
+}

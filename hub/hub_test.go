@@ -1,0 +1,169 @@
+package hub
+
+import (
+	"fmt"
+	"sync"
+	"testing"
+
+	"github.com/herald-gw/herald"
+	"github.com/herald-gw/herald/wire"
+)
+
+// testConn records what the hub hands it. The hub never touches sockets,
+// so a recording Conn exercises all of it.
+type testConn struct {
+	id     herald.ConnID
+	user   herald.UserID
+	proto  herald.Protocol
+	h      *Hub
+	full   bool
+	mu     sync.Mutex
+	frames [][]byte
+	closed uint16
+}
+
+func (c *testConn) ID() herald.ConnID         { return c.id }
+func (c *testConn) User() herald.UserID       { return c.user }
+func (c *testConn) Protocol() herald.Protocol { return c.proto }
+func (c *testConn) Info() herald.ConnInfo     { return herald.ConnInfo{ID: c.id, User: c.user} }
+func (c *testConn) Send(f []byte) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.full || c.closed != 0 {
+		return false
+	}
+	c.frames = append(c.frames, f)
+	return true
+}
+func (c *testConn) Close(code uint16, _ string) {
+	c.mu.Lock()
+	c.closed = code
+	c.mu.Unlock()
+	c.h.Remove(c)
+}
+
+func newConn(h *Hub, user string, id int) *testConn {
+	return &testConn{id: herald.ConnID(fmt.Sprint("c", id)), user: herald.UserID(user), h: h}
+}
+
+func TestAddRemoveGet(t *testing.T) {
+	h := New(0)
+	a1, a2, b1 := newConn(h, "a", 1), newConn(h, "a", 2), newConn(h, "b", 3)
+	for _, c := range []*testConn{a1, a2, b1} {
+		h.Add(c)
+	}
+	if h.Len() != 3 || len(h.UserConns("a")) != 2 || h.Get("c3") != b1 {
+		t.Fatalf("len %d, a %d", h.Len(), len(h.UserConns("a")))
+	}
+	h.Remove(a1)
+	h.Remove(a1) // idempotent
+	if h.Len() != 2 || len(h.UserConns("a")) != 1 || h.Get("c1") != nil {
+		t.Fatalf("after remove: len %d", h.Len())
+	}
+	h.Remove(a2)
+	if h.UserConns("a") != nil {
+		t.Fatal("user entry not deleted")
+	}
+}
+
+func TestMaxPerUserEvictsOldest(t *testing.T) {
+	h := New(2)
+	c1, c2, c3 := newConn(h, "u", 1), newConn(h, "u", 2), newConn(h, "u", 3)
+	h.Add(c1)
+	h.Add(c2)
+	h.Add(c3)
+	if c1.closed != wire.CloseTooManyConns || c2.closed != 0 || c3.closed != 0 {
+		t.Fatalf("closed: %d %d %d", c1.closed, c2.closed, c3.closed)
+	}
+	if got := h.UserConns("u"); len(got) != 2 || got[0] != c2 || got[1] != c3 {
+		t.Fatalf("conns %v", got)
+	}
+}
+
+func TestSendUserEncodesOncePerProtocol(t *testing.T) {
+	h := New(0)
+	raw1, raw2 := newConn(h, "u", 1), newConn(h, "u", 2)
+	v1 := newConn(h, "u", 3)
+	v1.proto = herald.ProtocolV1
+	full := newConn(h, "u", 4)
+	full.full = true
+	for _, c := range []*testConn{raw1, raw2, v1, full} {
+		h.Add(c)
+	}
+	res := h.SendUser(&herald.Message{ID: "m", User: "u", Offset: 1, Epoch: "e", Data: []byte(`{"a":1}`)})
+	if res.Connections != 3 || len(res.Failed) != 1 || res.Failed[0].ID != "c4" {
+		t.Fatalf("result %+v", res)
+	}
+	if &raw1.frames[0][0] != &raw2.frames[0][0] {
+		t.Fatal("raw frame encoded twice")
+	}
+	if string(raw1.frames[0][2:]) != `{"a":1}` {
+		t.Fatalf("raw frame %q", raw1.frames[0])
+	}
+	if string(v1.frames[0][2:]) != `{"type":"message","id":"m","offset":1,"epoch":"e","data":{"a":1}}` {
+		t.Fatalf("v1 frame %q", v1.frames[0][2:])
+	}
+}
+
+func TestBroadcastAndConcurrency(t *testing.T) {
+	h := New(0)
+	var wg sync.WaitGroup
+	for i := range 200 {
+		wg.Go(func() {
+			c := newConn(h, fmt.Sprint("u", i%20), i)
+			h.Add(c)
+			if i%3 == 0 {
+				h.Remove(c)
+			}
+		})
+	}
+	wg.Wait()
+	want := 200 - 67
+	if h.Len() != want {
+		t.Fatalf("len %d, want %d", h.Len(), want)
+	}
+	if n := h.Broadcast(&herald.Message{ID: "b", Data: []byte(`1`)}); n != want {
+		t.Fatalf("broadcast reached %d", n)
+	}
+}
+
+func BenchmarkSendUser(b *testing.B) {
+	h := New(0)
+	const users = 10_000
+	for i := range users {
+		h.Add(&discardConn{id: herald.ConnID(fmt.Sprint("c", i)), user: herald.UserID(fmt.Sprint("u", i))})
+	}
+	m := &herald.Message{ID: "m", Offset: 1, Epoch: "e", Data: []byte(`{"n":1}`)}
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		m.User = herald.UserID(fmt.Sprint("u", i%users))
+		h.SendUser(m)
+		i++
+	}
+}
+
+func BenchmarkBroadcast10k(b *testing.B) {
+	h := New(0)
+	for i := range 10_000 {
+		h.Add(&discardConn{id: herald.ConnID(fmt.Sprint("c", i)), user: herald.UserID(fmt.Sprint("u", i))})
+	}
+	m := &herald.Message{ID: "m", Data: []byte(`{"n":1}`)}
+	b.ReportAllocs()
+	for b.Loop() {
+		h.Broadcast(m)
+	}
+	b.ReportMetric(float64(b.N)*10_000/b.Elapsed().Seconds(), "deliveries/s")
+}
+
+type discardConn struct {
+	id   herald.ConnID
+	user herald.UserID
+}
+
+func (c *discardConn) ID() herald.ConnID         { return c.id }
+func (c *discardConn) User() herald.UserID       { return c.user }
+func (c *discardConn) Protocol() herald.Protocol { return herald.ProtocolRaw }
+func (c *discardConn) Info() herald.ConnInfo     { return herald.ConnInfo{} }
+func (c *discardConn) Send([]byte) bool          { return true }
+func (c *discardConn) Close(uint16, string)      {}
