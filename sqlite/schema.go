@@ -1,0 +1,96 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+)
+
+// migrations returns the schema migrations in order: migrations()[i] moves a
+// database from PRAGMA user_version i to i+1. Append new steps; never edit a
+// released one, since databases in the field have already run it. (A
+// function rather than a package variable so nothing can mutate the list.)
+func migrations() []string {
+	return []string{
+		// 0 → 1: the initial schema.
+		//
+		// meta holds store-wide values, today only the history "epoch".
+		//
+		// streams records each user's last assigned offset. It is kept apart
+		// from MAX(offset) over messages so that deleting old messages (a
+		// retention policy) can never make offsets restart and collide with
+		// ones clients already saw.
+		//
+		// messages is WITHOUT ROWID, clustered on (user, offset): a replay
+		// (Since) is one contiguous range scan of the primary key, and there
+		// is no separate rowid b-tree to maintain on every insert.
+		`CREATE TABLE meta (
+			key   TEXT PRIMARY KEY,
+			value TEXT NOT NULL
+		);
+		CREATE TABLE streams (
+			user        TEXT PRIMARY KEY,
+			last_offset INTEGER NOT NULL
+		);
+		CREATE TABLE messages (
+			user     TEXT NOT NULL,
+			"offset" INTEGER NOT NULL,
+			id       TEXT NOT NULL,
+			ts       INTEGER NOT NULL, -- unix nanoseconds
+			data     BLOB,
+			PRIMARY KEY (user, "offset")
+		) WITHOUT ROWID;`,
+	}
+}
+
+// migrate brings the schema on conn up to date and returns the store's epoch,
+// creating it if the database is new. It runs in one IMMEDIATE transaction so
+// that two processes opening a new file at once cannot both create the
+// schema or pick different epochs: the second waits (busy_timeout) and then
+// sees the first one's work.
+func migrate(ctx context.Context, conn *sql.Conn, newEpoch string) (epoch string, err error) {
+	if _, err := conn.ExecContext(ctx, "BEGIN IMMEDIATE"); err != nil {
+		return "", fmt.Errorf("begin migration: %w", err)
+	}
+	defer func() {
+		if err != nil {
+			// The error being reported matters more than a failed rollback,
+			// and closing the connection discards the transaction anyway.
+			_, _ = conn.ExecContext(context.Background(), "ROLLBACK")
+		}
+	}()
+
+	var version int
+	if err := conn.QueryRowContext(ctx, "PRAGMA user_version").Scan(&version); err != nil {
+		return "", fmt.Errorf("read schema version: %w", err)
+	}
+	steps := migrations()
+	if version > len(steps) {
+		return "", fmt.Errorf("database schema version %d is newer than this build supports (%d)", version, len(steps))
+	}
+	for i := version; i < len(steps); i++ {
+		if _, err := conn.ExecContext(ctx, steps[i]); err != nil {
+			return "", fmt.Errorf("migrate schema %d→%d: %w", i, i+1, err)
+		}
+	}
+	if version < len(steps) {
+		// PRAGMA takes no bound parameters; the value is our own integer.
+		if _, err := conn.ExecContext(ctx, fmt.Sprintf("PRAGMA user_version = %d", len(steps))); err != nil {
+			return "", fmt.Errorf("set schema version: %w", err)
+		}
+	}
+
+	// The epoch is created once, with the database, and then kept: it changes
+	// only when history is lost, which for a file means a new file.
+	if _, err := conn.ExecContext(ctx, "INSERT OR IGNORE INTO meta (key, value) VALUES ('epoch', ?)", newEpoch); err != nil {
+		return "", fmt.Errorf("create epoch: %w", err)
+	}
+	if err := conn.QueryRowContext(ctx, "SELECT value FROM meta WHERE key = 'epoch'").Scan(&epoch); err != nil {
+		return "", fmt.Errorf("read epoch: %w", err)
+	}
+
+	if _, err := conn.ExecContext(ctx, "COMMIT"); err != nil {
+		return "", fmt.Errorf("commit migration: %w", err)
+	}
+	return epoch, nil
+}
