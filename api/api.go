@@ -1,0 +1,197 @@
+// Package api is Herald's HTTP surface: the WebSocket endpoint, the server
+// API used by the application's API server, and (through awsapi) the API
+// Gateway Management API. routes.go lists every route; each handler is a
+// function returning an http.Handler, with its dependencies passed in.
+package api
+
+import (
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"mime"
+	"net/http"
+	"strings"
+	"sync/atomic"
+
+	"github.com/herald-gw/herald"
+	"github.com/herald-gw/herald/gateway"
+	"github.com/herald-gw/herald/hub"
+	"github.com/herald-gw/herald/stream"
+)
+
+// MaxPayload is the largest notification payload, as on API Gateway.
+const MaxPayload = 128 << 10
+
+// AWSHandlers serves the API Gateway Management API routes.
+type AWSHandlers interface {
+	PostToConnection() http.Handler
+	GetConnection() http.Handler
+	DeleteConnection() http.Handler
+}
+
+// Config holds the API's settings.
+type Config struct {
+	APIKey string // server API bearer key; required
+}
+
+// Server holds the API's dependencies.
+type Server struct {
+	cfg     Config
+	log     *slog.Logger
+	hub     *hub.Hub
+	gateway *gateway.Gateway
+	stream  *stream.Service
+	aws     AWSHandlers
+	ready   atomic.Bool
+}
+
+// New returns Herald's HTTP handler. aws may be nil to leave the
+// management API out.
+func New(cfg Config, log *slog.Logger, h *hub.Hub, gw *gateway.Gateway, st *stream.Service, aws AWSHandlers) *Server {
+	s := &Server{cfg: cfg, log: log, hub: h, gateway: gw, stream: st, aws: aws}
+	s.ready.Store(true)
+	return s
+}
+
+// Handler returns the HTTP handler serving every route.
+func (s *Server) Handler() http.Handler {
+	mux := http.NewServeMux()
+	addRoutes(mux, s)
+	return mux
+}
+
+// SetReady marks the node ready or not (draining) for /readyz and /ws.
+func (s *Server) SetReady(ready bool) { s.ready.Store(ready) }
+
+// statusOf maps an error code to its HTTP status (docs/api.md lists both).
+func statusOf(code herald.ErrorCode) int {
+	switch code {
+	case herald.EInvalidJSON, herald.EInvalidRequest:
+		return http.StatusBadRequest
+	case herald.EUnauthorized:
+		return http.StatusUnauthorized
+	case herald.ENotFound:
+		return http.StatusNotFound
+	case herald.EMethodNotAllowed:
+		return http.StatusMethodNotAllowed
+	case herald.EPayloadTooLarge:
+		return http.StatusRequestEntityTooLarge
+	case herald.EUnsupportedMedia:
+		return http.StatusUnsupportedMediaType
+	case herald.ETooManyRequests:
+		return http.StatusTooManyRequests
+	case herald.EUnavailable:
+		return http.StatusServiceUnavailable
+	default:
+		return http.StatusInternalServerError
+	}
+}
+
+// errorBody is the one error shape of every non-AWS route.
+type errorBody struct {
+	Error struct {
+		Code    herald.ErrorCode `json:"code"`
+		Message string           `json:"message"`
+	} `json:"error"`
+}
+
+// writeError reports err as {"error":{"code","message"}} with the code's
+// status. Internal errors are logged and reported without detail.
+func writeError(w http.ResponseWriter, r *http.Request, log *slog.Logger, err error) {
+	var body errorBody
+	body.Error.Code = herald.ErrorCodeOf(err)
+	body.Error.Message = herald.ErrorMessageOf(err)
+	status := statusOf(body.Error.Code)
+	if status >= 500 {
+		log.Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
+	}
+	if status == http.StatusUnauthorized {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="herald"`)
+	}
+	writeJSON(w, status, body)
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+// maxBody bounds request bodies: a payload of MaxPayload may grow when
+// escaped inside a JSON string (the /v1/notify shape), so allow for that and
+// check the payload itself after decoding.
+const maxBody = 6*MaxPayload + 4096
+
+// readBody reads a JSON request body, enforcing the content type and size.
+func readBody(r *http.Request) ([]byte, error) {
+	if ct := r.Header.Get("Content-Type"); ct != "" {
+		mt, _, err := mime.ParseMediaType(ct)
+		if err != nil || (mt != "application/json" && !strings.HasSuffix(mt, "+json")) {
+			return nil, herald.Errorf(herald.EUnsupportedMedia, "Content-Type must be application/json, got %q", ct)
+		}
+	}
+	b, err := io.ReadAll(io.LimitReader(r.Body, maxBody+1))
+	if err != nil {
+		return nil, &herald.Error{Code: herald.EInvalidRequest, Message: "could not read request body", Err: err}
+	}
+	if len(b) > maxBody {
+		return nil, herald.Errorf(herald.EPayloadTooLarge, "request body exceeds %d bytes", maxBody)
+	}
+	return b, nil
+}
+
+// decodeJSON decodes body into v, telling malformed JSON and wrong types
+// apart from each other in the message (both are invalid_json).
+func decodeJSON(body []byte, v any) error {
+	if len(strings.TrimSpace(string(body))) == 0 {
+		return herald.Errorf(herald.EInvalidJSON, "request body is empty")
+	}
+	err := json.Unmarshal(body, v)
+	var te *json.UnmarshalTypeError
+	var se *json.SyntaxError
+	switch {
+	case err == nil:
+		return nil
+	case errors.As(err, &te):
+		return &herald.Error{Code: herald.EInvalidJSON, Message: "field " + strings.TrimPrefix(te.Field, ".") + " has the wrong type: got " + te.Value + ", want " + te.Type.String(), Err: err}
+	case errors.As(err, &se):
+		return &herald.Error{Code: herald.EInvalidJSON, Message: "malformed JSON: " + se.Error(), Err: err}
+	default:
+		return &herald.Error{Code: herald.EInvalidJSON, Message: "malformed JSON: " + err.Error(), Err: err}
+	}
+}
+
+// checkPayload enforces the payload size limit.
+func checkPayload(p []byte) error {
+	if len(p) > MaxPayload {
+		return herald.Errorf(herald.EPayloadTooLarge, "payload is %d bytes; the limit is %d", len(p), MaxPayload)
+	}
+	return nil
+}
+
+// requireAPIKey wraps a handler with the server API's bearer key check. The
+// compare is constant-time so the key cannot be guessed byte by byte from
+// response timings.
+func requireAPIKey(log *slog.Logger, key string) func(http.Handler) http.Handler {
+	return func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if !APIKeyMatches(r, key) {
+				writeError(w, r, log, herald.Errorf(herald.EUnauthorized, "missing or invalid API key"))
+				return
+			}
+			next.ServeHTTP(w, r)
+		})
+	}
+}
+
+// APIKeyMatches reports whether r carries "Authorization: Bearer <key>".
+func APIKeyMatches(r *http.Request, key string) bool {
+	a := r.Header.Get("Authorization")
+	if key == "" || len(a) < 7 || !strings.EqualFold(a[:7], "bearer ") {
+		return false
+	}
+	return subtle.ConstantTimeCompare([]byte(strings.TrimSpace(a[7:])), []byte(key)) == 1
+}

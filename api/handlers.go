@@ -1,0 +1,300 @@
+package api
+
+import (
+	"encoding/json"
+	"log/slog"
+	"net/http"
+	"reflect"
+	"regexp"
+	"slices"
+	"strings"
+
+	"github.com/herald-gw/herald"
+	"github.com/herald-gw/herald/hub"
+	"github.com/herald-gw/herald/wire"
+)
+
+func handleHealth() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	})
+}
+
+// handleReady answers 503 while draining so a load balancer stops sending
+// new connections before they are refused.
+func handleReady(s *Server) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !s.ready.Load() {
+			writeError(w, r, s.log, herald.Errorf(herald.EUnavailable, "draining"))
+			return
+		}
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+	})
+}
+
+func handleWebSocket(s *Server) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !s.ready.Load() {
+			writeError(w, r, s.log, herald.Errorf(herald.EUnavailable, "draining; reconnect to another node"))
+			return
+		}
+		claims, err := s.gateway.Authenticate(r)
+		if err != nil {
+			writeError(w, r, s.log, err)
+			return
+		}
+		if err := s.gateway.Accept(w, r, claims); err != nil {
+			writeError(w, r, s.log, err)
+		}
+	})
+}
+
+// deliveryReply is the reply to a message for one user.
+type deliveryReply struct {
+	User        herald.UserID `json:"user_id"`
+	ID          string        `json:"id"`
+	Offset      uint64        `json:"offset"`
+	Connections int           `json:"connections"`
+	Failed      []hub.Failure `json:"failed,omitempty"`
+}
+
+func replyFor(m *herald.Message, r hub.Result) deliveryReply {
+	return deliveryReply{User: m.User, ID: m.ID, Offset: m.Offset, Connections: r.Connections, Failed: r.Failed}
+}
+
+// integerID matches the numeric user ids of the original payload (42).
+var integerID = regexp.MustCompile(`^-?[0-9]+$`)
+
+// userID accepts a user id as a JSON string or integer: the original
+// notification Lambda's payload has "user_id": 42.
+type userID herald.UserID
+
+func (u *userID) UnmarshalJSON(b []byte) error {
+	if len(b) > 0 && b[0] == '"' {
+		var s string
+		if err := json.Unmarshal(b, &s); err != nil {
+			return err
+		}
+		*u = userID(s)
+		return nil
+	}
+	if !integerID.Match(b) {
+		return &json.UnmarshalTypeError{Value: "non-integer", Type: reflect.TypeFor[string](), Field: "user_id"}
+	}
+	*u = userID(b)
+	return nil
+}
+
+// handleNotify serves the original notification Lambda's payload verbatim:
+// {"user_id": 42, "json": "<string>"}; the string's bytes are the payload.
+func handleNotify(s *Server) http.Handler {
+	type request struct {
+		User *userID `json:"user_id"`
+		JSON *string `json:"json"`
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, err := readBody(r)
+		if err != nil {
+			writeError(w, r, s.log, err)
+			return
+		}
+		var req request
+		if err := decodeJSON(body, &req); err != nil {
+			writeError(w, r, s.log, err)
+			return
+		}
+		switch {
+		case req.User == nil || *req.User == "":
+			err = herald.Errorf(herald.EInvalidRequest, "user_id is required")
+		case req.JSON == nil:
+			err = herald.Errorf(herald.EInvalidRequest, "json is required")
+		default:
+			err = checkPayload([]byte(*req.JSON))
+		}
+		if err != nil {
+			writeError(w, r, s.log, err)
+			return
+		}
+		s.publishOne(w, r, herald.UserID(*req.User), []byte(*req.JSON))
+	})
+}
+
+// handleUserMessage delivers the request body, any JSON value, as-is.
+func handleUserMessage(s *Server) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		user, err := pathUser(r)
+		if err != nil {
+			writeError(w, r, s.log, err)
+			return
+		}
+		body, err := readBody(r)
+		if err == nil {
+			err = validPayload(body)
+		}
+		if err != nil {
+			writeError(w, r, s.log, err)
+			return
+		}
+		s.publishOne(w, r, user, body)
+	})
+}
+
+func (s *Server) publishOne(w http.ResponseWriter, r *http.Request, user herald.UserID, payload []byte) {
+	m := &herald.Message{User: user, Data: payload}
+	res, err := s.stream.Publish(r.Context(), []*herald.Message{m})
+	if err != nil {
+		writeError(w, r, s.log, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, replyFor(m, res[0]))
+}
+
+// MaxUsers bounds one multi-user request.
+const MaxUsers = 10_000
+
+func handleMultiMessage(s *Server) http.Handler {
+	type request struct {
+		Users []string        `json:"users"`
+		Data  json.RawMessage `json:"data"`
+	}
+	type reply struct {
+		Users       []deliveryReply `json:"users"`
+		Connections int             `json:"connections"`
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, err := readBody(r)
+		if err != nil {
+			writeError(w, r, s.log, err)
+			return
+		}
+		var req request
+		if err := decodeJSON(body, &req); err != nil {
+			writeError(w, r, s.log, err)
+			return
+		}
+		switch {
+		case len(req.Users) == 0:
+			err = herald.Errorf(herald.EInvalidRequest, "users must list at least one user id")
+		case len(req.Users) > MaxUsers:
+			err = herald.Errorf(herald.EInvalidRequest, "users lists %d ids; the limit is %d", len(req.Users), MaxUsers)
+		case slices.Contains(req.Users, ""):
+			err = herald.Errorf(herald.EInvalidRequest, "users must not contain an empty id")
+		default:
+			err = validPayload(req.Data)
+		}
+		if err != nil {
+			writeError(w, r, s.log, err)
+			return
+		}
+		msgs := make([]*herald.Message, 0, len(req.Users))
+		seen := make(map[string]bool, len(req.Users))
+		for _, u := range req.Users {
+			if !seen[u] { // a user listed twice gets the message once
+				seen[u] = true
+				msgs = append(msgs, &herald.Message{User: herald.UserID(u), Data: req.Data})
+			}
+		}
+		res, err := s.stream.Publish(r.Context(), msgs)
+		if err != nil {
+			writeError(w, r, s.log, err)
+			return
+		}
+		out := reply{Users: make([]deliveryReply, len(msgs))}
+		for i, m := range msgs {
+			out.Users[i] = replyFor(m, res[i])
+			out.Connections += res[i].Connections
+		}
+		writeJSON(w, http.StatusOK, out)
+	})
+}
+
+func handleBroadcast(s *Server) http.Handler {
+	type request struct {
+		Data json.RawMessage `json:"data"`
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, err := readBody(r)
+		if err != nil {
+			writeError(w, r, s.log, err)
+			return
+		}
+		var req request
+		if err := decodeJSON(body, &req); err != nil {
+			writeError(w, r, s.log, err)
+			return
+		}
+		if err := validPayload(req.Data); err != nil {
+			writeError(w, r, s.log, err)
+			return
+		}
+		m, n := s.stream.Broadcast(req.Data)
+		writeJSON(w, http.StatusOK, map[string]any{"id": m.ID, "connections": n})
+	})
+}
+
+func handleListConnections(s *Server) http.Handler {
+	type reply struct {
+		Connections []herald.ConnInfo `json:"connections"`
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		user, err := pathUser(r)
+		if err != nil {
+			writeError(w, r, s.log, err)
+			return
+		}
+		conns := s.hub.UserConns(user)
+		out := reply{Connections: make([]herald.ConnInfo, len(conns))}
+		for i, c := range conns {
+			out.Connections[i] = c.Info()
+		}
+		writeJSON(w, http.StatusOK, out)
+	})
+}
+
+func handleDisconnectUser(s *Server) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		user, err := pathUser(r)
+		if err != nil {
+			writeError(w, r, s.log, err)
+			return
+		}
+		conns := s.hub.UserConns(user)
+		for _, c := range conns {
+			c.Close(wire.CloseDisconnected, "disconnected by the server")
+		}
+		writeJSON(w, http.StatusOK, map[string]any{"user_id": user, "closed": len(conns)})
+	})
+}
+
+func handleNotFound(log *slog.Logger) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, r, log, herald.Errorf(herald.ENotFound, "no route for %s %s", r.Method, r.URL.Path))
+	})
+}
+
+func handleMethodNotAllowed(log *slog.Logger, allowed []string) http.Handler {
+	allow := strings.Join(allowed, ", ")
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Allow", allow)
+		writeError(w, r, log, herald.Errorf(herald.EMethodNotAllowed, "%s is not allowed here; allowed: %s", r.Method, allow))
+	})
+}
+
+func pathUser(r *http.Request) (herald.UserID, error) {
+	u := r.PathValue("user")
+	if strings.TrimSpace(u) == "" {
+		return "", herald.Errorf(herald.EInvalidRequest, "user id is empty")
+	}
+	return herald.UserID(u), nil
+}
+
+// validPayload checks that p is present, valid JSON and within the limit.
+func validPayload(p []byte) error {
+	if len(strings.TrimSpace(string(p))) == 0 {
+		return herald.Errorf(herald.EInvalidRequest, "data is required")
+	}
+	if !json.Valid(p) {
+		return herald.Errorf(herald.EInvalidJSON, "payload is not valid JSON")
+	}
+	return checkPayload(p)
+}

@@ -1,0 +1,65 @@
+package api
+
+import (
+	"log/slog"
+	"net/http"
+)
+
+// addRoutes lists Herald's whole HTTP surface. Every path registered here
+// is documented in docs/api.md.
+func addRoutes(mux *http.ServeMux, s *Server) {
+	r := router{mux: mux, allowed: map[string][]string{}}
+
+	// Health.
+	r.handle("GET", "/healthz", handleHealth())
+	r.handle("GET", "/readyz", handleReady(s))
+
+	// Gateway: browsers connect here with a client token.
+	r.handle("GET", "/ws", handleWebSocket(s))
+
+	// Server API, for the application's API server (API key).
+	key := requireAPIKey(s.log, s.cfg.APIKey)
+	r.handle("POST", "/v1/notify", key(handleNotify(s)))
+	r.handle("POST", "/v1/users/{user}/messages", key(handleUserMessage(s)))
+	r.handle("POST", "/v1/messages", key(handleMultiMessage(s)))
+	r.handle("POST", "/v1/broadcast", key(handleBroadcast(s)))
+	r.handle("GET", "/v1/users/{user}/connections", key(handleListConnections(s)))
+	r.handle("DELETE", "/v1/users/{user}/connections", key(handleDisconnectUser(s)))
+
+	// API Gateway Management API, so AWS SDK clients work unchanged. Served
+	// at the root and under one stage segment, as API Gateway's endpoint
+	// (https://{api}.execute-api.{region}.amazonaws.com/{stage}) has one.
+	if s.aws != nil {
+		for _, p := range []string{"/@connections/{id}", "/{stage}/@connections/{id}"} {
+			r.handle("POST", p, s.aws.PostToConnection())
+			r.handle("GET", p, s.aws.GetConnection())
+			r.handle("DELETE", p, s.aws.DeleteConnection())
+		}
+	}
+
+	r.finish(s.log)
+}
+
+// router registers method-specific patterns and then, for every path, a
+// method-less fallback answering 405 in Herald's JSON error shape (the
+// standard mux would answer in plain text).
+type router struct {
+	mux     *http.ServeMux
+	allowed map[string][]string
+	order   []string
+}
+
+func (r *router) handle(method, path string, h http.Handler) {
+	r.mux.Handle(method+" "+path, h)
+	if _, ok := r.allowed[path]; !ok {
+		r.order = append(r.order, path)
+	}
+	r.allowed[path] = append(r.allowed[path], method)
+}
+
+func (r *router) finish(log *slog.Logger) {
+	for _, p := range r.order {
+		r.mux.Handle(p, handleMethodNotAllowed(log, r.allowed[p]))
+	}
+	r.mux.Handle("/", handleNotFound(log))
+}

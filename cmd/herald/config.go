@@ -1,0 +1,96 @@
+package main
+
+import (
+	"flag"
+	"fmt"
+	"io"
+	"strconv"
+	"time"
+)
+
+// config is everything "herald serve" can be told, by flag or by HERALD_*
+// environment variable (a flag wins). docs/api.md lists every variable.
+type config struct {
+	Addr            string
+	DB              string
+	TokenSecret     string
+	APIKey          string
+	AWSAccessKeyID  string
+	AWSSecretKey    string
+	IO              string
+	TLSCert         string
+	TLSKey          string
+	PingInterval    time.Duration
+	WriteTimeout    time.Duration
+	DrainTimeout    time.Duration
+	MaxConns        int
+	MaxConnsPerUser int
+	LogLevel        string
+}
+
+func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (config, error) {
+	var c config
+	fs := flag.NewFlagSet("herald serve", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	env := func(name, def string) string {
+		if v := getenv(name); v != "" {
+			return v
+		}
+		return def
+	}
+	var perr error
+	envDur := func(name string, def time.Duration) time.Duration {
+		v := getenv(name)
+		if v == "" {
+			return def
+		}
+		d, err := time.ParseDuration(v)
+		if err != nil && perr == nil {
+			perr = fmt.Errorf("%s: %w", name, err)
+		}
+		return d
+	}
+	envInt := func(name string, def int) int {
+		v := getenv(name)
+		if v == "" {
+			return def
+		}
+		n, err := strconv.Atoi(v)
+		if err != nil && perr == nil {
+			perr = fmt.Errorf("%s: %w", name, err)
+		}
+		return n
+	}
+	fs.StringVar(&c.Addr, "addr", env("HERALD_ADDR", "localhost:8080"), "listen address ($HERALD_ADDR); use :8080 to listen on every interface")
+	fs.StringVar(&c.DB, "db", env("HERALD_DB", "herald.db"), `SQLite file for durable data ($HERALD_DB); ":memory:" keeps everything in memory`)
+	fs.StringVar(&c.IO, "io", env("HERALD_IO", ""), `connection I/O: "epoll" (Linux) or "goroutine"; empty picks epoll where possible ($HERALD_IO)`)
+	fs.StringVar(&c.TLSCert, "tls-cert", env("HERALD_TLS_CERT", ""), "serve TLS with this certificate file ($HERALD_TLS_CERT)")
+	fs.StringVar(&c.TLSKey, "tls-key", env("HERALD_TLS_KEY", ""), "and this key file ($HERALD_TLS_KEY)")
+	fs.DurationVar(&c.PingInterval, "ping-interval", envDur("HERALD_PING_INTERVAL", 25*time.Second), "heartbeat period; a connection silent for 2x this is dropped ($HERALD_PING_INTERVAL)")
+	fs.DurationVar(&c.WriteTimeout, "write-timeout", envDur("HERALD_WRITE_TIMEOUT", 10*time.Second), "longest a socket write may take before the connection is dropped ($HERALD_WRITE_TIMEOUT)")
+	fs.DurationVar(&c.DrainTimeout, "drain-timeout", envDur("HERALD_DRAIN_TIMEOUT", 10*time.Second), "on SIGTERM, close connections spread over this window ($HERALD_DRAIN_TIMEOUT)")
+	fs.IntVar(&c.MaxConns, "max-conns", envInt("HERALD_MAX_CONNS", 0), "connections on this node, 0 = unbounded ($HERALD_MAX_CONNS)")
+	fs.IntVar(&c.MaxConnsPerUser, "max-conns-per-user", envInt("HERALD_MAX_CONNS_PER_USER", 100), "connections per user; past it the oldest is closed with 4029 ($HERALD_MAX_CONNS_PER_USER)")
+	fs.StringVar(&c.LogLevel, "log-level", env("HERALD_LOG_LEVEL", "info"), "debug, info, warn or error ($HERALD_LOG_LEVEL)")
+	// Secrets come only from the environment: flags show up in ps(1).
+	c.TokenSecret = getenv("HERALD_TOKEN_SECRET")
+	c.APIKey = getenv("HERALD_API_KEY")
+	c.AWSAccessKeyID = getenv("HERALD_AWS_ACCESS_KEY_ID")
+	c.AWSSecretKey = getenv("HERALD_AWS_SECRET_ACCESS_KEY")
+	if perr != nil {
+		return c, perr
+	}
+	if err := fs.Parse(args); err != nil {
+		return c, err
+	}
+	if fs.NArg() > 0 {
+		return c, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	if (c.TLSCert == "") != (c.TLSKey == "") {
+		return c, fmt.Errorf("TLS needs both a certificate and a key")
+	}
+	if (c.AWSAccessKeyID == "") != (c.AWSSecretKey == "") {
+		return c, fmt.Errorf("HERALD_AWS_ACCESS_KEY_ID and HERALD_AWS_SECRET_ACCESS_KEY must be set together")
+	}
+	return c, nil
+}

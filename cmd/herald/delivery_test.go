@@ -1,0 +1,317 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+)
+
+// The original front end: new WebSocket(url + "?token=" + token), and the
+// original API server's payload {"user_id": 42, "json": "..."}. The raw
+// client must receive exactly the bytes of the json string, on every tab.
+func TestNotifyRawBytesExactly(t *testing.T) {
+	ioModes(t, func(t *testing.T, mode string) {
+		h := startHerald(t, testEnv(t, "HERALD_IO", mode))
+		tabs := []*websocket.Conn{h.dial(t, "42"), h.dial(t, "42"), h.dial(t, "42")}
+		other := h.dial(t, "43")
+		h.waitConns(t, "42", 3)
+
+		payload := `{"message":"hi","n":1, "spaces" : [1, 2]}`
+		body, _ := json.Marshal(map[string]any{"user_id": 42, "json": payload})
+		status, reply := h.api(t, "POST", "/v1/notify", string(body))
+		if status != 200 {
+			t.Fatalf("notify: %d %s", status, reply)
+		}
+		r := mustJSON(t, reply)
+		if r["user_id"] != "42" || r["connections"] != float64(3) {
+			t.Fatalf("reply %s", reply)
+		}
+		for i, c := range tabs {
+			typ, got := read(t, c)
+			if typ != websocket.MessageText || string(got) != payload {
+				t.Fatalf("tab %d got %v %q, want text %q", i, typ, got, payload)
+			}
+		}
+		// The other user got nothing: the next thing it sees is its own message.
+		h.api(t, "POST", "/v1/users/43/messages", `{"for":"43"}`)
+		if _, got := read(t, other); string(got) != `{"for":"43"}` {
+			t.Fatalf("user 43 got %q", got)
+		}
+	})
+}
+
+func TestTokenLocations(t *testing.T) {
+	h := startHerald(t, testEnv(t))
+	tok := h.token(t, "u1")
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	for _, tc := range []struct {
+		name    string
+		url     string
+		opts    *websocket.DialOptions
+		wantSub string
+	}{
+		{"query", "/ws?token=" + tok, nil, ""},
+		{"bearer header", "/ws", &websocket.DialOptions{HTTPHeader: http.Header{"Authorization": {"Bearer " + tok}}}, ""},
+		{"token subprotocol alone is echoed", "/ws", &websocket.DialOptions{Subprotocols: []string{"herald.token." + tok}}, "herald.token." + tok},
+		{"herald.v1 preferred over token subprotocol", "/ws", &websocket.DialOptions{Subprotocols: []string{"herald.token." + tok, "herald.v1"}}, "herald.v1"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, _, err := websocket.Dial(ctx, h.WSURL+tc.url, tc.opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.CloseNow()
+			if c.Subprotocol() != tc.wantSub {
+				t.Fatalf("subprotocol %q, want %q", c.Subprotocol(), tc.wantSub)
+			}
+		})
+	}
+}
+
+func TestEnvelopeV1(t *testing.T) {
+	h := startHerald(t, testEnv(t))
+	c := h.dial(t, "7", "herald.v1")
+	h.waitConns(t, "7", 1)
+	status, reply := h.api(t, "POST", "/v1/users/7/messages", `{"kind":"order","id":9}`)
+	if status != 200 {
+		t.Fatalf("%d %s", status, reply)
+	}
+	_, got := read(t, c)
+	env := mustJSON(t, string(got))
+	if env["type"] != "message" || env["id"] != mustJSON(t, reply)["id"] || env["offset"] != float64(1) {
+		t.Fatalf("envelope %s (reply %s)", got, reply)
+	}
+	if d, _ := json.Marshal(env["data"]); string(d) != `{"id":9,"kind":"order"}` {
+		t.Fatalf("data %s", d)
+	}
+	// A /v1/notify string that is not JSON is embedded as a JSON string.
+	h.api(t, "POST", "/v1/notify", `{"user_id":"7","json":"plain text"}`)
+	_, got = read(t, c)
+	if env := mustJSON(t, string(got)); env["data"] != "plain text" || env["offset"] != float64(2) {
+		t.Fatalf("envelope %s", got)
+	}
+	// App-level ping is answered.
+	if err := c.Write(context.Background(), websocket.MessageText, []byte(`{"type":"ping"}`)); err != nil {
+		t.Fatal(err)
+	}
+	if _, got := read(t, c); string(got) != `{"type":"pong"}` {
+		t.Fatalf("got %s", got)
+	}
+}
+
+func TestNotifyUsersAndBroadcast(t *testing.T) {
+	h := startHerald(t, testEnv(t))
+	a, b, c := h.dial(t, "a"), h.dial(t, "b"), h.dial(t, "c", "herald.v1")
+	h.waitConns(t, "a", 1)
+	h.waitConns(t, "b", 1)
+	h.waitConns(t, "c", 1)
+
+	status, reply := h.api(t, "POST", "/v1/messages", `{"users":["a","b","b","nobody"],"data":{"x":1}}`)
+	if status != 200 {
+		t.Fatalf("%d %s", status, reply)
+	}
+	var multi struct {
+		Users []struct {
+			User        string `json:"user_id"`
+			Connections int    `json:"connections"`
+		} `json:"users"`
+		Connections int `json:"connections"`
+	}
+	json.Unmarshal([]byte(reply), &multi)
+	if multi.Connections != 2 || len(multi.Users) != 3 || multi.Users[2].User != "nobody" || multi.Users[2].Connections != 0 {
+		t.Fatalf("reply %s", reply)
+	}
+	for _, conn := range []*websocket.Conn{a, b} {
+		if _, got := read(t, conn); string(got) != `{"x":1}` {
+			t.Fatalf("got %s", got)
+		}
+	}
+	status, reply = h.api(t, "POST", "/v1/broadcast", `{"data":"all"}`)
+	if status != 200 || mustJSON(t, reply)["connections"] != float64(3) {
+		t.Fatalf("%d %s", status, reply)
+	}
+	for _, conn := range []*websocket.Conn{a, b} {
+		if _, got := read(t, conn); string(got) != `"all"` {
+			t.Fatalf("got %s", got)
+		}
+	}
+	if _, got := read(t, c); mustJSON(t, string(got))["data"] != "all" {
+		t.Fatalf("got %s", got)
+	}
+}
+
+func TestListAndDisconnectUser(t *testing.T) {
+	ioModes(t, func(t *testing.T, mode string) {
+		h := startHerald(t, testEnv(t, "HERALD_IO", mode))
+		c1, c2 := h.dial(t, "u"), h.dial(t, "u")
+		conns := h.waitConns(t, "u", 2)
+		for _, c := range conns {
+			for _, k := range []string{"id", "connected_at", "last_active_at", "source_ip", "user_agent"} {
+				if _, ok := c[k]; !ok {
+					t.Fatalf("connection lacks %q: %v", k, c)
+				}
+			}
+			if c["source_ip"] != "127.0.0.1" {
+				t.Fatalf("source_ip %v", c["source_ip"])
+			}
+		}
+		status, reply := h.api(t, "DELETE", "/v1/users/u/connections", "")
+		if status != 200 || mustJSON(t, reply)["closed"] != float64(2) {
+			t.Fatalf("%d %s", status, reply)
+		}
+		for _, c := range []*websocket.Conn{c1, c2} {
+			if code := websocket.CloseStatus(readErr(t, c)); code != 4003 {
+				t.Fatalf("close code %d, want 4003", code)
+			}
+		}
+		h.waitConns(t, "u", 0)
+		// Unknown user: an empty list, not an error (a user simply has no
+		// connection open right now).
+		status, reply = h.api(t, "GET", "/v1/users/nobody/connections", "")
+		if status != 200 || reply != "{\"connections\":[]}\n" {
+			t.Fatalf("%d %q", status, reply)
+		}
+	})
+}
+
+func TestMaxConnsPerUserClosesOldest(t *testing.T) {
+	h := startHerald(t, testEnv(t, "HERALD_MAX_CONNS_PER_USER", "2"))
+	oldest := h.dial(t, "u")
+	h.waitConns(t, "u", 1)
+	h.dial(t, "u")
+	h.waitConns(t, "u", 2)
+	h.dial(t, "u")
+	if code := websocket.CloseStatus(readErr(t, oldest)); code != 4029 {
+		t.Fatalf("oldest closed with %d, want 4029", code)
+	}
+	h.waitConns(t, "u", 2)
+}
+
+func TestWebSocketAuthErrors(t *testing.T) {
+	h := startHerald(t, testEnv(t))
+	expired, _ := h.issuer.Mint("u", time.Nanosecond)
+	time.Sleep(1100 * time.Millisecond) // JWT exp has one-second resolution
+	algNone := "eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0.eyJzdWIiOiJ1IiwiZXhwIjo0MTAyNDQ0ODAwfQ."
+	for _, tc := range []struct {
+		name, query, message string
+	}{
+		{"missing", "", "missing token"},
+		{"garbage", "?token=abc", "invalid token"},
+		{"expired", "?token=" + expired, "token expired"},
+		{"alg none", "?token=" + algNone, "token signature or algorithm rejected"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			_, resp, err := websocket.Dial(ctx, h.WSURL+"/ws"+tc.query, nil)
+			if err == nil {
+				t.Fatal("upgrade succeeded")
+			}
+			if resp == nil || resp.StatusCode != 401 {
+				t.Fatalf("resp %v", resp)
+			}
+			var body struct {
+				Error struct{ Code, Message string } `json:"error"`
+			}
+			if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
+				t.Fatal(err)
+			}
+			if body.Error.Code != "unauthorized" || body.Error.Message != tc.message {
+				t.Fatalf("error %+v", body.Error)
+			}
+		})
+	}
+	// A plain GET without an upgrade is a clear 400.
+	status, body := h.request(t, "GET", "/ws?token="+h.token(t, "u"), "", nil)
+	if status != 400 || mustJSON(t, body)["error"].(map[string]any)["code"] != "invalid_request" {
+		t.Fatalf("%d %s", status, body)
+	}
+}
+
+// Many connections of many users, messages in flight to all: every client
+// gets its own messages, in order.
+func TestConcurrentDeliveryOrder(t *testing.T) {
+	ioModes(t, func(t *testing.T, mode string) {
+		h := startHerald(t, testEnv(t, "HERALD_IO", mode))
+		const users, perUser = 20, 30
+		conns := make([]*websocket.Conn, users)
+		for i := range conns {
+			conns[i] = h.dial(t, fmt.Sprint("u", i))
+			h.waitConns(t, fmt.Sprint("u", i), 1)
+		}
+		errs := make(chan error, users)
+		for i := range users {
+			go func() {
+				for n := range perUser {
+					status, body := h.api(t, "POST", fmt.Sprintf("/v1/users/u%d/messages", i), fmt.Sprint(n))
+					if status != 200 {
+						errs <- fmt.Errorf("%d %s", status, body)
+						return
+					}
+				}
+				errs <- nil
+			}()
+		}
+		for range users {
+			if err := <-errs; err != nil {
+				t.Fatal(err)
+			}
+		}
+		for i, c := range conns {
+			for n := range perUser {
+				if _, got := read(t, c); string(got) != fmt.Sprint(n) {
+					t.Fatalf("user %d message %d: got %s", i, n, got)
+				}
+			}
+		}
+	})
+}
+
+func TestClientPingAnswered(t *testing.T) {
+	ioModes(t, func(t *testing.T, mode string) {
+		h := startHerald(t, testEnv(t, "HERALD_IO", mode))
+		c := h.dial(t, "p")
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		// coder/websocket only sees the pong while reading.
+		go func() { _, _, _ = c.Read(ctx) }()
+		if err := c.Ping(ctx); err != nil {
+			t.Fatalf("ping: %v", err)
+		}
+	})
+}
+
+func TestClientFrameLimits(t *testing.T) {
+	ioModes(t, func(t *testing.T, mode string) {
+		h := startHerald(t, testEnv(t, "HERALD_IO", mode))
+		for _, tc := range []struct {
+			name string
+			typ  websocket.MessageType
+			msg  []byte
+			code websocket.StatusCode
+		}{
+			{"too big", websocket.MessageText, []byte(strings.Repeat("x", 33<<10)), 1009},
+			{"invalid utf-8", websocket.MessageText, []byte{0xff, 0xfe}, 1007},
+		} {
+			t.Run(tc.name, func(t *testing.T) {
+				c := h.dial(t, "f")
+				if err := c.Write(context.Background(), tc.typ, tc.msg); err != nil {
+					t.Fatal(err)
+				}
+				err := readErr(t, c)
+				var ce websocket.CloseError
+				if !errors.As(err, &ce) || ce.Code != tc.code {
+					t.Fatalf("err %v, want close %d", err, tc.code)
+				}
+			})
+		}
+	})
+}

@@ -1,0 +1,283 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+
+	heraldpkg "github.com/herald-gw/herald"
+	"github.com/herald-gw/herald/token"
+)
+
+const (
+	testSecret = "test-secret-0123456789abcdef0123456789"
+	testAPIKey = "test-api-key"
+	testAKID   = "AKIDHERALDTEST"
+	testSKey   = "herald/test/secret/key"
+)
+
+// herald is a Herald server started in-process through run, as main does.
+type server struct {
+	URL    string // http://127.0.0.1:port
+	WSURL  string // ws://127.0.0.1:port
+	stdout *syncBuffer
+	stop   context.CancelFunc
+	done   chan error
+	issuer *token.Issuer
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+var listenRE = regexp.MustCompile(`listening on (https?://[^ ]+)`)
+
+// testEnv is the environment of a configured (not dev mode) Herald.
+func testEnv(t *testing.T, extra ...string) map[string]string {
+	env := map[string]string{
+		"HERALD_ADDR":                  "127.0.0.1:0",
+		"HERALD_DB":                    filepath.Join(t.TempDir(), "herald.db"),
+		"HERALD_TOKEN_SECRET":          testSecret,
+		"HERALD_API_KEY":               testAPIKey,
+		"HERALD_AWS_ACCESS_KEY_ID":     testAKID,
+		"HERALD_AWS_SECRET_ACCESS_KEY": testSKey,
+		"HERALD_LOG_LEVEL":             "warn",
+	}
+	for i := 0; i+1 < len(extra); i += 2 {
+		env[extra[i]] = extra[i+1]
+	}
+	return env
+}
+
+// startHerald runs Herald with env and flags and waits until it listens.
+func startHerald(t *testing.T, env map[string]string, flags ...string) *server {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	h := &server{stdout: &syncBuffer{}, stop: cancel, done: make(chan error, 1)}
+	stderr := &syncBuffer{}
+	go func() {
+		h.done <- run(ctx, append([]string{"herald", "serve"}, flags...), func(k string) string { return env[k] }, h.stdout, stderr)
+	}()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if m := listenRE.FindStringSubmatch(h.stdout.String()); m != nil {
+			h.URL = strings.Replace(m[1], "localhost", "127.0.0.1", 1)
+			break
+		}
+		select {
+		case err := <-h.done:
+			t.Fatalf("herald exited: %v\nstderr:\n%s", err, stderr.String())
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("herald did not start; stdout:\n%s\nstderr:\n%s", h.stdout.String(), stderr.String())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	h.WSURL = "ws" + strings.TrimPrefix(h.URL, "http")
+	secret := env["HERALD_TOKEN_SECRET"]
+	if secret != "" {
+		h.issuer, _ = token.NewIssuer([]byte(secret))
+	}
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case err := <-h.done:
+			if err != nil {
+				t.Errorf("herald exited with %v\nstderr:\n%s", err, stderr.String())
+			}
+		case <-time.After(30 * time.Second):
+			t.Errorf("herald did not stop")
+		}
+	})
+	return h
+}
+
+func (h *server) token(t *testing.T, user string) string {
+	t.Helper()
+	tok, err := h.issuer.Mint(heraldpkg.UserID(user), time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tok
+}
+
+// dial connects a real WebSocket client (coder/websocket, a different
+// implementation than the server's) with the token in the query string.
+func (h *server) dial(t *testing.T, user string, subprotocols ...string) *websocket.Conn {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	c, resp, err := websocket.Dial(ctx, h.WSURL+"/ws?token="+h.token(t, user), &websocket.DialOptions{Subprotocols: subprotocols})
+	if err != nil {
+		t.Fatalf("dial: %v (resp %v)", err, resp)
+	}
+	c.SetReadLimit(1 << 20)
+	t.Cleanup(func() { c.CloseNow() })
+	return c
+}
+
+// api calls the server API with the test key.
+func (h *server) api(t *testing.T, method, path, body string) (int, string) {
+	t.Helper()
+	return h.request(t, method, path, body, map[string]string{"Authorization": "Bearer " + testAPIKey, "Content-Type": "application/json"})
+}
+
+func (h *server) request(t *testing.T, method, path, body string, headers map[string]string) (int, string) {
+	t.Helper()
+	req, err := http.NewRequest(method, h.URL+path, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k, v := range headers {
+		req.Header.Set(k, v)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+// waitConns waits until user has n connections registered.
+func (h *server) waitConns(t *testing.T, user string, n int) []map[string]any {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		status, body := h.api(t, "GET", "/v1/users/"+user+"/connections", "")
+		var out struct {
+			Connections []map[string]any `json:"connections"`
+		}
+		if status == 200 && json.Unmarshal([]byte(body), &out) == nil && len(out.Connections) == n {
+			return out.Connections
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("user %s: want %d connections, last reply %d %s", user, n, status, body)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func read(t *testing.T, c *websocket.Conn) (websocket.MessageType, []byte) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	typ, b, err := c.Read(ctx)
+	if err != nil {
+		t.Fatalf("read: %v", err)
+	}
+	return typ, b
+}
+
+// readErr reads until the connection fails and returns the error.
+func readErr(t *testing.T, c *websocket.Conn) error {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for {
+		if _, _, err := c.Read(ctx); err != nil {
+			return err
+		}
+	}
+}
+
+// ioModes runs f once per connection I/O strategy, so both are tested.
+func ioModes(t *testing.T, f func(t *testing.T, mode string)) {
+	for _, mode := range []string{"epoll", "goroutine"} {
+		t.Run(mode, func(t *testing.T) { f(t, mode) })
+	}
+}
+
+func mustJSON(t *testing.T, s string) map[string]any {
+	t.Helper()
+	var m map[string]any
+	if err := json.Unmarshal([]byte(s), &m); err != nil {
+		t.Fatalf("not JSON: %q: %v", s, err)
+	}
+	return m
+}
+
+func TestVersion(t *testing.T) {
+	var out bytes.Buffer
+	if err := run(context.Background(), []string{"herald", "version"}, func(string) string { return "" }, &out, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(out.String(), "herald ") {
+		t.Fatalf("version printed %q", out.String())
+	}
+}
+
+func TestUnknownCommand(t *testing.T) {
+	err := run(context.Background(), []string{"herald", "frobnicate"}, func(string) string { return "" }, io.Discard, io.Discard)
+	if err == nil || !strings.Contains(err.Error(), "frobnicate") {
+		t.Fatalf("err = %v", err)
+	}
+}
+
+func TestTokenCommand(t *testing.T) {
+	env := map[string]string{"HERALD_TOKEN_SECRET": testSecret}
+	var out bytes.Buffer
+	if err := run(context.Background(), []string{"herald", "token", "42", "-ttl", "5m"}, func(k string) string { return env[k] }, &out, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	iss, _ := token.NewIssuer([]byte(testSecret))
+	c, err := iss.Verify(strings.TrimSpace(out.String()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.User != "42" || time.Until(c.Expires) > 5*time.Minute {
+		t.Fatalf("claims %+v", c)
+	}
+	if err := run(context.Background(), []string{"herald", "token", "42"}, func(string) string { return "" }, io.Discard, io.Discard); err == nil {
+		t.Fatal("token without a secret succeeded")
+	}
+}
+
+// herald notify goes through the Go SDK to a running server.
+func TestNotifyCommand(t *testing.T) {
+	h := startHerald(t, testEnv(t))
+	c := h.dial(t, "42")
+	h.waitConns(t, "42", 1)
+	env := map[string]string{"HERALD_URL": h.URL, "HERALD_API_KEY": testAPIKey}
+	var out bytes.Buffer
+	err := run(context.Background(), []string{"herald", "notify", "42", `{"from":"cli"}`}, func(k string) string { return env[k] }, &out, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out.String(), `"connections":1`) {
+		t.Fatalf("printed %s", out.String())
+	}
+	if _, got := read(t, c); string(got) != `{"from":"cli"}` {
+		t.Fatalf("got %s", got)
+	}
+	env["HERALD_API_KEY"] = "wrong"
+	err = run(context.Background(), []string{"herald", "notify", "42", `{}`}, func(k string) string { return env[k] }, &out, io.Discard)
+	if err == nil || !strings.Contains(err.Error(), "unauthorized") {
+		t.Fatalf("wrong key: %v", err)
+	}
+}

@@ -1,0 +1,187 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+)
+
+// rawDial opens a WebSocket with a bare TCP socket: it performs the
+// handshake and then does whatever the test wants — typically nothing, to
+// play a client that never reads, never answers pings, or dies.
+func rawDial(t *testing.T, h *server, user string, rcvbuf int) *net.TCPConn {
+	t.Helper()
+	d := net.Dialer{Control: func(_, _ string, rc syscall.RawConn) error {
+		if rcvbuf == 0 {
+			return nil
+		}
+		var serr error
+		err := rc.Control(func(fd uintptr) { serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, rcvbuf) })
+		if err != nil {
+			return err
+		}
+		return serr
+	}}
+	nc, err := d.Dial("tcp", strings.TrimPrefix(h.URL, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { nc.Close() })
+	fmt.Fprintf(nc, "GET /ws?token=%s HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n", h.token(t, user))
+	br := bufio.NewReaderSize(nc, 512)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != 101 {
+		t.Fatalf("handshake: %d", resp.StatusCode)
+	}
+	return nc.(*net.TCPConn)
+}
+
+// A client that never reads must not delay delivery to the others — not
+// even the other tabs of the same user — and must not hold memory: its
+// bounded queue overflows, it is closed and leaves the registry.
+func TestSlowConsumerDoesNotDelayOthers(t *testing.T) {
+	ioModes(t, func(t *testing.T, mode string) {
+		h := startHerald(t, testEnv(t, "HERALD_IO", mode, "HERALD_WRITE_TIMEOUT", "500ms"))
+		rawDial(t, h, "u", 4096) // never reads
+		const fastN = 20
+		fast := make([]*websocket.Conn, fastN)
+		for i := range fast {
+			fast[i] = h.dial(t, "u")
+		}
+		h.waitConns(t, "u", fastN+1)
+
+		// Readers drain the fast clients concurrently, checking order.
+		errs := make(chan error, fastN)
+		const msgs = 120
+		for _, c := range fast {
+			go func() {
+				ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+				defer cancel()
+				for n := range msgs {
+					_, b, err := c.Read(ctx)
+					if err != nil {
+						errs <- err
+						return
+					}
+					if !strings.HasPrefix(string(b), fmt.Sprintf(`{"n":%d,`, n)) {
+						errs <- fmt.Errorf("message %d: got %.20s", n, b)
+						return
+					}
+				}
+				errs <- nil
+			}()
+		}
+		pad := strings.Repeat("p", 64<<10)
+		slowGone := false
+		for n := range msgs {
+			status, body := h.api(t, "POST", "/v1/users/u/messages", fmt.Sprintf(`{"n":%d,"pad":%q}`, n, pad))
+			if status != 200 {
+				t.Fatalf("notify %d: %d %s", n, status, body)
+			}
+			if mustJSON(t, body)["connections"] == float64(fastN) {
+				slowGone = true
+			}
+		}
+		for range fast {
+			if err := <-errs; err != nil {
+				t.Fatal(err)
+			}
+		}
+		if !slowGone {
+			t.Fatal("the slow consumer was never dropped")
+		}
+		h.waitConns(t, "u", fastN)
+	})
+}
+
+// A dead peer (reset, gone without a close) leaves the registry at once,
+// so no notify counts it and no GoneException loop can start.
+func TestDeadConnectionRemoved(t *testing.T) {
+	ioModes(t, func(t *testing.T, mode string) {
+		h := startHerald(t, testEnv(t, "HERALD_IO", mode))
+		live := h.dial(t, "u")
+		dead := rawDial(t, h, "u", 0)
+		h.waitConns(t, "u", 2)
+		dead.SetLinger(0) // close with a TCP reset
+		dead.Close()
+		sent := 0
+		for i := 0; ; i++ {
+			sent++
+			status, body := h.api(t, "POST", "/v1/users/u/messages", fmt.Sprint(i))
+			if status != 200 {
+				t.Fatalf("%d %s", status, body)
+			}
+			if mustJSON(t, body)["connections"] == float64(1) {
+				break
+			}
+			if i > 200 {
+				t.Fatal("dead connection still counted")
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		h.waitConns(t, "u", 1)
+		for i := range sent { // the live tab got everything, in order
+			if _, got := read(t, live); string(got) != fmt.Sprint(i) {
+				t.Fatalf("live tab got %s, want %d", got, i)
+			}
+		}
+	})
+}
+
+// Server pings keep a responsive idle client connected and drop one that
+// stopped answering.
+func TestHeartbeatDropsDeadKeepsLive(t *testing.T) {
+	ioModes(t, func(t *testing.T, mode string) {
+		h := startHerald(t, testEnv(t, "HERALD_IO", mode, "HERALD_PING_INTERVAL", "100ms"))
+		live := h.dial(t, "hb")
+		pings := make(chan struct{}, 1)
+		go func() {
+			// coder/websocket answers pings while reading.
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			for {
+				if _, _, err := live.Read(ctx); err != nil {
+					return
+				}
+				select {
+				case pings <- struct{}{}:
+				default:
+				}
+			}
+		}()
+		mute := rawDial(t, h, "hb", 0) // never answers a ping
+		h.waitConns(t, "hb", 2)
+		h.waitConns(t, "hb", 1)
+		// The mute one got a close frame: read until EOF and look for opcode 8.
+		mute.SetReadDeadline(time.Now().Add(5 * time.Second))
+		buf := make([]byte, 4096)
+		var got []byte
+		for {
+			n, err := mute.Read(buf)
+			got = append(got, buf[:n]...)
+			if err != nil {
+				break
+			}
+		}
+		if !strings.Contains(string(got), "heartbeat timeout") {
+			t.Fatalf("mute client got %q", got)
+		}
+		// The live client is still there after many intervals.
+		time.Sleep(500 * time.Millisecond)
+		conns := h.waitConns(t, "hb", 1)
+		if conns[0]["last_active_at"] == conns[0]["connected_at"] {
+			t.Fatalf("heartbeats did not update last_active_at: %v", conns[0])
+		}
+	})
+}
