@@ -1,0 +1,94 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"time"
+)
+
+// apiClient calls Herald's server API, as the application's API server
+// would.
+type apiClient struct {
+	base string // http://host:port
+	key  string
+	hc   *http.Client
+}
+
+func newAPIClient(base, key string, conns int) *apiClient {
+	// Enough idle connections that the notify senders reuse theirs instead
+	// of opening (and leaving in TIME_WAIT) one per request.
+	tr := &http.Transport{
+		MaxIdleConns:        conns,
+		MaxIdleConnsPerHost: conns,
+		IdleConnTimeout:     30 * time.Second,
+		DisableCompression:  true,
+	}
+	return &apiClient{base: base, key: key, hc: &http.Client{Transport: tr, Timeout: 10 * time.Second}}
+}
+
+func (a *apiClient) close() { a.hc.CloseIdleConnections() }
+
+func (a *apiClient) do(ctx context.Context, method, path string, body []byte, out any) error {
+	req, err := http.NewRequestWithContext(ctx, method, a.base+path, bytes.NewReader(body))
+	if err != nil {
+		return fmt.Errorf("%s %s: %w", method, path, err)
+	}
+	req.Header.Set("Authorization", "Bearer "+a.key)
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := a.hc.Do(req)
+	if err != nil {
+		return fmt.Errorf("%s %s: %w", method, path, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if err != nil {
+		return fmt.Errorf("%s %s: read reply: %w", method, path, err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("%s %s: %s: %s", method, path, resp.Status, bytes.TrimSpace(b[:min(len(b), 300)]))
+	}
+	if err := json.Unmarshal(b, out); err != nil {
+		return fmt.Errorf("%s %s: reply: %w", method, path, err)
+	}
+	return nil
+}
+
+// broadcast sends data to every connection and returns how many the
+// server queued it to (every connection on the node, ours or not).
+func (a *apiClient) broadcast(ctx context.Context, data []byte) (int, error) {
+	body, err := json.Marshal(map[string]json.RawMessage{"data": data})
+	if err != nil {
+		return 0, fmt.Errorf("broadcast: %w", err)
+	}
+	var r struct {
+		Connections int `json:"connections"`
+	}
+	err = a.do(ctx, "POST", "/v1/broadcast", body, &r)
+	return r.Connections, err
+}
+
+// sendUser sends data to user and returns how many of the user's
+// connections the server queued it to.
+func (a *apiClient) sendUser(ctx context.Context, user string, data []byte) (int, error) {
+	var r struct {
+		Connections int `json:"connections"`
+	}
+	err := a.do(ctx, "POST", "/v1/users/"+url.PathEscape(user)+"/messages", data, &r)
+	return r.Connections, err
+}
+
+// userConns returns how many connections the server lists for user.
+func (a *apiClient) userConns(ctx context.Context, user string) (int, error) {
+	var r struct {
+		Connections []json.RawMessage `json:"connections"`
+	}
+	err := a.do(ctx, "GET", "/v1/users/"+url.PathEscape(user)+"/connections", nil, &r)
+	return len(r.Connections), err
+}

@@ -1,0 +1,267 @@
+package main
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/herald-gw/herald/token"
+)
+
+// config is one run, from flags and HERALD_* environment variables.
+type config struct {
+	URL      *url.URL // server base, http(s)://host:port
+	Scenario string
+
+	Conns, Users int
+	Rate         float64 // connects/s over all workers
+	Workers      int     // processes; 0 = one per PerWorker connections
+	PerWorker    int
+	LocalAddrs   []string
+	ClientIO     string // epoll or goroutine
+
+	Secret     string
+	TokenFile  string
+	TokenTTL   time.Duration
+	UserPrefix string
+	APIKey     string
+	PID        int
+
+	Hold       time.Duration // idle
+	Duration   time.Duration // notify, churn
+	Messages   int           // fanout
+	Interval   time.Duration // fanout: pause between broadcasts
+	MsgRate    float64       // notify
+	Senders    int           // notify: concurrent API requests
+	ChurnRate  float64       // churn: reconnects/s over all workers
+	MsgTimeout time.Duration // how long to wait for deliveries to finish
+
+	DialConcurrency int
+	DialTimeout     time.Duration
+	Timeout         time.Duration // cap on the whole run
+	JSON            bool
+}
+
+const usage = `herald-load opens many WebSocket connections to a Herald server and
+measures it: memory per idle connection, broadcast fan-out, notification
+latency and connect/disconnect churn.
+
+usage: herald-load [flags]
+
+  herald-load -scenario idle   -conns 19000 -hold 60s
+  herald-load -scenario fanout -conns 10000 -messages 5
+  herald-load -scenario notify -conns 10000 -msg-rate 5000 -duration 10s
+  herald-load -scenario churn  -conns 5000 -churn-rate 500 -duration 10s
+
+Tokens are minted with -secret or $HERALD_TOKEN_SECRET (users
+<prefix>0..<prefix>N-1), or read from -token-file (one JWT per line). The
+server API key is -api-key or $HERALD_API_KEY (not needed for idle).
+Connections are spread over worker processes (this binary, re-executed
+with -worker) and, for a loopback server, over source addresses 127.0.0.1,
+127.0.0.2, ... so that neither the per-process file limit nor one address's
+ephemeral ports is the ceiling. The server's memory is read from
+/proc/<pid>/status; its pid is found from the listening port or given with
+-pid.
+
+For the idle scenario's memory per connection, start the server afresh
+(Go keeps freed memory for a while, so an earlier run inflates the
+baseline) and hold past a heartbeat or two (Herald pings every 25s by
+default, which costs memory of its own): -hold 60s.
+
+Note: fanout broadcasts to every connection of the server, real users
+included. Progress goes to stderr once a second; the result to stdout, as
+a table or (-json) one JSON object.
+
+flags:
+`
+
+func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (config, error) {
+	var c config
+	fs := flag.NewFlagSet("herald-load", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprint(fs.Output(), usage)
+		fs.PrintDefaults()
+	}
+	def := func(name, fallback string) string {
+		if v := getenv(name); v != "" {
+			return v
+		}
+		return fallback
+	}
+	rawURL := fs.String("url", def("HERALD_URL", "http://127.0.0.1:8080"), "Herald server base URL ($HERALD_URL)")
+	fs.StringVar(&c.Scenario, "scenario", "idle", "idle, fanout, notify or churn")
+	fs.IntVar(&c.Conns, "conns", 1000, "WebSocket connections to open")
+	fs.IntVar(&c.Users, "users", 0, "distinct users the connections belong to (0 = one per connection); connection i is user i mod users")
+	fs.Float64Var(&c.Rate, "rate", 1000, "connects per second, over all workers")
+	fs.IntVar(&c.Workers, "workers", 0, "worker processes (0 = one per -per-worker connections)")
+	fs.IntVar(&c.PerWorker, "per-worker", 10000, "connections per worker process when -workers is 0; at most the open-file limit minus a few")
+	local := fs.String("local-addrs", "auto", `source addresses to bind, comma-separated; "auto" = 127.0.0.1..127.0.0.K (one per 8000 connections) for a loopback server, else none; "none" = let the kernel choose`)
+	fs.StringVar(&c.ClientIO, "client-io", defaultClientIO(), `how workers read their sockets: "epoll" (Linux) or "goroutine" (one reader goroutine per connection)`)
+	secretFlag := fs.String("secret", "", "token secret to mint client tokens with (default $HERALD_TOKEN_SECRET)")
+	fs.StringVar(&c.TokenFile, "token-file", "", "read client tokens from this file, one JWT per line, instead of minting them")
+	fs.DurationVar(&c.TokenTTL, "token-ttl", 0, "lifetime of minted tokens (0 = the run's timeout plus 10m)")
+	fs.StringVar(&c.UserPrefix, "user-prefix", "", "user id prefix of minted tokens (default load-<random>-, fresh per run)")
+	apiKey := fs.String("api-key", "", "server API key (default $HERALD_API_KEY)")
+	fs.IntVar(&c.PID, "pid", 0, "server process id for memory readings (default: found from the port, local servers only)")
+	fs.DurationVar(&c.Hold, "hold", 10*time.Second, "idle: how long to hold the connections before reading the server's memory (its GC needs a few seconds to settle)")
+	fs.DurationVar(&c.Duration, "duration", 10*time.Second, "notify, churn: how long to send or churn")
+	fs.IntVar(&c.Messages, "messages", 5, "fanout: broadcasts to send, one after the other")
+	fs.DurationVar(&c.Interval, "interval", time.Second, "fanout: pause between one broadcast's last delivery and the next broadcast")
+	fs.Float64Var(&c.MsgRate, "msg-rate", 1000, "notify: notifications per second, to users in turn")
+	fs.IntVar(&c.Senders, "senders", 64, "notify: concurrent API requests at most")
+	fs.Float64Var(&c.ChurnRate, "churn-rate", 100, "churn: disconnects (each followed by a reconnect) per second")
+	fs.DurationVar(&c.MsgTimeout, "msg-timeout", 10*time.Second, "how long to wait for outstanding deliveries before counting them missing")
+	fs.IntVar(&c.DialConcurrency, "dial-concurrency", 256, "handshakes in flight at most, over all workers")
+	fs.DurationVar(&c.DialTimeout, "dial-timeout", 10*time.Second, "connect plus handshake timeout")
+	fs.DurationVar(&c.Timeout, "timeout", 0, "stop everything after this long whatever happens (0 = estimated from the other flags, plus a minute)")
+	fs.BoolVar(&c.JSON, "json", false, "print the result as one JSON object")
+	if err := fs.Parse(args); err != nil {
+		return c, err
+	}
+	if fs.NArg() > 0 {
+		return c, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+
+	// Secrets may come from flags (convenient on a laptop) but default to
+	// the environment, which ps(1) does not show.
+	c.Secret = *secretFlag
+	if c.Secret == "" {
+		c.Secret = getenv("HERALD_TOKEN_SECRET")
+	}
+	c.APIKey = *apiKey
+	if c.APIKey == "" {
+		c.APIKey = getenv("HERALD_API_KEY")
+	}
+
+	u, err := url.Parse(*rawURL)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return c, fmt.Errorf("-url %q: want http(s)://host:port", *rawURL)
+	}
+	u.Path, u.RawQuery = strings.TrimSuffix(u.Path, "/"), ""
+	c.URL = u
+
+	switch {
+	case c.Scenario != "idle" && c.Scenario != "fanout" && c.Scenario != "notify" && c.Scenario != "churn":
+		return c, fmt.Errorf("-scenario %q: want idle, fanout, notify or churn", c.Scenario)
+	case c.Conns <= 0:
+		return c, errors.New("-conns must be positive")
+	case c.Users < 0 || c.Users > c.Conns:
+		return c, errors.New("-users must be between 0 and -conns")
+	case c.Rate <= 0 || c.MsgRate <= 0 || c.ChurnRate <= 0:
+		return c, errors.New("-rate, -msg-rate and -churn-rate must be positive")
+	case c.Workers < 0 || c.PerWorker <= 0 || c.Senders <= 0 || c.DialConcurrency <= 0 || c.Messages <= 0:
+		return c, errors.New("-workers, -per-worker, -senders, -dial-concurrency and -messages must be positive")
+	case c.ClientIO != "epoll" && c.ClientIO != "goroutine":
+		return c, fmt.Errorf("-client-io %q: want epoll or goroutine", c.ClientIO)
+	case c.ClientIO == "epoll" && !pollSupported:
+		return c, errors.New("-client-io epoll needs Linux")
+	case c.TokenFile == "" && c.Secret == "":
+		return c, errors.New("no way to get client tokens: set -secret or HERALD_TOKEN_SECRET, or -token-file")
+	case c.Scenario != "idle" && c.APIKey == "":
+		return c, fmt.Errorf("scenario %s calls the server API: set -api-key or HERALD_API_KEY", c.Scenario)
+	}
+	if c.TokenFile == "" {
+		// Fail here rather than in every worker.
+		if _, err := token.NewIssuer([]byte(c.Secret)); err != nil {
+			return c, fmt.Errorf("-secret or HERALD_TOKEN_SECRET: %w", err)
+		}
+	}
+	if c.Users == 0 {
+		c.Users = c.Conns
+	}
+	if c.Workers == 0 {
+		c.Workers = (c.Conns + c.PerWorker - 1) / c.PerWorker
+	}
+	c.Workers = min(c.Workers, c.Conns)
+	if c.UserPrefix == "" {
+		// Fresh users per run: the previous run's connections may still be
+		// closing on the server, and must not count in this one.
+		b := make([]byte, 3)
+		_, _ = rand.Read(b)
+		c.UserPrefix = "load-" + hex.EncodeToString(b) + "-"
+	}
+	if c.LocalAddrs, err = localAddrs(*local, u.Hostname(), c.Conns); err != nil {
+		return c, err
+	}
+	if c.Timeout == 0 {
+		c.Timeout = c.estimate() + time.Minute
+	}
+	if c.TokenTTL == 0 {
+		c.TokenTTL = c.Timeout + 10*time.Minute
+	}
+	return c, nil
+}
+
+// estimate is how long the run should take when all goes well.
+func (c *config) estimate() time.Duration {
+	connect := time.Duration(float64(c.Conns) / c.Rate * float64(time.Second))
+	var scenario time.Duration
+	switch c.Scenario {
+	case "idle":
+		scenario = c.Hold
+	case "fanout":
+		scenario = time.Duration(c.Messages) * (c.Interval + c.MsgTimeout)
+	case "notify":
+		scenario = c.Duration + c.MsgTimeout
+	case "churn":
+		scenario = c.Duration + c.DialTimeout + 5*time.Second
+	}
+	return connect + c.DialTimeout + scenario
+}
+
+// wsURL is the gateway endpoint of the server.
+func (c *config) wsURL() string {
+	u := *c.URL
+	u.Scheme = map[string]string{"http": "ws", "https": "wss"}[u.Scheme]
+	u.Path += "/ws"
+	return u.String()
+}
+
+// localAddrs resolves -local-addrs. A client address can open one
+// connection per ephemeral port (about 28k by default) to a given server,
+// fewer while earlier runs' sockets sit in TIME_WAIT; every address in
+// 127.0.0.0/8 is loopback on Linux, so spreading over several lifts that.
+func localAddrs(flagValue, host string, conns int) ([]string, error) {
+	switch flagValue {
+	case "none", "":
+		return nil, nil
+	case "auto":
+		ip := net.ParseIP(host)
+		if host == "localhost" {
+			ip = net.IPv4(127, 0, 0, 1)
+		}
+		if ip == nil || ip.To4() == nil || !ip.IsLoopback() {
+			return nil, nil
+		}
+		n := min((conns+7999)/8000, 250)
+		out := make([]string, n)
+		for i := range out {
+			out[i] = fmt.Sprintf("127.0.0.%d", i+1)
+		}
+		return out, nil
+	}
+	var out []string
+	for a := range strings.SplitSeq(flagValue, ",") {
+		a = strings.TrimSpace(a)
+		if net.ParseIP(a) == nil {
+			return nil, fmt.Errorf("-local-addrs: %q is not an IP address", a)
+		}
+		out = append(out, a)
+	}
+	return out, nil
+}
+
+func defaultClientIO() string {
+	if pollSupported {
+		return "epoll"
+	}
+	return "goroutine"
+}

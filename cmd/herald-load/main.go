@@ -1,0 +1,97 @@
+// Command herald-load is a load generator for Herald deployments: it holds
+// many WebSocket connections (spread over worker processes and source
+// addresses) and measures the server's memory per idle connection,
+// broadcast fan-out, notification latency and connect/disconnect churn.
+//
+//	herald-load -scenario idle -conns 19000 -hold 20s
+//
+// Run "herald-load -h" for every flag. main only wires: the coordinator
+// lives in run, which tests call directly; a worker process (the same
+// binary re-executed with -worker) lives in runWorker.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"sync"
+	"syscall"
+	"time"
+)
+
+func main() {
+	if isWorker(os.Args, os.Getenv) {
+		os.Exit(workerMain())
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args, os.Getenv, os.Stdout, os.Stderr); err != nil {
+		fmt.Fprintln(os.Stderr, "herald-load:", err)
+		os.Exit(1)
+	}
+}
+
+func isWorker(args []string, getenv func(string) string) bool {
+	return getenv(workerEnv) == "1" || len(args) > 1 && args[1] == "-worker"
+}
+
+// workerMain runs a worker process. Ctrl-C reaches the whole process group;
+// workers ignore it and let the coordinator stop them in order (they also
+// stop when their stdin closes, so a killed coordinator leaves nothing).
+func workerMain() int {
+	signal.Ignore(os.Interrupt)
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
+	defer stop()
+	if err := runWorker(ctx, os.Stdin, os.Stdout); err != nil {
+		fmt.Fprintln(os.Stderr, "herald-load worker:", err)
+		return 1
+	}
+	return 0
+}
+
+// run is the coordinator: it parses args, starts the workers, drives the
+// scenario and prints the result to stdout. Progress goes to stderr.
+func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	stderr = &syncWriter{w: stderr} // progress and worker output interleave
+	cfg, err := parseConfig(args[1:], getenv, stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeoutCause(ctx, cfg.Timeout, fmt.Errorf("run took longer than -timeout %v", cfg.Timeout))
+	defer cancel()
+
+	r := &runner{cfg: cfg, stderr: stderr}
+	res, runErr := r.run(ctx)
+	if res != nil {
+		if err := writeResult(stdout, res, cfg.JSON); err != nil {
+			return errors.Join(runErr, fmt.Errorf("write result: %w", err))
+		}
+	}
+	if runErr != nil && ctx.Err() != nil {
+		return fmt.Errorf("stopped early: %w", context.Cause(ctx))
+	}
+	return runErr
+}
+
+// syncWriter serializes writes from several goroutines.
+type syncWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (s *syncWriter) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.w.Write(p)
+}
+
+// stopGrace is how long workers get to close their connections and report
+// before they are killed.
+const stopGrace = 20 * time.Second

@@ -1,0 +1,136 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+)
+
+// readRSSKB returns a process's resident set size in KiB (VmRSS).
+func readRSSKB(pid int) (int64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0, fmt.Errorf("read RSS: %w", err)
+	}
+	for line := range bytes.Lines(b) {
+		if rest, ok := bytes.CutPrefix(line, []byte("VmRSS:")); ok {
+			f := strings.Fields(string(rest)) // "12345 kB"
+			if len(f) >= 1 {
+				return strconv.ParseInt(f[0], 10, 64)
+			}
+		}
+	}
+	return 0, fmt.Errorf("no VmRSS in /proc/%d/status", pid)
+}
+
+// serverPID finds the process listening on target's port, when target is
+// on this machine: a socket in /proc/net/tcp{,6} in state LISTEN on that
+// port, then the process holding that socket's inode among /proc/*/fd.
+// Only processes we may inspect (our own user's, or all as root) are seen.
+func serverPID(target *url.URL) (int, error) {
+	host := target.Hostname()
+	if !isLocalHost(host) {
+		return 0, fmt.Errorf("%s is not this machine; pass -pid to measure the server's memory", host)
+	}
+	port := target.Port()
+	if port == "" {
+		port = map[string]string{"https": "443"}[target.Scheme]
+		if port == "" {
+			port = "80"
+		}
+	}
+	p, err := strconv.Atoi(port)
+	if err != nil {
+		return 0, fmt.Errorf("port %q: %w", port, err)
+	}
+	inodes := map[string]bool{}
+	for _, f := range []string{"/proc/net/tcp", "/proc/net/tcp6"} {
+		if err := listenInodes(f, p, inodes); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return 0, err
+		}
+	}
+	if len(inodes) == 0 {
+		return 0, fmt.Errorf("no socket listens on port %d", p)
+	}
+	procs, err := os.ReadDir("/proc")
+	if err != nil {
+		return 0, fmt.Errorf("find server process: %w", err)
+	}
+	self := os.Getpid()
+	for _, pr := range procs {
+		pid, err := strconv.Atoi(pr.Name())
+		if err != nil || pid == self {
+			continue
+		}
+		dir := filepath.Join("/proc", pr.Name(), "fd")
+		fds, err := os.ReadDir(dir)
+		if err != nil {
+			continue // not ours to look at, or gone
+		}
+		for _, fd := range fds {
+			link, err := os.Readlink(filepath.Join(dir, fd.Name()))
+			if err != nil {
+				continue
+			}
+			if ino, ok := strings.CutPrefix(link, "socket:["); ok && inodes[strings.TrimSuffix(ino, "]")] {
+				return pid, nil
+			}
+		}
+	}
+	return 0, fmt.Errorf("a socket listens on port %d but no process we may inspect holds it; pass -pid", p)
+}
+
+// listenInodes adds the inodes of the LISTEN sockets on port found in a
+// /proc/net/tcp-format file to inodes.
+func listenInodes(file string, port int, inodes map[string]bool) error {
+	f, err := os.Open(file)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	sc.Scan() // header
+	for sc.Scan() {
+		// sl local_address rem_address st tx:rx tr:when retrnsmt uid timeout inode
+		fs := strings.Fields(sc.Text())
+		if len(fs) < 10 || fs[3] != "0A" { // 0A = TCP_LISTEN
+			continue
+		}
+		_, hexPort, ok := strings.Cut(fs[1], ":")
+		if !ok {
+			continue
+		}
+		if lp, err := strconv.ParseUint(hexPort, 16, 16); err == nil && int(lp) == port {
+			inodes[fs[9]] = true
+		}
+	}
+	return sc.Err()
+}
+
+// isLocalHost reports whether host names this machine.
+func isLocalHost(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	if ip == nil {
+		return false
+	}
+	if ip.IsLoopback() || ip.IsUnspecified() {
+		return true
+	}
+	addrs, _ := net.InterfaceAddrs()
+	for _, a := range addrs {
+		if n, ok := a.(*net.IPNet); ok && n.IP.Equal(ip) {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,254 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+)
+
+// result is what a run prints: the table, or with -json this as-is.
+type result struct {
+	Scenario   string   `json:"scenario"`
+	URL        string   `json:"url"`
+	Requested  int      `json:"connections_requested"`
+	Users      int      `json:"users"`
+	Workers    int      `json:"workers"`
+	ClientIO   string   `json:"client_io"`
+	LocalAddrs []string `json:"local_addrs,omitempty"`
+
+	Connect connectResult `json:"connect"`
+	Server  serverResult  `json:"server"`
+	Client  clientResult  `json:"client"`
+
+	Fanout  *fanoutResult  `json:"fanout,omitempty"`
+	Notify  *notifyResult  `json:"notify,omitempty"`
+	Churn   *churnResult   `json:"churn,omitempty"`
+	Latency *latencyResult `json:"delivery_latency_ms,omitempty"`
+
+	Deliveries int64 `json:"deliveries"`     // messages with our timestamp, all connections
+	Other      int64 `json:"other_messages"` // messages without one (not ours)
+	OutOfOrder int64 `json:"out_of_order"`   // informational: concurrent senders may reorder
+
+	// Errors counts everything that went wrong: failed connects and
+	// reconnects, connections the server or network dropped, protocol
+	// violations, failed API calls, deliveries that never came, server
+	// registry mismatches, workers that did not report.
+	Errors       int64    `json:"errors"`
+	Dropped      int64    `json:"dropped"`
+	BadFrames    int64    `json:"bad_frames"`
+	Missing      int64    `json:"missing_deliveries"`
+	ErrorSamples []string `json:"error_samples,omitempty"`
+	Aborted      string   `json:"aborted,omitempty"`
+	Elapsed      float64  `json:"elapsed_s"`
+}
+
+type connectResult struct {
+	Established int64          `json:"established"`
+	Failed      int64          `json:"failed"`
+	Seconds     float64        `json:"seconds"`
+	Rate        float64        `json:"per_second"`
+	Latency     *latencyResult `json:"latency_ms,omitempty"`
+}
+
+// serverResult is the server's memory. PerConnKB is (after-before)/Conns:
+// everything the server gained while our connections were open, divided
+// among them.
+type serverResult struct {
+	PID         int     `json:"pid,omitempty"`
+	RSSBeforeKB int64   `json:"rss_before_kb,omitempty"`
+	RSSAfterKB  int64   `json:"rss_after_kb,omitempty"`
+	Conns       int64   `json:"connections,omitempty"`
+	PerConnKB   float64 `json:"kb_per_connection,omitempty"`
+	Note        string  `json:"note,omitempty"`
+}
+
+// clientResult is the workers' own memory while holding the connections.
+type clientResult struct {
+	RSSKB     int64   `json:"rss_kb"`
+	PerConnKB float64 `json:"kb_per_connection"`
+}
+
+type fanoutResult struct {
+	Messages  []fanoutMsg `json:"messages"`
+	Expected  int64       `json:"expected"`
+	Delivered int64       `json:"delivered"`
+	APIErrors []string    `json:"api_errors,omitempty"`
+}
+
+// fanoutMsg is one broadcast; times are from just before the API call.
+type fanoutMsg struct {
+	Seq         int64   `json:"seq"`
+	Expected    int64   `json:"expected"`     // our connections open when it was sent
+	ServerConns int     `json:"server_conns"` // what the server says it queued to
+	Delivered   int64   `json:"delivered"`
+	APIMs       float64 `json:"api_ms"`
+	FirstMs     float64 `json:"first_ms"`
+	LastMs      float64 `json:"last_ms"`
+	PerSec      float64 `json:"deliveries_per_second"`
+}
+
+type notifyResult struct {
+	TargetRate      float64  `json:"target_rate"`
+	Rate            float64  `json:"rate"`
+	Sent            int64    `json:"sent"`
+	APIErrors       int64    `json:"api_errors"`
+	Expected        int64    `json:"expected"` // connections the server queued the sent messages to
+	Delivered       int64    `json:"delivered"`
+	APIErrorSamples []string `json:"api_error_samples,omitempty"`
+}
+
+type churnResult struct {
+	TargetRate    float64        `json:"target_rate"`
+	Rate          float64        `json:"rate"`
+	Closed        int64          `json:"closed"`
+	Reconnected   int64          `json:"reconnected"`
+	Failed        int64          `json:"failed"`
+	Reconnect     *latencyResult `json:"reconnect_latency_ms,omitempty"`
+	HubCheck      string         `json:"hub_check"`
+	HubChecked    int            `json:"hub_checked"`
+	HubMismatches []string       `json:"hub_mismatches,omitempty"`
+}
+
+// latencyResult is a histogram summary in milliseconds.
+type latencyResult struct {
+	Count uint64  `json:"count"`
+	Min   float64 `json:"min"`
+	Mean  float64 `json:"mean"`
+	P50   float64 `json:"p50"`
+	P90   float64 `json:"p90"`
+	P99   float64 `json:"p99"`
+	P999  float64 `json:"p99_9"`
+	Max   float64 `json:"max"`
+}
+
+func summarize(h *histogram) *latencyResult {
+	if h == nil || h.count() == 0 {
+		return nil
+	}
+	return &latencyResult{
+		Count: h.count(), Min: ms(h.min), Mean: h.mean() / 1e6,
+		P50: ms(h.quantile(0.5)), P90: ms(h.quantile(0.9)), P99: ms(h.quantile(0.99)),
+		P999: ms(h.quantile(0.999)), Max: ms(h.max),
+	}
+}
+
+// finish fills the totals in from the workers' final reports.
+func (res *result) finish(t workerStats, finals []*event, apiErrs int64) {
+	lat, con, recon := newHistogram(), newHistogram(), newHistogram()
+	for _, f := range finals {
+		lat.merge(f.Latency)
+		con.merge(f.Connect)
+		recon.merge(f.Reconnect)
+	}
+	res.Latency = summarize(lat)
+	res.Connect.Latency = summarize(con)
+	res.Deliveries, res.Other, res.OutOfOrder = t.Delivered, t.Other, t.OutOfOrder
+	res.Dropped, res.BadFrames = t.Dropped, t.BadFrames
+	res.Errors = t.ConnectFailed + t.Dropped + t.BadFrames + t.ChurnFailed + apiErrs
+	res.ErrorSamples = t.Errors
+	if missing := res.Workers - len(finals); missing > 0 {
+		res.Errors += int64(missing)
+		res.ErrorSamples = append(res.ErrorSamples, fmt.Sprintf("%d worker(s) did not report their final numbers", missing))
+	}
+	if f := res.Fanout; f != nil {
+		for _, m := range f.Messages {
+			f.Expected += m.Expected
+			f.Delivered += m.Delivered
+			res.Missing += max(0, m.Expected-m.Delivered)
+		}
+		res.ErrorSamples = append(res.ErrorSamples, f.APIErrors...)
+	}
+	if n := res.Notify; n != nil {
+		res.Missing += max(0, n.Expected-n.Delivered)
+		res.ErrorSamples = append(res.ErrorSamples, n.APIErrorSamples...)
+	}
+	if c := res.Churn; c != nil {
+		c.Reconnect = summarize(recon)
+		res.Errors += int64(len(c.HubMismatches))
+		res.ErrorSamples = append(res.ErrorSamples, c.HubMismatches...)
+	}
+	res.Errors += res.Missing
+}
+
+func writeResult(w io.Writer, res *result, asJSON bool) error {
+	if asJSON {
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		return enc.Encode(res)
+	}
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	row := func(label, format string, args ...any) {
+		fmt.Fprintf(tw, "%s\t%s\n", label, fmt.Sprintf(format, args...))
+	}
+	row("scenario", "%s against %s", res.Scenario, res.URL)
+	src := "kernel's choice"
+	if len(res.LocalAddrs) > 0 {
+		src = strings.Join(res.LocalAddrs, " ")
+	}
+	row("clients", "%d worker process(es), %s I/O, source addresses %s; %d users", res.Workers, res.ClientIO, src, res.Users)
+	c := res.Connect
+	row("connections", "%d established of %d, %d failed, in %.1fs (%.0f/s)", c.Established, res.Requested, c.Failed, c.Seconds, c.Rate)
+	if c.Latency != nil {
+		row("connect latency", "%s", c.Latency)
+	}
+	s := res.Server
+	switch {
+	case s.RSSAfterKB > 0 && s.Conns > 0:
+		row("server rss", "pid %d: %s before, %s after, with %d connections open: %.2f KB per connection", s.PID, mib(s.RSSBeforeKB), mib(s.RSSAfterKB), s.Conns, s.PerConnKB)
+	case s.RSSAfterKB > 0:
+		row("server rss", "pid %d: %s before, %s after", s.PID, mib(s.RSSBeforeKB), mib(s.RSSAfterKB))
+	}
+	if s.Note != "" {
+		row("server rss", "%s", s.Note)
+	}
+	row("client rss", "%s over all workers, %.2f KB per connection", mib(res.Client.RSSKB), res.Client.PerConnKB)
+	if f := res.Fanout; f != nil {
+		for _, m := range f.Messages {
+			row(fmt.Sprintf("broadcast %d", m.Seq), "%d/%d delivered (server queued %d), API call %.1fms, first %.1fms, last %.1fms, %.0f deliveries/s",
+				m.Delivered, m.Expected, m.ServerConns, m.APIMs, m.FirstMs, m.LastMs, m.PerSec)
+		}
+		row("fanout", "%d/%d deliveries", f.Delivered, f.Expected)
+	}
+	if n := res.Notify; n != nil {
+		row("notify", "%d sent (%.0f/s of %.0f/s asked), %d API errors, %d/%d delivered", n.Sent, n.Rate, n.TargetRate, n.APIErrors, n.Delivered, n.Expected)
+	}
+	if ch := res.Churn; ch != nil {
+		row("churn", "%d closed and %d reopened (%.0f/s of %.0f/s asked), %d failed", ch.Closed, ch.Reconnected, ch.Rate, ch.TargetRate, ch.Failed)
+		if ch.Reconnect != nil {
+			row("reconnect latency", "%s", ch.Reconnect)
+		}
+		row("server registry", "%s", ch.HubCheck)
+	}
+	if res.Latency != nil {
+		row("delivery latency", "%s", res.Latency)
+	}
+	row("deliveries", "%d (other messages %d, out of order %d)", res.Deliveries, res.Other, res.OutOfOrder)
+	row("errors", "%d (dropped connections %d, bad frames %d, missing deliveries %d)", res.Errors, res.Dropped, res.BadFrames, res.Missing)
+	for _, e := range res.ErrorSamples {
+		row("", "%s", e)
+	}
+	if res.Aborted != "" {
+		row("aborted", "%s", res.Aborted)
+	}
+	row("elapsed", "%.1fs", res.Elapsed)
+	return tw.Flush()
+}
+
+func (l *latencyResult) String() string {
+	return fmt.Sprintf("p50 %s  p90 %s  p99 %s  p99.9 %s  max %s  (mean %s, n %d)",
+		fmtMs(l.P50), fmtMs(l.P90), fmtMs(l.P99), fmtMs(l.P999), fmtMs(l.Max), fmtMs(l.Mean), l.Count)
+}
+
+func fmtMs(v float64) string {
+	if v < 10 {
+		return fmt.Sprintf("%.2fms", v)
+	}
+	return fmt.Sprintf("%.1fms", v)
+}
+
+// ms converts nanoseconds to milliseconds.
+func ms(ns int64) float64 { return float64(ns) / 1e6 }
+
+func mib(kb int64) string { return fmt.Sprintf("%.1f MiB", float64(kb)/1024) }

@@ -1,0 +1,404 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// runner drives one run: set-up, connect phase, scenario, tear-down.
+type runner struct {
+	cfg    config
+	stderr io.Writer
+	api    *apiClient
+	fleet  *fleet
+
+	tokens []string // -token-file: one per connection; nil when minting
+	users  []string // every distinct user, in order of first connection
+	connOf func(i int) string
+
+	pid     int
+	apiErrs atomic.Int64 // server API calls that failed, for the live line
+	phase   atomic.Value // string, for the live line
+}
+
+func (r *runner) run(ctx context.Context) (*result, error) {
+	cfg := r.cfg
+	res := &result{
+		Scenario: cfg.Scenario, URL: cfg.URL.String(), Requested: cfg.Conns, Users: cfg.Users,
+		Workers: cfg.Workers, ClientIO: cfg.ClientIO, LocalAddrs: cfg.LocalAddrs,
+	}
+	r.phase.Store("start")
+	if err := r.resolveUsers(); err != nil {
+		return nil, err
+	}
+	res.Users = len(r.users)
+	r.api = newAPIClient(cfg.URL.String(), cfg.APIKey, cfg.Senders)
+	defer r.api.close()
+
+	// The server's memory before we add anything.
+	r.pid = cfg.PID
+	if r.pid == 0 {
+		pid, err := serverPID(cfg.URL)
+		if err != nil {
+			res.Server.Note = "server memory not measured: " + err.Error()
+		}
+		r.pid = pid
+	}
+	if r.pid != 0 {
+		res.Server.PID = r.pid
+		rss, err := readRSSKB(r.pid)
+		if err != nil {
+			res.Server.Note = "server memory not measured: " + err.Error()
+			r.pid = 0
+		}
+		res.Server.RSSBeforeKB = rss
+	}
+
+	start := time.Now()
+	f, err := startFleet(r.specs(start), r.stderr)
+	if err != nil {
+		return nil, err
+	}
+	r.fleet = f
+	var stopOnce sync.Once
+	var finals []*event
+	stop := func() { stopOnce.Do(func() { finals = f.stop(stopGrace) }) }
+	defer stop() // on every path, Ctrl-C included: no worker outlives run
+
+	progressCtx, stopProgress := context.WithCancel(ctx)
+	var progress sync.WaitGroup
+	progress.Go(func() { r.progress(progressCtx, start) })
+	defer func() { stopProgress(); progress.Wait() }()
+
+	// Connect phase.
+	r.phase.Store("connect")
+	connectTimeout := time.Duration(float64(cfg.Conns)/cfg.Rate*float64(time.Second)) + cfg.DialTimeout + 10*time.Second
+	_, err = f.waitFor(ctx, connectTimeout, func() bool {
+		return f.all(func(s workerStats) bool { return s.ConnectDone })
+	})
+	connected := f.totals()
+	res.Connect.Established, res.Connect.Failed = connected.Established, connected.ConnectFailed
+	// Timed by the workers, from the first dial to the last handshake: the
+	// coordinator's view would add process start-up and polling.
+	if connected.ConnectEnd > connected.ConnectStart {
+		res.Connect.Seconds = float64(connected.ConnectEnd-connected.ConnectStart) / 1e9
+		res.Connect.Rate = float64(connected.Established) / res.Connect.Seconds
+	}
+
+	if err == nil && connected.Established == 0 {
+		err = fmt.Errorf("no connection could be established (%d failed)", connected.ConnectFailed)
+	}
+
+	// Scenario.
+	if err == nil {
+		r.phase.Store(cfg.Scenario)
+		switch cfg.Scenario {
+		case "idle":
+			err = r.idle(ctx)
+		case "fanout":
+			res.Fanout, err = r.fanout(ctx)
+		case "notify":
+			res.Notify, err = r.notify(ctx)
+		case "churn":
+			res.Churn, err = r.churn(ctx)
+		}
+	}
+	if r.pid != 0 {
+		res.Server.RSSAfterKB, _ = readRSSKB(r.pid)
+		// Per connection only when connections are all that was added: the
+		// other scenarios leave messages in the server's store too.
+		if n := f.totals().Open; n > 0 && res.Server.RSSAfterKB > 0 && cfg.Scenario == "idle" {
+			res.Server.Conns = n
+			res.Server.PerConnKB = float64(res.Server.RSSAfterKB-res.Server.RSSBeforeKB) / float64(n)
+		}
+	}
+	holding := f.totals() // workers' memory while holding everything
+	res.Client.RSSKB = holding.RSSKB
+	if holding.Open > 0 {
+		res.Client.PerConnKB = float64(holding.RSSKB) / float64(holding.Open)
+	}
+
+	r.phase.Store("stop")
+	stopProgress()
+	progress.Wait()
+	stop()
+	res.finish(f.totals(), finals, r.apiErrs.Load())
+	res.Elapsed = time.Since(start).Seconds()
+	if err != nil {
+		res.Aborted = err.Error()
+		if ctx.Err() != nil {
+			res.Aborted = context.Cause(ctx).Error()
+		}
+	}
+	return res, err
+}
+
+// resolveUsers sets the connection → user mapping and the user list.
+func (r *runner) resolveUsers() error {
+	cfg := r.cfg
+	if cfg.TokenFile != "" {
+		toks, subs, err := readTokenFile(cfg.TokenFile)
+		if err != nil {
+			return err
+		}
+		// Connection i uses token i mod len(tokens).
+		r.tokens = make([]string, cfg.Conns)
+		conn := make([]string, cfg.Conns)
+		seen := map[string]bool{}
+		for i := range cfg.Conns {
+			r.tokens[i], conn[i] = toks[i%len(toks)], subs[i%len(subs)]
+			if !seen[conn[i]] {
+				seen[conn[i]] = true
+				r.users = append(r.users, conn[i])
+			}
+		}
+		r.connOf = func(i int) string { return conn[i] }
+		return nil
+	}
+	r.users = make([]string, cfg.Users)
+	for u := range r.users {
+		r.users[u] = cfg.UserPrefix + strconv.Itoa(u)
+	}
+	r.connOf = func(i int) string { return r.users[i%cfg.Users] }
+	return nil
+}
+
+// specs splits the connections and the connect rate over the workers.
+func (r *runner) specs(start time.Time) []workerSpec {
+	cfg := r.cfg
+	specs := make([]workerSpec, cfg.Workers)
+	first := 0
+	for w := range specs {
+		n := cfg.Conns / cfg.Workers
+		if w < cfg.Conns%cfg.Workers {
+			n++
+		}
+		share := float64(n) / float64(cfg.Conns)
+		s := workerSpec{
+			ID: w + 1, WSURL: cfg.wsURL(), First: first, Count: n,
+			LocalAddrs:      cfg.LocalAddrs,
+			Rate:            cfg.Rate * share,
+			DialConcurrency: max(1, int(float64(cfg.DialConcurrency)*share)),
+			DialTimeout:     cfg.DialTimeout,
+			IO:              cfg.ClientIO,
+			TrackSeqs:       cfg.Scenario == "fanout",
+			// Workers stop on their own a little after the coordinator
+			// would have given up on them.
+			Deadline: start.Add(cfg.Timeout + 30*time.Second),
+		}
+		if r.tokens != nil {
+			s.Tokens = r.tokens[first : first+n]
+		} else {
+			s.Secret, s.UserPrefix, s.Users, s.TokenTTL = cfg.Secret, cfg.UserPrefix, cfg.Users, cfg.TokenTTL
+		}
+		specs[w] = s
+		first += n
+	}
+	return specs
+}
+
+// idle holds the connections. The server's memory is read afterwards: by
+// then the garbage of the connect phase (handshake buffers, HTTP request
+// state) has had several GC cycles to go.
+func (r *runner) idle(ctx context.Context) error {
+	if !sleepUntil(ctx, time.Now().Add(r.cfg.Hold)) {
+		return context.Cause(ctx)
+	}
+	return nil
+}
+
+// fanout broadcasts Messages times, each once the previous one has
+// reached every connection (or timed out), and measures when the last
+// connection got it.
+func (r *runner) fanout(ctx context.Context) (*fanoutResult, error) {
+	out := &fanoutResult{}
+	for k := int64(1); k <= int64(r.cfg.Messages); k++ {
+		if k > 1 && !sleepUntil(ctx, time.Now().Add(r.cfg.Interval)) {
+			return out, context.Cause(ctx)
+		}
+		// Only our connections count; the server's reply counts everyone's.
+		want := r.fleet.totals().Open
+		t := time.Now().UnixNano()
+		n, err := r.api.broadcast(ctx, fmt.Appendf(nil, `{"t":%d,"seq":%d}`, t, k))
+		m := fanoutMsg{Seq: k, Expected: want, ServerConns: n, APIMs: ms(time.Now().UnixNano() - t)}
+		if err != nil {
+			if ctx.Err() != nil {
+				return out, context.Cause(ctx) // stopped, not the server's failure
+			}
+			r.apiErrs.Add(1)
+			out.APIErrors = append(out.APIErrors, err.Error())
+			out.Messages = append(out.Messages, m)
+			continue
+		}
+		_, werr := r.fleet.waitFor(ctx, r.cfg.MsgTimeout, func() bool {
+			s := r.fleet.totals().Seqs[k]
+			return s != nil && s.N >= want
+		})
+		if s := r.fleet.totals().Seqs[k]; s != nil {
+			m.Delivered = s.N
+			m.FirstMs, m.LastMs = ms(s.First-t), ms(s.Last-t)
+			if s.Last > t {
+				m.PerSec = float64(s.N) / (float64(s.Last-t) / 1e9)
+			}
+		}
+		out.Messages = append(out.Messages, m)
+		if werr != nil {
+			return out, werr
+		}
+	}
+	return out, nil
+}
+
+// notify sends MsgRate notifications a second for Duration, to the users
+// in turn, each stamped with its send time, then waits for the deliveries.
+// Senders stamp just before their request; should they fall behind the
+// schedule, the achieved rate (reported) drops rather than the latency
+// hiding the queueing.
+func (r *runner) notify(ctx context.Context) (*notifyResult, error) {
+	out := &notifyResult{TargetRate: r.cfg.MsgRate}
+	var sent, expected atomic.Int64
+	var emu sync.Mutex
+	jobs := make(chan int64, r.cfg.Senders)
+	var senders sync.WaitGroup
+	for range r.cfg.Senders {
+		senders.Go(func() {
+			for seq := range jobs {
+				user := r.users[int((seq-1)%int64(len(r.users)))]
+				body := fmt.Appendf(nil, `{"t":%d,"seq":%d}`, time.Now().UnixNano(), seq)
+				n, err := r.api.sendUser(ctx, user, body)
+				if err != nil {
+					if ctx.Err() != nil {
+						return
+					}
+					r.apiErrs.Add(1)
+					emu.Lock()
+					if len(out.APIErrorSamples) < maxErrorSamples {
+						out.APIErrorSamples = append(out.APIErrorSamples, err.Error())
+					}
+					emu.Unlock()
+					continue
+				}
+				sent.Add(1)
+				expected.Add(int64(n))
+			}
+		})
+	}
+	start := time.Now()
+	var seq int64
+pace:
+	for seq = 1; ; seq++ {
+		due := start.Add(time.Duration(float64(seq-1) / r.cfg.MsgRate * float64(time.Second)))
+		if due.Sub(start) >= r.cfg.Duration || !sleepUntil(ctx, due) {
+			break
+		}
+		select {
+		case jobs <- seq:
+		case <-ctx.Done():
+			break pace
+		}
+	}
+	close(jobs)
+	senders.Wait()
+	elapsed := time.Since(start)
+	out.Sent, out.Expected = sent.Load(), expected.Load()
+	out.APIErrors = r.apiErrs.Load()
+	out.Rate = float64(out.Sent) / elapsed.Seconds()
+	if ctx.Err() != nil {
+		return out, context.Cause(ctx)
+	}
+	_, err := r.fleet.waitFor(ctx, r.cfg.MsgTimeout, func() bool {
+		return r.fleet.totals().Delivered >= out.Expected
+	})
+	out.Delivered = r.fleet.totals().Delivered
+	return out, err
+}
+
+// churn has every worker close random connections and open them again,
+// then checks that the server lists each sampled user's connections
+// exactly: a server that leaked closed connections into its registry (or
+// lost open ones) shows here.
+func (r *runner) churn(ctx context.Context) (*churnResult, error) {
+	out := &churnResult{TargetRate: r.cfg.ChurnRate}
+	for _, p := range r.fleet.procs {
+		p.mu.Lock()
+		share := float64(p.stats.Assigned) / float64(r.cfg.Conns)
+		p.mu.Unlock()
+		if err := p.send(command{Op: "churn", Rate: r.cfg.ChurnRate * share, Duration: r.cfg.Duration}); err != nil {
+			return out, fmt.Errorf("worker %d: %w", p.id, err)
+		}
+	}
+	start := time.Now()
+	_, err := r.fleet.waitFor(ctx, r.cfg.Duration+r.cfg.DialTimeout+5*time.Second, func() bool {
+		return r.fleet.all(func(s workerStats) bool { return s.ChurnDone })
+	})
+	s := r.fleet.totals()
+	out.Closed, out.Reconnected, out.Failed = s.ChurnClosed, s.ChurnReconnected, s.ChurnFailed
+	out.Rate = float64(out.Closed) / time.Since(start).Seconds()
+	if err != nil {
+		return out, err
+	}
+	if s.Dropped > 0 || s.ChurnFailed > 0 || s.ConnectFailed > 0 {
+		out.HubCheck = "skipped: some connections failed, so per-user counts are not known"
+		return out, nil
+	}
+	// Give the server a moment to finish closing (it lingers for the
+	// client's close frame) before comparing.
+	if !sleepUntil(ctx, time.Now().Add(time.Second)) {
+		return out, context.Cause(ctx)
+	}
+	want := map[string]int{}
+	for i := range r.cfg.Conns {
+		want[r.connOf(i)]++
+	}
+	const samples = 20
+	step := (len(r.users) + samples - 1) / samples
+	for u := 0; u < len(r.users); u += step {
+		user := r.users[u]
+		n, err := r.api.userConns(ctx, user)
+		out.HubChecked++
+		if err != nil {
+			r.apiErrs.Add(1)
+			out.HubMismatches = append(out.HubMismatches, err.Error())
+			continue
+		}
+		if n != want[user] {
+			out.HubMismatches = append(out.HubMismatches, fmt.Sprintf("user %s: server lists %d connections, we hold %d", user, n, want[user]))
+		}
+	}
+	out.HubCheck = fmt.Sprintf("%d of %d sampled users listed with exactly their connections", out.HubChecked-len(out.HubMismatches), out.HubChecked)
+	return out, nil
+}
+
+// progress prints one line a second to stderr until ctx ends.
+func (r *runner) progress(ctx context.Context, start time.Time) {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	var prev workerStats
+	prevAt := start
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-t.C:
+			s := r.fleet.totals()
+			dt := now.Sub(prevAt).Seconds()
+			srv := ""
+			if r.pid != 0 {
+				if rss, err := readRSSKB(r.pid); err == nil {
+					srv = fmt.Sprintf(" | server rss %s", mib(rss))
+				}
+			}
+			errs := s.ConnectFailed + s.Dropped + s.BadFrames + s.ChurnFailed + r.apiErrs.Load()
+			fmt.Fprintf(r.stderr, "[%4.0fs] %-7s conns %d/%d open %d (+%.0f/s) | delivered %d (%.0f/s) | errors %d%s | workers rss %s\n",
+				now.Sub(start).Seconds(), r.phase.Load(), s.Established, r.cfg.Conns, s.Open,
+				float64(s.Established+s.ChurnReconnected-prev.Established-prev.ChurnReconnected)/dt,
+				s.Delivered, float64(s.Delivered-prev.Delivered)/dt, errs, srv, mib(s.RSSKB))
+			prev, prevAt = s, now
+		}
+	}
+}
