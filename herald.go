@@ -10,6 +10,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"time"
 )
 
@@ -71,23 +72,199 @@ type Message struct {
 	Data   []byte    // payload bytes
 }
 
-// Store persists each user's ordered message stream. Implementations live in
-// their own packages (sqlite, memory, postgres) so the core stays free of
-// drivers.
+// Store persists each user's ordered message stream and the inbox state of
+// every message in it. Implementations live in their own packages (sqlite,
+// memory, postgres) so the core stays free of drivers, and share one
+// behaviour test suite.
+//
+// # Streams and offsets
+//
+// Every user has one stream. Append gives each message the next Offset of
+// its user's stream: 1, 2, 3, ... with no gaps, in commit order. Offsets
+// are never reused: retention (Trim) deletes messages from the front of a
+// stream, but the next Append still continues after the newest offset ever
+// assigned. So a client that remembers the last offset it saw can resume
+// with Since and miss nothing, and can tell from Bounds when what it missed
+// has been trimmed away (first > its offset + 1) and it must refetch.
+//
+// # Inbox
+//
+// Each retained message also has three flags a user changes with Mark:
+// seen (it was shown, e.g. in a dropdown), read (it was opened) and
+// archived (it left the inbox). They only grow: read implies seen, archived
+// implies read and seen, and nothing clears them. Inbox lists messages with
+// their flags, Counts gives the badge numbers.
 type Store interface {
-	// Append stores msgs durably, assigning each the next Offset of its
-	// user's stream (and the Store's Epoch), in slice order. It returns only
-	// after the messages are committed, so a caller may acknowledge them.
-	Append(ctx context.Context, msgs []*Message) error
-	// Since returns up to limit messages of user with Offset > since, in
-	// offset order.
+	// Append stores msgs durably and returns after they are committed, so
+	// a caller may acknowledge them. It assigns each message the next
+	// Offset of its user's stream, in slice order, and the Store's Epoch,
+	// and fills in ID (NewMessageID) and Time (now) when they are empty. A
+	// message is stored with no inbox flags set (unseen, unread). Append
+	// is atomic: on error no message was stored and every Offset is 0. If
+	// ctx ends first Append may return ctx.Err(), but only when nothing was
+	// stored.
+	//
+	// onCommit, when not nil, is called once the messages are committed
+	// (their Offsets set) and before the onCommit of any Append committed
+	// later. So a caller that delivers messages inside onCommit delivers
+	// every user's messages in offset order even when Appends race, which
+	// delivering after Append returns cannot promise. onCommit runs on the
+	// Store's commit path (the writer goroutine or under a lock): it must
+	// not block for long and must not call the Store. It is not called when
+	// Append fails.
+	Append(ctx context.Context, msgs []*Message, onCommit func()) error
+	// Since returns up to limit retained messages of user with Offset >
+	// since, in offset order: a replay for a client resuming after since.
+	// A limit <= 0 or above the Store's maximum (1,000 for the stores in
+	// this module) means that maximum.
 	Since(ctx context.Context, user UserID, since uint64, limit int) ([]Message, error)
+	// Bounds reports the user's stream: first is the oldest retained
+	// offset (0 when nothing is retained) and last the newest offset ever
+	// assigned (0 for a user never written to). Retention trims from the
+	// front, so the retained messages are exactly first..last; last never
+	// goes back, not even when every message has been trimmed.
+	Bounds(ctx context.Context, user UserID) (first, last uint64, err error)
+	// Trim applies retention and returns how many messages it deleted. Per
+	// user it keeps at most keep newest messages (keep <= 0: no count
+	// limit) and drops the messages whose Time is before before (zero: no
+	// age limit), together with any older offsets of the same user, so a
+	// stream is only ever trimmed from the front. Trim does not change any
+	// stream's last offset. It may commit in several steps so that Appends
+	// are not held up; a Trim that fails part way leaves what it already
+	// deleted deleted, which is harmless since retention only ever
+	// deletes what a later Trim would delete too.
+	Trim(ctx context.Context, keep int, before time.Time) (int, error)
+	// Inbox lists the user's retained messages with their flags, newest
+	// first, filtered by q.Status and paged by q.Before and q.Limit.
+	Inbox(ctx context.Context, q InboxQuery) ([]InboxItem, error)
+	// Mark sets mark on the user's messages with the given ids, or on all
+	// the user's retained messages when all is true (ids are then
+	// ignored). It returns the ids of the messages whose flags changed, so
+	// a caller can tell the user's other tabs; a message that already had
+	// the flag is not listed, and unknown ids (or another user's) are
+	// ignored. Marking read also sets seen; archiving also sets read and
+	// seen. The order of changed is unspecified.
+	Mark(ctx context.Context, user UserID, mark Mark, ids []string, all bool) (changed []string, err error)
+	// Counts returns the user's unread and unseen counts over the
+	// retained messages that are not archived: the numbers for a badge.
+	Counts(ctx context.Context, user UserID) (InboxCounts, error)
 	// Epoch identifies the history held by the Store. It changes only when
 	// history was lost (a new or memory-only store), telling resuming
 	// clients their offsets no longer mean anything.
 	Epoch() string
-	// Close flushes pending writes and releases the Store.
+	// Close flushes pending writes and releases the Store. Later calls
+	// fail with an EUnavailable error.
 	Close() error
+}
+
+// InboxStatus selects which messages Inbox lists. The zero value is
+// InboxAll, the inbox as a user sees it.
+type InboxStatus uint8
+
+const (
+	// InboxAll lists the messages that are not archived, read or not.
+	InboxAll InboxStatus = iota
+	// InboxUnread lists the messages that are neither read nor archived.
+	InboxUnread
+	// InboxArchived lists only the archived messages.
+	InboxArchived
+)
+
+func (s InboxStatus) String() string {
+	switch s {
+	case InboxAll:
+		return "all"
+	case InboxUnread:
+		return "unread"
+	case InboxArchived:
+		return "archived"
+	}
+	return fmt.Sprintf("InboxStatus(%d)", uint8(s))
+}
+
+// Inbox page sizes: an InboxQuery.Limit <= 0 means DefaultInboxLimit, one
+// above MaxInboxLimit means MaxInboxLimit.
+const (
+	DefaultInboxLimit = 50
+	MaxInboxLimit     = 200
+)
+
+// InboxQuery asks for one page of a user's inbox.
+type InboxQuery struct {
+	User   UserID
+	Status InboxStatus
+	// Before pages backwards: only messages with Offset < Before are
+	// listed; 0 starts from the newest. For the next (older) page pass the
+	// Offset of the last item of this one.
+	Before uint64
+	// Limit is the page size: <= 0 means DefaultInboxLimit, and it is
+	// capped at MaxInboxLimit.
+	Limit int
+}
+
+// PageSize returns q.Limit brought into range as described on Limit.
+func (q InboxQuery) PageSize() int {
+	switch {
+	case q.Limit <= 0:
+		return DefaultInboxLimit
+	case q.Limit > MaxInboxLimit:
+		return MaxInboxLimit
+	}
+	return q.Limit
+}
+
+// InboxItem is a message as the inbox lists it: with its flags.
+type InboxItem struct {
+	Message
+	Seen, Read, Archived bool
+}
+
+// Mark is a flag Store.Mark sets on messages. The zero value is not a
+// valid Mark, so a forgotten field cannot mark anything.
+type Mark uint8
+
+const (
+	// MarkSeen records that the user has seen the message (in a list or a
+	// badge dropdown) without necessarily opening it; it clears it from
+	// the unseen count.
+	MarkSeen Mark = iota + 1
+	// MarkRead records that the user has read the message; it implies
+	// MarkSeen and clears it from both counts.
+	MarkRead
+	// MarkArchived takes the message out of the inbox; it implies MarkRead
+	// and MarkSeen.
+	MarkArchived
+)
+
+func (m Mark) String() string {
+	switch m {
+	case MarkSeen:
+		return "seen"
+	case MarkRead:
+		return "read"
+	case MarkArchived:
+		return "archived"
+	}
+	return fmt.Sprintf("Mark(%d)", uint8(m))
+}
+
+// Valid reports whether m is one of the defined marks.
+func (m Mark) Valid() bool { return m >= MarkSeen && m <= MarkArchived }
+
+// InboxCounts are a user's badge numbers over retained messages that are
+// not archived.
+type InboxCounts struct {
+	Unread int `json:"unread"`
+	Unseen int `json:"unseen"`
+}
+
+// NewEpoch returns a new random store epoch: 16 hex characters. 64 random
+// bits make it vanishingly unlikely that a recreated store reuses an epoch a
+// client still remembers.
+func NewEpoch() string {
+	var b [8]byte
+	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails on supported systems
+	return hex.EncodeToString(b[:])
 }
 
 // EnvelopeData returns the payload as it is embedded in a herald.v1 envelope:

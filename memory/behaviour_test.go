@@ -9,6 +9,8 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -33,6 +35,17 @@ func runBehaviour(t *testing.T, newStore newStoreFunc) {
 		{"CancelledContext", testCancelledContext},
 		{"CancelRace", testCancelRace},
 		{"InvalidMessages", testInvalidMessages},
+		{"OnCommit", testOnCommit},
+		{"OnCommitOrder", testOnCommitOrder},
+		{"Bounds", testBounds},
+		{"TrimCount", testTrimCount},
+		{"TrimAge", testTrimAge},
+		{"TrimEverything", testTrimEverything},
+		{"TrimConcurrentAppends", testTrimConcurrentAppends},
+		{"Inbox", testInbox},
+		{"InboxPageSize", testInboxPageSize},
+		{"Mark", testMark},
+		{"Counts", testCounts},
 		{"AfterClose", testAfterClose},
 	}
 	for _, tc := range tests {
@@ -49,7 +62,7 @@ func msg(user herald.UserID, data string) *herald.Message {
 
 func mustAppend(t *testing.T, s herald.Store, msgs ...*herald.Message) {
 	t.Helper()
-	if err := s.Append(context.Background(), msgs); err != nil {
+	if err := s.Append(context.Background(), msgs, nil); err != nil {
 		t.Fatalf("Append: %v", err)
 	}
 }
@@ -215,7 +228,7 @@ func testConcurrentSameUser(t *testing.T, s herald.Store) {
 				for k := range batch {
 					batch[k] = msg("shared", fmt.Sprintf("w%d-a%d-m%d", w, j, k))
 				}
-				if err := s.Append(context.Background(), batch); err != nil {
+				if err := s.Append(context.Background(), batch, nil); err != nil {
 					errs <- err
 					return
 				}
@@ -313,7 +326,7 @@ func testCancelledContext(t *testing.T, s herald.Store) {
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	m := msg("u", "never")
-	if err := s.Append(ctx, []*herald.Message{m}); !errors.Is(err, context.Canceled) {
+	if err := s.Append(ctx, []*herald.Message{m}, nil); !errors.Is(err, context.Canceled) {
 		t.Fatalf("Append with cancelled ctx: %v, want context.Canceled", err)
 	}
 	if m.Offset != 0 {
@@ -347,7 +360,7 @@ func testCancelRace(t *testing.T, s herald.Store) {
 				if j%3 != 0 {
 					go cancel()
 				}
-				err := s.Append(ctx, []*herald.Message{m})
+				err := s.Append(ctx, []*herald.Message{m}, nil)
 				cancel()
 				mu.Lock()
 				switch {
@@ -391,11 +404,11 @@ func testInvalidMessages(t *testing.T, s herald.Store) {
 		{"no user", []*herald.Message{msg("u", "ok"), msg("", "nobody")}},
 	}
 	for _, tc := range tests {
-		if err := s.Append(context.Background(), tc.msgs); err == nil {
+		if err := s.Append(context.Background(), tc.msgs, nil); err == nil {
 			t.Errorf("%s: Append succeeded", tc.name)
 		}
 	}
-	if err := s.Append(context.Background(), nil); err != nil {
+	if err := s.Append(context.Background(), nil, nil); err != nil {
 		t.Errorf("empty Append: %v", err)
 	}
 	checkStream(t, s, "u", nil) // a rejected Append stores none of its messages
@@ -410,7 +423,7 @@ func testAfterClose(t *testing.T, s herald.Store) {
 		t.Fatalf("second Close: %v", err)
 	}
 	for _, msgs := range [][]*herald.Message{{msg("u", "after")}, nil} {
-		err := s.Append(context.Background(), msgs)
+		err := s.Append(context.Background(), msgs, nil)
 		if err == nil {
 			t.Fatalf("Append(%d messages) after Close succeeded", len(msgs))
 		}
@@ -418,7 +431,613 @@ func testAfterClose(t *testing.T, s herald.Store) {
 			t.Errorf("Append after Close: code %q, want %q (%v)", code, herald.EUnavailable, err)
 		}
 	}
-	if _, err := s.Since(context.Background(), "u", 0, 0); err == nil {
-		t.Fatal("Since after Close succeeded")
+	ctx := context.Background()
+	calls := map[string]func() error{
+		"Since":     func() error { _, err := s.Since(ctx, "u", 0, 0); return err },
+		"Bounds":    func() error { _, _, err := s.Bounds(ctx, "u"); return err },
+		"Trim":      func() error { _, err := s.Trim(ctx, 1, time.Time{}); return err },
+		"Inbox":     func() error { _, err := s.Inbox(ctx, herald.InboxQuery{User: "u"}); return err },
+		"Mark ids":  func() error { _, err := s.Mark(ctx, "u", herald.MarkRead, []string{"x"}, false); return err },
+		"Mark none": func() error { _, err := s.Mark(ctx, "u", herald.MarkRead, nil, false); return err },
+		"Mark all":  func() error { _, err := s.Mark(ctx, "u", herald.MarkRead, nil, true); return err },
+		"Counts":    func() error { _, err := s.Counts(ctx, "u"); return err },
+	}
+	for name, call := range calls {
+		if code := herald.ErrorCodeOf(call()); code != herald.EUnavailable {
+			t.Errorf("%s after Close: code %q, want %q", name, code, herald.EUnavailable)
+		}
+	}
+	if s.Epoch() == "" {
+		t.Error("Epoch after Close is empty")
+	}
+}
+
+func testOnCommit(t *testing.T, s herald.Store) {
+	ctx := context.Background()
+	// Called once, after the offsets are set, before Append returns.
+	a, b := msg("u", "a"), msg("v", "b")
+	calls := 0
+	err := s.Append(ctx, []*herald.Message{a, b}, func() {
+		calls++
+		if a.Offset != 1 || b.Offset != 1 || a.Epoch != s.Epoch() || b.Epoch != s.Epoch() {
+			t.Errorf("in onCommit: offsets %d %d epochs %q %q", a.Offset, b.Offset, a.Epoch, b.Epoch)
+		}
+	})
+	if err != nil || calls != 1 {
+		t.Fatalf("Append: err %v, onCommit called %d times", err, calls)
+	}
+	// An empty Append succeeds, and so calls it too.
+	calls = 0
+	if err := s.Append(ctx, nil, func() { calls++ }); err != nil || calls != 1 {
+		t.Fatalf("empty Append: err %v, onCommit called %d times", err, calls)
+	}
+	// Not called for an Append that fails.
+	calls = 0
+	cancelled, cancel := context.WithCancel(ctx)
+	cancel()
+	for name, try := range map[string]func() error{
+		"invalid":   func() error { return s.Append(ctx, []*herald.Message{msg("", "x")}, func() { calls++ }) },
+		"cancelled": func() error { return s.Append(cancelled, []*herald.Message{msg("u", "x")}, func() { calls++ }) },
+	} {
+		if err := try(); err == nil || calls != 0 {
+			t.Fatalf("%s Append: err %v, onCommit called %d times", name, err, calls)
+		}
+	}
+}
+
+// testOnCommitOrder races Appends to a few users and records, inside
+// onCommit, the offsets each delivers: for every user they must come out
+// 1, 2, 3, ... although the Appends return in any order.
+func testOnCommitOrder(t *testing.T, s herald.Store) {
+	const workers, appends = 32, 40
+	users := []herald.UserID{"a", "b", "c"}
+	var (
+		mu        sync.Mutex
+		delivered = map[herald.UserID][]uint64{}
+		wg        sync.WaitGroup
+	)
+	for w := range workers {
+		wg.Go(func() {
+			for j := range appends {
+				// Mostly single messages, sometimes a batch over two users.
+				batch := []*herald.Message{msg(users[(w+j)%len(users)], fmt.Sprint(w, j))}
+				if j%5 == 0 {
+					batch = append(batch, msg(users[(w+j+1)%len(users)], fmt.Sprint(w, j, "+")))
+				}
+				err := s.Append(context.Background(), batch, func() {
+					mu.Lock()
+					defer mu.Unlock()
+					for _, m := range batch {
+						delivered[m.User] = append(delivered[m.User], m.Offset)
+					}
+				})
+				if err != nil {
+					t.Errorf("Append: %v", err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	total := 0
+	for _, u := range users {
+		for i, off := range delivered[u] {
+			if off != uint64(i+1) {
+				t.Fatalf("user %q: onCommit delivered offset %d as number %d; sequence %v", u, off, i+1, delivered[u])
+			}
+		}
+		_, last, err := s.Bounds(context.Background(), u)
+		if err != nil || last != uint64(len(delivered[u])) {
+			t.Fatalf("user %q: last %d (%v), %d delivered", u, last, err, len(delivered[u]))
+		}
+		total += len(delivered[u])
+	}
+	if want := workers * (appends + appends/5); total != want {
+		t.Fatalf("%d messages delivered, want %d", total, want)
+	}
+}
+
+// at returns a message of user with payload data and Time t.
+func at(user herald.UserID, data string, t time.Time) *herald.Message {
+	m := msg(user, data)
+	m.Time = t
+	return m
+}
+
+func checkBounds(t *testing.T, s herald.Store, user herald.UserID, first, last uint64) {
+	t.Helper()
+	f, l, err := s.Bounds(context.Background(), user)
+	if err != nil {
+		t.Fatalf("Bounds(%q): %v", user, err)
+	}
+	if f != first || l != last {
+		t.Fatalf("Bounds(%q) = %d, %d; want %d, %d", user, f, l, first, last)
+	}
+}
+
+func trim(t *testing.T, s herald.Store, keep int, before time.Time) int {
+	t.Helper()
+	n, err := s.Trim(context.Background(), keep, before)
+	if err != nil {
+		t.Fatalf("Trim(%d, %v): %v", keep, before, err)
+	}
+	return n
+}
+
+// checkOffsets asserts the retained stream of user is exactly offsets
+// first..last, in order, with payloads "<user>-<offset>".
+func checkOffsets(t *testing.T, s herald.Store, user herald.UserID, first, last uint64) {
+	t.Helper()
+	got := all(t, s, user)
+	var want uint64
+	if first != 0 {
+		want = last - first + 1
+	}
+	if uint64(len(got)) != want {
+		t.Fatalf("stream %q holds %d messages, want %d (%d..%d)", user, len(got), want, first, last)
+	}
+	for i, m := range got {
+		off := first + uint64(i)
+		if m.Offset != off || string(m.Data) != fmt.Sprintf("%s-%d", user, off) {
+			t.Fatalf("stream %q [%d] = offset %d %q, want %d", user, i, m.Offset, m.Data, off)
+		}
+	}
+	checkBounds(t, s, user, first, last)
+}
+
+// fill appends n messages to user, with payloads "<user>-<offset>" (it
+// assumes user's stream is at last offset from).
+func fill(t *testing.T, s herald.Store, user herald.UserID, from uint64, n int) {
+	t.Helper()
+	batch := make([]*herald.Message, n)
+	for i := range batch {
+		batch[i] = msg(user, fmt.Sprintf("%s-%d", user, from+uint64(i)+1))
+	}
+	mustAppend(t, s, batch...)
+}
+
+func testBounds(t *testing.T, s herald.Store) {
+	future := time.Now().Add(time.Hour)
+	steps := []struct {
+		name        string
+		do          func(t *testing.T)
+		user        herald.UserID
+		first, last uint64
+	}{
+		{"never written", nil, "u", 0, 0},
+		{"after one Append", func(t *testing.T) { fill(t, s, "u", 0, 3) }, "u", 1, 3},
+		{"other users unaffected", nil, "other", 0, 0},
+		{"after another", func(t *testing.T) { fill(t, s, "u", 3, 2) }, "u", 1, 5},
+		{"count trim moves first", func(t *testing.T) { trim(t, s, 2, time.Time{}) }, "u", 4, 5},
+		{"age trim of all: first 0, last kept", func(t *testing.T) { trim(t, s, 0, future) }, "u", 0, 5},
+		{"Append continues after last", func(t *testing.T) { fill(t, s, "u", 5, 1) }, "u", 6, 6},
+	}
+	for _, st := range steps {
+		if st.do != nil {
+			st.do(t)
+		}
+		t.Run(st.name, func(t *testing.T) { checkOffsets(t, s, st.user, st.first, st.last) })
+	}
+}
+
+func testTrimCount(t *testing.T, s herald.Store) {
+	fill(t, s, "a", 0, 5)
+	fill(t, s, "b", 0, 2)
+	steps := []struct {
+		name       string
+		do         func(t *testing.T) // appends before the Trim
+		keep       int
+		deleted    int
+		a, b, c, d [2]uint64 // first, last of each user afterwards
+	}{
+		{name: "no limits", keep: 0, deleted: 0, a: [2]uint64{1, 5}, b: [2]uint64{1, 2}},
+		{name: "keep 3", keep: 3, deleted: 2, a: [2]uint64{3, 5}, b: [2]uint64{1, 2}},
+		{name: "again: nothing to do", keep: 3, deleted: 0, a: [2]uint64{3, 5}, b: [2]uint64{1, 2}},
+		{name: "keep more than there is", keep: 100, deleted: 0, a: [2]uint64{3, 5}, b: [2]uint64{1, 2}},
+		{name: "new users and Appends since", do: func(t *testing.T) {
+			fill(t, s, "a", 5, 2)
+			fill(t, s, "c", 0, 4)
+			fill(t, s, "d", 0, 3)
+		}, keep: 3, deleted: 3, a: [2]uint64{5, 7}, b: [2]uint64{1, 2}, c: [2]uint64{2, 4}, d: [2]uint64{1, 3}},
+		// A smaller keep applies to streams that did not grow since.
+		{name: "keep 1", keep: 1, deleted: 2 + 1 + 2 + 2, a: [2]uint64{7, 7}, b: [2]uint64{2, 2}, c: [2]uint64{4, 4}, d: [2]uint64{3, 3}},
+		{name: "keep negative: no count limit", keep: -1, deleted: 0, a: [2]uint64{7, 7}, b: [2]uint64{2, 2}, c: [2]uint64{4, 4}, d: [2]uint64{3, 3}},
+		{name: "Appends after trimming continue", do: func(t *testing.T) { fill(t, s, "b", 2, 3) },
+			keep: 2, deleted: 2, a: [2]uint64{7, 7}, b: [2]uint64{4, 5}, c: [2]uint64{4, 4}, d: [2]uint64{3, 3}},
+	}
+	for _, st := range steps {
+		if st.do != nil {
+			st.do(t)
+		}
+		if n := trim(t, s, st.keep, time.Time{}); n != st.deleted {
+			t.Fatalf("%s: Trim deleted %d, want %d", st.name, n, st.deleted)
+		}
+		t.Run(st.name, func(t *testing.T) {
+			for u, want := range map[herald.UserID][2]uint64{"a": st.a, "b": st.b, "c": st.c, "d": st.d} {
+				last := want[1]
+				if want[0] == 0 { // never written: 0, 0
+					last = 0
+				}
+				checkOffsets(t, s, u, want[0], last)
+			}
+		})
+	}
+}
+
+func testTrimAge(t *testing.T, s herald.Store) {
+	base := time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC)
+	minute := func(n int) time.Time { return base.Add(time.Duration(n) * time.Minute) }
+	// u: one message a minute. v: a single new message. w: its times out
+	// of order (a caller may set Time): 0, 5, 1 minutes.
+	var batch []*herald.Message
+	for i := range 5 {
+		batch = append(batch, at("u", fmt.Sprintf("u-%d", i+1), minute(i)))
+	}
+	mustAppend(t, s, batch...)
+	mustAppend(t, s, at("v", "v-1", minute(10)))
+	mustAppend(t, s, at("w", "w-1", minute(0)), at("w", "w-2", minute(5)), at("w", "w-3", minute(1)))
+
+	steps := []struct {
+		name    string
+		keep    int
+		before  time.Time
+		deleted int
+		u, v, w [2]uint64
+	}{
+		{"before everything", 0, minute(-1), 0, [2]uint64{1, 5}, [2]uint64{1, 1}, [2]uint64{1, 3}},
+		{"exactly the oldest time keeps it", 0, minute(0), 0, [2]uint64{1, 5}, [2]uint64{1, 1}, [2]uint64{1, 3}},
+		// w-3 is older than 2 minutes, so w-1 and w-2 before it go too:
+		// retention only trims from the front.
+		{"older than 2m30s", 0, minute(2).Add(30 * time.Second), 3 + 3, [2]uint64{4, 5}, [2]uint64{1, 1}, [2]uint64{0, 3}},
+		{"same again", 0, minute(2).Add(30 * time.Second), 0, [2]uint64{4, 5}, [2]uint64{1, 1}, [2]uint64{0, 3}},
+		{"age and count together", 1, minute(1), 1, [2]uint64{5, 5}, [2]uint64{1, 1}, [2]uint64{0, 3}},
+		{"everything", 0, minute(60), 2, [2]uint64{0, 5}, [2]uint64{0, 1}, [2]uint64{0, 3}},
+	}
+	for _, st := range steps {
+		if n := trim(t, s, st.keep, st.before); n != st.deleted {
+			t.Fatalf("%s: Trim deleted %d, want %d", st.name, n, st.deleted)
+		}
+		t.Run(st.name, func(t *testing.T) {
+			checkOffsets(t, s, "u", st.u[0], st.u[1])
+			checkOffsets(t, s, "v", st.v[0], st.v[1])
+			checkOffsets(t, s, "w", st.w[0], st.w[1])
+		})
+	}
+}
+
+func testTrimEverything(t *testing.T, s herald.Store) {
+	ctx := context.Background()
+	fill(t, s, "u", 0, 4)
+	if _, err := s.Mark(ctx, "u", herald.MarkRead, nil, true); err != nil {
+		t.Fatal(err)
+	}
+	if n := trim(t, s, 0, time.Now().Add(time.Minute)); n != 4 {
+		t.Fatalf("Trim deleted %d, want 4", n)
+	}
+	checkOffsets(t, s, "u", 0, 4)
+	if got, err := s.Since(ctx, "u", 0, 0); err != nil || len(got) != 0 {
+		t.Fatalf("Since after trimming everything: %d messages, %v", len(got), err)
+	}
+	if items, err := s.Inbox(ctx, herald.InboxQuery{User: "u", Status: herald.InboxAll}); err != nil || len(items) != 0 {
+		t.Fatalf("Inbox after trimming everything: %d items, %v", len(items), err)
+	}
+	if c, err := s.Counts(ctx, "u"); err != nil || c != (herald.InboxCounts{}) {
+		t.Fatalf("Counts after trimming everything: %+v, %v", c, err)
+	}
+	// Offsets never restart: the next message is 5, unread.
+	m := msg("u", "u-5")
+	mustAppend(t, s, m)
+	if m.Offset != 5 {
+		t.Fatalf("Append after trimming everything: offset %d, want 5", m.Offset)
+	}
+	checkOffsets(t, s, "u", 5, 5)
+	if c, err := s.Counts(ctx, "u"); err != nil || c != (herald.InboxCounts{Unread: 1, Unseen: 1}) {
+		t.Fatalf("Counts: %+v, %v", c, err)
+	}
+	// And again, now that the newest offset is the only record of last.
+	trim(t, s, 0, time.Now().Add(time.Minute))
+	m = msg("u", "u-6")
+	mustAppend(t, s, m)
+	if m.Offset != 6 {
+		t.Fatalf("second Append after trimming everything: offset %d, want 6", m.Offset)
+	}
+}
+
+// testTrimConcurrentAppends trims while Appends run: streams stay gap-free
+// from their first retained offset, and nothing newer than keep is lost.
+func testTrimConcurrentAppends(t *testing.T, s herald.Store) {
+	const workers, appends, keep = 8, 60, 10
+	users := []herald.UserID{"a", "b"}
+	stop := make(chan struct{})
+	trimmed := make(chan error, 1)
+	go func() {
+		for {
+			select {
+			case <-stop:
+				trimmed <- nil
+				return
+			default:
+			}
+			if _, err := s.Trim(context.Background(), keep, time.Time{}); err != nil {
+				trimmed <- err
+				return
+			}
+		}
+	}()
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Go(func() {
+			for j := range appends {
+				if err := s.Append(context.Background(), []*herald.Message{msg(users[j%2], fmt.Sprint(w, j))}, nil); err != nil {
+					t.Errorf("Append: %v", err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(stop)
+	if err := <-trimmed; err != nil {
+		t.Fatal(err)
+	}
+	trim(t, s, keep, time.Time{})
+	for _, u := range users {
+		first, last, err := s.Bounds(context.Background(), u)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if last != workers*appends/2 || first != last-keep+1 {
+			t.Fatalf("%q: bounds %d, %d, want %d, %d", u, first, last, workers*appends/2-keep+1, workers*appends/2)
+		}
+		got := all(t, s, u)
+		for i, m := range got {
+			if m.Offset != first+uint64(i) {
+				t.Fatalf("%q: [%d] offset %d, want %d", u, i, m.Offset, first+uint64(i))
+			}
+		}
+	}
+}
+
+// flagsOf returns the inbox flags of every retained message of user by id,
+// as "srA"-style strings: s seen, r read, a archived, - for unset.
+func flagsOf(t *testing.T, s herald.Store, user herald.UserID) map[string]string {
+	t.Helper()
+	out := map[string]string{}
+	for _, status := range []herald.InboxStatus{herald.InboxAll, herald.InboxArchived} {
+		var before uint64
+		for {
+			items, err := s.Inbox(context.Background(), herald.InboxQuery{User: user, Status: status, Before: before, Limit: herald.MaxInboxLimit})
+			if err != nil {
+				t.Fatalf("Inbox: %v", err)
+			}
+			for _, it := range items {
+				f := []byte("---")
+				if it.Seen {
+					f[0] = 's'
+				}
+				if it.Read {
+					f[1] = 'r'
+				}
+				if it.Archived {
+					f[2] = 'a'
+				}
+				out[it.ID] = string(f)
+			}
+			if len(items) < herald.MaxInboxLimit {
+				break
+			}
+			before = items[len(items)-1].Offset
+		}
+	}
+	return out
+}
+
+func mark(t *testing.T, s herald.Store, user herald.UserID, m herald.Mark, ids []string, all bool) []string {
+	t.Helper()
+	changed, err := s.Mark(context.Background(), user, m, ids, all)
+	if err != nil {
+		t.Fatalf("Mark(%q, %v, %v, %v): %v", user, m, ids, all, err)
+	}
+	slices.Sort(changed)
+	return changed
+}
+
+func testInbox(t *testing.T, s herald.Store) {
+	ctx := context.Background()
+	fixed := time.Date(2025, 6, 7, 8, 9, 10, 11, time.UTC)
+	var batch []*herald.Message
+	for i := 1; i <= 10; i++ {
+		batch = append(batch, &herald.Message{User: "u", ID: fmt.Sprintf("id%d", i), Time: fixed.Add(time.Duration(i)), Data: []byte(fmt.Sprintf("u-%d", i))})
+	}
+	mustAppend(t, s, batch...)
+	mustAppend(t, s, &herald.Message{User: "other", ID: "o1", Data: []byte("other-1")})
+	mark(t, s, "u", herald.MarkSeen, []string{"id1"}, false)
+	mark(t, s, "u", herald.MarkRead, []string{"id2", "id4"}, false)
+	mark(t, s, "u", herald.MarkArchived, []string{"id6", "id8"}, false)
+
+	tests := []struct {
+		name string
+		q    herald.InboxQuery
+		want []uint64 // offsets, newest first
+	}{
+		{"all (the zero status)", herald.InboxQuery{User: "u"}, []uint64{10, 9, 7, 5, 4, 3, 2, 1}},
+		{"unread", herald.InboxQuery{User: "u", Status: herald.InboxUnread}, []uint64{10, 9, 7, 5, 3, 1}},
+		{"archived", herald.InboxQuery{User: "u", Status: herald.InboxArchived}, []uint64{8, 6}},
+		{"before 5", herald.InboxQuery{User: "u", Before: 5}, []uint64{4, 3, 2, 1}},
+		{"first page of 3", herald.InboxQuery{User: "u", Limit: 3}, []uint64{10, 9, 7}},
+		{"second page of 3", herald.InboxQuery{User: "u", Before: 7, Limit: 3}, []uint64{5, 4, 3}},
+		{"last page of 3", herald.InboxQuery{User: "u", Before: 3, Limit: 3}, []uint64{2, 1}},
+		{"unread before 4", herald.InboxQuery{User: "u", Status: herald.InboxUnread, Before: 4}, []uint64{3, 1}},
+		{"archived before 8", herald.InboxQuery{User: "u", Status: herald.InboxArchived, Before: 8}, []uint64{6}},
+		{"before the first", herald.InboxQuery{User: "u", Before: 1}, nil},
+		{"before beyond the newest", herald.InboxQuery{User: "u", Before: 1000, Limit: 1}, []uint64{10}},
+		{"before max uint64", herald.InboxQuery{User: "u", Before: math.MaxUint64, Limit: 1}, []uint64{10}},
+		{"unknown user", herald.InboxQuery{User: "nobody"}, nil},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			items, err := s.Inbox(ctx, tc.q)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got []uint64
+			for _, it := range items {
+				got = append(got, it.Offset)
+				src := batch[it.Offset-1]
+				if it.User != "u" || it.ID != src.ID || !it.Time.Equal(src.Time) || it.Epoch != s.Epoch() || string(it.Data) != string(src.Data) {
+					t.Errorf("item %d = {User:%q ID:%q Time:%v Epoch:%q Data:%q}, appended {%q %q %v %q %q}",
+						it.Offset, it.User, it.ID, it.Time, it.Epoch, it.Data, src.User, src.ID, src.Time, s.Epoch(), src.Data)
+				}
+				wantSeen := it.Offset == 1 || it.Offset%2 == 0 && it.Offset <= 8
+				wantRead := it.Offset%2 == 0 && it.Offset <= 8
+				wantArchived := it.Offset == 6 || it.Offset == 8
+				if it.Seen != wantSeen || it.Read != wantRead || it.Archived != wantArchived {
+					t.Errorf("item %d: seen %v read %v archived %v, want %v %v %v", it.Offset, it.Seen, it.Read, it.Archived, wantSeen, wantRead, wantArchived)
+				}
+			}
+			if !slices.Equal(got, tc.want) {
+				t.Fatalf("offsets %v, want %v", got, tc.want)
+			}
+		})
+	}
+	if _, err := s.Inbox(ctx, herald.InboxQuery{User: "u", Status: 99}); herald.ErrorCodeOf(err) != herald.EInvalidRequest {
+		t.Fatalf("unknown status: %v, want an %s error", err, herald.EInvalidRequest)
+	}
+	// Items are copies.
+	items, _ := s.Inbox(ctx, herald.InboxQuery{User: "u", Limit: 1})
+	items[0].Data[0] = 'X'
+	if again, _ := s.Inbox(ctx, herald.InboxQuery{User: "u", Limit: 1}); string(again[0].Data) != "u-10" {
+		t.Fatalf("stored payload changed to %q", again[0].Data)
+	}
+}
+
+func testInboxPageSize(t *testing.T, s herald.Store) {
+	fill(t, s, "u", 0, herald.MaxInboxLimit+10)
+	tests := []struct {
+		limit, want int
+	}{
+		{0, herald.DefaultInboxLimit},
+		{-1, herald.DefaultInboxLimit},
+		{7, 7},
+		{herald.MaxInboxLimit, herald.MaxInboxLimit},
+		{herald.MaxInboxLimit + 1, herald.MaxInboxLimit},
+		{1 << 30, herald.MaxInboxLimit},
+	}
+	for _, tc := range tests {
+		items, err := s.Inbox(context.Background(), herald.InboxQuery{User: "u", Limit: tc.limit})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(items) != tc.want || items[0].Offset != herald.MaxInboxLimit+10 {
+			t.Fatalf("Limit %d: %d items from offset %d, want %d from %d", tc.limit, len(items), items[0].Offset, tc.want, herald.MaxInboxLimit+10)
+		}
+	}
+}
+
+func testMark(t *testing.T, s herald.Store) {
+	var batch []*herald.Message
+	for _, id := range []string{"a", "b", "c", "d", "e"} {
+		batch = append(batch, &herald.Message{User: "u", ID: id, Data: []byte(id)})
+	}
+	mustAppend(t, s, batch...)
+	mustAppend(t, s, &herald.Message{User: "v", ID: "x"}, &herald.Message{User: "v", ID: "y"})
+
+	steps := []struct {
+		name    string
+		mark    herald.Mark
+		ids     []string
+		all     bool
+		changed []string
+		flags   string // of a..e, 3 characters each as flagsOf
+	}{
+		{"seen one", herald.MarkSeen, []string{"a"}, false, []string{"a"}, "s-- --- --- --- ---"},
+		{"seen again: no change", herald.MarkSeen, []string{"a"}, false, nil, "s-- --- --- --- ---"},
+		{"read implies seen; unknown ignored", herald.MarkRead, []string{"a", "b", "nope"}, false, []string{"a", "b"}, "sr- sr- --- --- ---"},
+		{"repeated id, no change", herald.MarkRead, []string{"b", "b"}, false, nil, "sr- sr- --- --- ---"},
+		{"archived implies read and seen", herald.MarkArchived, []string{"c"}, false, []string{"c"}, "sr- sr- sra --- ---"},
+		{"seen on archived: no change", herald.MarkSeen, []string{"c"}, false, nil, "sr- sr- sra --- ---"},
+		{"another user's id is ignored", herald.MarkRead, []string{"x"}, false, nil, "sr- sr- sra --- ---"},
+		{"no ids", herald.MarkRead, nil, false, nil, "sr- sr- sra --- ---"},
+		{"all seen", herald.MarkSeen, nil, true, []string{"d", "e"}, "sr- sr- sra s-- s--"},
+		{"all read", herald.MarkRead, []string{"ignored with all"}, true, []string{"d", "e"}, "sr- sr- sra sr- sr-"},
+		{"all archived", herald.MarkArchived, nil, true, []string{"a", "b", "d", "e"}, "sra sra sra sra sra"},
+		{"all archived again", herald.MarkArchived, nil, true, nil, "sra sra sra sra sra"},
+	}
+	for _, st := range steps {
+		changed := mark(t, s, "u", st.mark, st.ids, st.all)
+		if !slices.Equal(changed, st.changed) {
+			t.Fatalf("%s: changed %q, want %q", st.name, changed, st.changed)
+		}
+		flags := flagsOf(t, s, "u")
+		var got []string
+		for _, id := range []string{"a", "b", "c", "d", "e"} {
+			got = append(got, flags[id])
+		}
+		if g := strings.Join(got, " "); g != st.flags {
+			t.Fatalf("%s: flags %q, want %q", st.name, g, st.flags)
+		}
+	}
+	if f := flagsOf(t, s, "v"); f["x"] != "---" || f["y"] != "---" {
+		t.Fatalf("other user's flags changed: %v", f)
+	}
+	if changed := mark(t, s, "nobody", herald.MarkRead, nil, true); len(changed) != 0 {
+		t.Fatalf("Mark all of an unknown user changed %q", changed)
+	}
+	for _, m := range []herald.Mark{0, herald.MarkArchived + 1} {
+		if _, err := s.Mark(context.Background(), "v", m, []string{"x"}, false); herald.ErrorCodeOf(err) != herald.EInvalidRequest {
+			t.Fatalf("Mark %d: %v, want an %s error", m, err, herald.EInvalidRequest)
+		}
+	}
+	// Two messages may share a caller-given id: both are marked, the id is
+	// listed once.
+	mustAppend(t, s, &herald.Message{User: "w", ID: "same"}, &herald.Message{User: "w", ID: "same"})
+	if changed := mark(t, s, "w", herald.MarkRead, []string{"same"}, false); !slices.Equal(changed, []string{"same"}) {
+		t.Fatalf("shared id: changed %q", changed)
+	}
+	if c, err := s.Counts(context.Background(), "w"); err != nil || c != (herald.InboxCounts{}) {
+		t.Fatalf("shared id: counts %+v, %v", c, err)
+	}
+}
+
+func testCounts(t *testing.T, s herald.Store) {
+	ctx := context.Background()
+	var batch []*herald.Message
+	for i := 1; i <= 6; i++ {
+		batch = append(batch, &herald.Message{User: "u", ID: fmt.Sprint(i)})
+	}
+	mustAppend(t, s, batch...)
+	mustAppend(t, s, &herald.Message{User: "v", ID: "v1"})
+	steps := []struct {
+		name string
+		do   func(t *testing.T)
+		want herald.InboxCounts
+	}{
+		{"all new", nil, herald.InboxCounts{Unread: 6, Unseen: 6}},
+		{"seen 1", func(t *testing.T) { mark(t, s, "u", herald.MarkSeen, []string{"1"}, false) }, herald.InboxCounts{Unread: 6, Unseen: 5}},
+		{"read 2", func(t *testing.T) { mark(t, s, "u", herald.MarkRead, []string{"2"}, false) }, herald.InboxCounts{Unread: 5, Unseen: 4}},
+		{"archived 3 (unseen)", func(t *testing.T) { mark(t, s, "u", herald.MarkArchived, []string{"3"}, false) }, herald.InboxCounts{Unread: 4, Unseen: 3}},
+		{"archived 2 (read)", func(t *testing.T) { mark(t, s, "u", herald.MarkArchived, []string{"2"}, false) }, herald.InboxCounts{Unread: 4, Unseen: 3}},
+		{"a new message", func(t *testing.T) { mustAppend(t, s, &herald.Message{User: "u", ID: "7"}) }, herald.InboxCounts{Unread: 5, Unseen: 4}},
+		// Offsets 1..3 go: 1 was seen, 2 and 3 archived.
+		{"trimmed to 4", func(t *testing.T) { trim(t, s, 4, time.Time{}) }, herald.InboxCounts{Unread: 4, Unseen: 4}},
+		{"all seen", func(t *testing.T) { mark(t, s, "u", herald.MarkSeen, nil, true) }, herald.InboxCounts{Unread: 4, Unseen: 0}},
+		{"all read", func(t *testing.T) { mark(t, s, "u", herald.MarkRead, nil, true) }, herald.InboxCounts{}},
+	}
+	for _, st := range steps {
+		if st.do != nil {
+			st.do(t)
+		}
+		c, err := s.Counts(ctx, "u")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c != st.want {
+			t.Fatalf("%s: counts %+v, want %+v", st.name, c, st.want)
+		}
+	}
+	for u, want := range map[herald.UserID]herald.InboxCounts{"v": {Unread: 1, Unseen: 1}, "nobody": {}} {
+		if c, err := s.Counts(ctx, u); err != nil || c != want {
+			t.Fatalf("Counts(%q) = %+v, %v; want %+v", u, c, err, want)
+		}
 	}
 }

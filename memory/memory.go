@@ -3,16 +3,17 @@
 // survives a restart, so each Store has a fresh random epoch, which tells a
 // resuming client that offsets from a previous process mean nothing here.
 //
-// History is kept for the life of the Store; there is no retention limit.
+// It implements the same semantics as package sqlite, retention and inbox
+// included, and passes the same behaviour suite. One mutex orders
+// everything: Appends commit (and run their onCommit) one after another
+// under it.
 package memory
 
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
-	"encoding/binary"
-	"encoding/hex"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -23,9 +24,31 @@ import (
 // above it means MaxLimit. It matches the sqlite store.
 const MaxLimit = 1000
 
-// ErrClosed is returned by Append and Since once Close has been called. It
-// carries herald.EUnavailable, so an API handler reports 503 (shutting down).
+// ErrClosed is returned by every method but Epoch and Close once Close has
+// been called. It carries herald.EUnavailable, so an API handler reports
+// 503 (shutting down).
 var ErrClosed error = herald.Errorf(herald.EUnavailable, "message store is closed")
+
+// Inbox flags of a stored message, as bits. Marks only ever add bits, and
+// each mark adds the ones it implies (see markBits).
+const (
+	flagSeen     uint8 = 1 << iota // shown to the user
+	flagRead                       // opened; implies seen
+	flagArchived                   // out of the inbox; implies read
+)
+
+// markBits returns the flags mark sets, implied ones included.
+func markBits(mark herald.Mark) uint8 {
+	switch mark {
+	case herald.MarkSeen:
+		return flagSeen
+	case herald.MarkRead:
+		return flagSeen | flagRead
+	case herald.MarkArchived:
+		return flagSeen | flagRead | flagArchived
+	}
+	return 0
+}
 
 // Store is an in-memory herald.Store. It is safe for concurrent use.
 type Store struct {
@@ -33,18 +56,42 @@ type Store struct {
 
 	mu      sync.RWMutex
 	closed  bool
-	streams map[herald.UserID][]herald.Message // stream[i].Offset == i+1
+	streams map[herald.UserID]*stream
+}
+
+// stream is one user's stream. Retention trims from the front only, so the
+// retained messages have consecutive offsets: msgs[i].Offset ==
+// msgs[0].Offset+i, and the newest is last unless all were trimmed.
+type stream struct {
+	msgs []entry
+	last uint64 // newest offset ever assigned
+}
+
+type entry struct {
+	herald.Message
+	flags uint8
+}
+
+// index returns the position in s.msgs of the first message with Offset >
+// after (len(s.msgs) if none).
+func (s *stream) index(after uint64) int {
+	if len(s.msgs) == 0 {
+		return 0
+	}
+	first := s.msgs[0].Offset
+	if after < first {
+		return 0
+	}
+	return int(min(after-first+1, uint64(len(s.msgs))))
 }
 
 var _ herald.Store = (*Store)(nil)
 
 // New returns an empty Store with a new random epoch.
 func New() *Store {
-	var b [8]byte
-	rand.Read(b[:]) // never fails (crypto/rand.Read panics rather than err)
 	return &Store{
-		epoch:   hex.EncodeToString(b[:]),
-		streams: make(map[herald.UserID][]herald.Message),
+		epoch:   herald.NewEpoch(),
+		streams: make(map[herald.UserID]*stream),
 	}
 }
 
@@ -55,7 +102,9 @@ func (s *Store) Epoch() string { return s.epoch }
 // stream and the Store's Epoch, in slice order, and filling in Time and ID
 // when they are zero. It is atomic: either all messages are stored or, on
 // error, none. The payload bytes are copied, so the caller may reuse Data.
-func (s *Store) Append(ctx context.Context, msgs []*herald.Message) error {
+// onCommit runs before Append returns, with the Store locked: it must not
+// call the Store (that would deadlock).
+func (s *Store) Append(ctx context.Context, msgs []*herald.Message, onCommit func()) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -79,14 +128,36 @@ func (s *Store) Append(ctx context.Context, msgs []*herald.Message) error {
 			m.Time = now
 		}
 		if m.ID == "" {
-			m.ID = newID(m.Time)
+			m.ID = herald.NewMessageID(m.Time)
 		}
-		stream := s.streams[m.User]
-		m.Offset = uint64(len(stream)) + 1
+		st := s.streams[m.User]
+		if st == nil {
+			st = &stream{}
+			s.streams[m.User] = st
+		}
+		st.last++
+		m.Offset = st.last
 		m.Epoch = s.epoch
 		stored := *m
 		stored.Data = bytes.Clone(m.Data)
-		s.streams[m.User] = append(stream, stored)
+		st.msgs = append(st.msgs, entry{Message: stored})
+	}
+	if onCommit != nil {
+		onCommit()
+	}
+	return nil
+}
+
+// rlock takes the read lock unless ctx has ended or the Store is closed; on
+// success the caller must RUnlock.
+func (s *Store) rlock(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	s.mu.RLock()
+	if s.closed {
+		s.mu.RUnlock()
+		return ErrClosed
 	}
 	return nil
 }
@@ -94,34 +165,209 @@ func (s *Store) Append(ctx context.Context, msgs []*herald.Message) error {
 // Since returns up to limit messages of user with Offset > since, in offset
 // order. The returned messages are copies; callers may modify them.
 func (s *Store) Since(ctx context.Context, user herald.UserID, since uint64, limit int) ([]herald.Message, error) {
-	if err := ctx.Err(); err != nil {
-		return nil, err
-	}
 	if limit <= 0 || limit > MaxLimit {
 		limit = MaxLimit
 	}
-
-	s.mu.RLock()
+	if err := s.rlock(ctx); err != nil {
+		return nil, err
+	}
 	defer s.mu.RUnlock()
+	st := s.streams[user]
+	if st == nil {
+		return nil, nil
+	}
+	page := st.msgs[st.index(since):]
+	if len(page) == 0 {
+		return nil, nil
+	}
+	page = page[:min(len(page), limit)]
+	out := make([]herald.Message, len(page))
+	for i := range page {
+		out[i] = page[i].Message
+		// Copy the payload so a caller cannot corrupt the stored history.
+		out[i].Data = bytes.Clone(page[i].Data)
+	}
+	return out, nil
+}
+
+// Bounds reports the oldest retained and the newest assigned offset of
+// user's stream.
+func (s *Store) Bounds(ctx context.Context, user herald.UserID) (first, last uint64, err error) {
+	if err := s.rlock(ctx); err != nil {
+		return 0, 0, err
+	}
+	defer s.mu.RUnlock()
+	st := s.streams[user]
+	if st == nil {
+		return 0, 0, nil
+	}
+	if len(st.msgs) > 0 {
+		first = st.msgs[0].Offset
+	}
+	return first, st.last, nil
+}
+
+// Trim applies retention to every stream (see herald.Store). It holds the
+// lock for one pass over all retained messages.
+func (s *Store) Trim(ctx context.Context, keep int, before time.Time) (int, error) {
+	if err := ctx.Err(); err != nil {
+		return 0, err
+	}
+	if keep <= 0 && before.IsZero() {
+		return 0, nil
+	}
+	var cutoff int64
+	if !before.IsZero() {
+		cutoff = before.UnixNano()
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return 0, ErrClosed
+	}
+	deleted := 0
+	for _, st := range s.streams {
+		n := 0 // messages to drop from the front
+		if keep > 0 && len(st.msgs) > keep {
+			n = len(st.msgs) - keep
+		}
+		if cutoff != 0 {
+			// The newest message older than the cutoff takes every
+			// earlier offset with it: retention trims from the front.
+			for i := len(st.msgs) - 1; i >= n; i-- {
+				if st.msgs[i].Time.UnixNano() < cutoff {
+					n = i + 1
+					break
+				}
+			}
+		}
+		if n == 0 {
+			continue
+		}
+		clear(st.msgs[:n]) // let the payloads go
+		st.msgs = st.msgs[n:]
+		if cap(st.msgs) > 64 && len(st.msgs) < cap(st.msgs)/4 {
+			st.msgs = slices.Clone(st.msgs) // release the trimmed array
+		}
+		deleted += n
+	}
+	return deleted, nil
+}
+
+// Inbox lists the user's retained messages with their flags, newest first.
+func (s *Store) Inbox(ctx context.Context, q herald.InboxQuery) ([]herald.InboxItem, error) {
+	var mask, want uint8
+	switch q.Status {
+	case herald.InboxAll:
+		mask, want = flagArchived, 0
+	case herald.InboxUnread:
+		mask, want = flagRead|flagArchived, 0
+	case herald.InboxArchived:
+		mask, want = flagArchived, flagArchived
+	default:
+		return nil, herald.Errorf(herald.EInvalidRequest, "unknown inbox status %d", q.Status)
+	}
+	limit := q.PageSize()
+	if err := s.rlock(ctx); err != nil {
+		return nil, err
+	}
+	defer s.mu.RUnlock()
+	st := s.streams[q.User]
+	if st == nil {
+		return nil, nil
+	}
+	end := len(st.msgs)
+	if q.Before != 0 {
+		end = st.index(q.Before - 1) // offsets < Before
+	}
+	var out []herald.InboxItem
+	for i := end - 1; i >= 0 && len(out) < limit; i-- {
+		e := &st.msgs[i]
+		if e.flags&mask != want {
+			continue
+		}
+		it := herald.InboxItem{
+			Message:  e.Message,
+			Seen:     e.flags&flagSeen != 0,
+			Read:     e.flags&flagRead != 0,
+			Archived: e.flags&flagArchived != 0,
+		}
+		it.Data = bytes.Clone(e.Data)
+		out = append(out, it)
+	}
+	return out, nil
+}
+
+// Mark sets mark on the user's messages with the given ids, or on all of
+// them, and returns the ids whose flags changed.
+func (s *Store) Mark(ctx context.Context, user herald.UserID, mark herald.Mark, ids []string, all bool) ([]string, error) {
+	bits := markBits(mark)
+	if bits == 0 {
+		return nil, herald.Errorf(herald.EInvalidRequest, "unknown mark %d", mark)
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	var wanted map[string]bool
+	if !all {
+		if len(ids) == 0 {
+			// Still report a closed store.
+			if err := s.rlock(ctx); err != nil {
+				return nil, err
+			}
+			s.mu.RUnlock()
+			return nil, nil
+		}
+		wanted = make(map[string]bool, len(ids))
+		for _, id := range ids {
+			wanted[id] = true
+		}
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	if s.closed {
 		return nil, ErrClosed
 	}
-	stream := s.streams[user]
-	// Offsets are dense from 1, so Offset > since starts at index since.
-	if since >= uint64(len(stream)) {
+	st := s.streams[user]
+	if st == nil {
 		return nil, nil
 	}
-	page := stream[since:]
-	if len(page) > limit {
-		page = page[:limit]
+	var changed []string
+	for i := range st.msgs {
+		e := &st.msgs[i]
+		if (all || wanted[e.ID]) && e.flags|bits != e.flags {
+			e.flags |= bits
+			changed = append(changed, e.ID)
+		}
 	}
-	out := make([]herald.Message, len(page))
-	for i, m := range page {
-		out[i] = m
-		// Copy the payload so a caller cannot corrupt the stored history.
-		out[i].Data = bytes.Clone(m.Data)
+	return dedupe(changed), nil
+}
+
+// Counts returns the user's unread and unseen counts over retained messages
+// that are not archived.
+func (s *Store) Counts(ctx context.Context, user herald.UserID) (herald.InboxCounts, error) {
+	var c herald.InboxCounts
+	if err := s.rlock(ctx); err != nil {
+		return c, err
 	}
-	return out, nil
+	defer s.mu.RUnlock()
+	st := s.streams[user]
+	if st == nil {
+		return c, nil
+	}
+	for i := range st.msgs {
+		f := st.msgs[i].flags
+		if f&flagArchived != 0 {
+			continue
+		}
+		if f&flagRead == 0 {
+			c.Unread++
+		}
+		if f&flagSeen == 0 {
+			c.Unseen++
+		}
+	}
+	return c, nil
 }
 
 // Close discards the history and makes later calls fail with ErrClosed. It
@@ -134,12 +380,19 @@ func (s *Store) Close() error {
 	return nil
 }
 
-// newID returns a 32-character hex id: 48 bits of unix milliseconds followed
-// by 80 random bits, like the sqlite store's, so ids sort roughly by time and
-// stay unique without coordination.
-func newID(now time.Time) string {
-	var b [16]byte
-	binary.BigEndian.PutUint64(b[:8], uint64(now.UnixMilli())<<16)
-	rand.Read(b[6:]) // never fails
-	return hex.EncodeToString(b[:])
+// dedupe drops repeated ids (a caller may give two messages one ID), keeping
+// the first of each.
+func dedupe(ids []string) []string {
+	if len(ids) < 2 {
+		return ids
+	}
+	seen := make(map[string]bool, len(ids))
+	out := ids[:0]
+	for _, id := range ids {
+		if !seen[id] {
+			seen[id] = true
+			out = append(out, id)
+		}
+	}
+	return out
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"path/filepath"
+	"runtime"
 	"sync/atomic"
 	"testing"
 
@@ -47,7 +48,7 @@ func BenchmarkAppendSingle(b *testing.B) {
 	n := 0
 	for b.Loop() {
 		m := &herald.Message{User: "u", Data: payload}
-		if err := s.Append(ctx, []*herald.Message{m}); err != nil {
+		if err := s.Append(ctx, []*herald.Message{m}, nil); err != nil {
 			b.Fatal(err)
 		}
 		n++
@@ -70,7 +71,7 @@ func BenchmarkAppendConcurrent(b *testing.B) {
 		user := herald.UserID(fmt.Sprintf("u%d", worker.Add(1)%64))
 		for pb.Next() {
 			m := &herald.Message{User: user, Data: payload}
-			if err := s.Append(ctx, []*herald.Message{m}); err != nil {
+			if err := s.Append(ctx, []*herald.Message{m}, nil); err != nil {
 				b.Error(err)
 				return
 			}
@@ -99,10 +100,124 @@ func BenchmarkAppendBatch100(b *testing.B) {
 		for i := range batch {
 			batch[i] = &herald.Message{User: users[i], Data: payload}
 		}
-		if err := s.Append(ctx, batch); err != nil {
+		if err := s.Append(ctx, batch, nil); err != nil {
 			b.Fatal(err)
 		}
 		n += size
 	}
 	reportRate(b, s, n, txns)
+}
+
+// BenchmarkAppendConcurrentManyUsers is the production shape the store is
+// sized for: ~64 concurrent callers, one message per Append, each to a user
+// drawn from 10,000, so a batch touches as many users as it has messages.
+func BenchmarkAppendConcurrentManyUsers(b *testing.B) {
+	const users = 10000
+	s := benchStore(b)
+	ctx := context.Background()
+	payload := benchPayload()
+	names := make([]herald.UserID, users)
+	for i := range names {
+		names[i] = herald.UserID(fmt.Sprintf("user-%d", i))
+	}
+	var next atomic.Uint64
+	b.ReportAllocs()
+	b.SetParallelism(max(1, 64/runtime.GOMAXPROCS(0)))
+	txns := s.txns.Load()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			// A cheap scramble so consecutive Appends hit unrelated users.
+			u := names[(next.Add(1)*7919)%users]
+			m := &herald.Message{User: u, Data: payload}
+			if err := s.Append(ctx, []*herald.Message{m}, nil); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+	reportRate(b, s, b.N, txns)
+}
+
+// inboxStore returns a store where each of 20 users has 1,000 messages,
+// interleaved as they would arrive (so one user's rows are spread over the
+// table), with every third message read.
+func inboxStore(b *testing.B) *Store {
+	s := benchStore(b)
+	ctx := context.Background()
+	payload := benchPayload()
+	for i := range 1000 {
+		batch := make([]*herald.Message, 20)
+		for u := range batch {
+			batch[u] = &herald.Message{User: herald.UserID(fmt.Sprint("user-", u)), Data: payload}
+		}
+		if err := s.Append(ctx, batch, nil); err != nil {
+			b.Fatal(err)
+		}
+		if i%3 == 0 {
+			for _, m := range batch {
+				if _, err := s.Mark(ctx, m.User, herald.MarkRead, []string{m.ID}, false); err != nil {
+					b.Fatal(err)
+				}
+			}
+		}
+	}
+	return s
+}
+
+// BenchmarkInbox1000 reads the first unread page of a user with 1,000
+// messages, a third of them read.
+func BenchmarkInbox1000(b *testing.B) {
+	s := inboxStore(b)
+	ctx := context.Background()
+	b.ReportAllocs()
+	for b.Loop() {
+		items, err := s.Inbox(ctx, herald.InboxQuery{User: "user-7", Status: herald.InboxUnread})
+		if err != nil || len(items) != herald.DefaultInboxLimit {
+			b.Fatal(len(items), err)
+		}
+	}
+}
+
+// BenchmarkCounts1000 counts a user with 1,000 messages.
+func BenchmarkCounts1000(b *testing.B) {
+	s := inboxStore(b)
+	ctx := context.Background()
+	b.ReportAllocs()
+	for b.Loop() {
+		c, err := s.Counts(ctx, "user-7")
+		if err != nil || c.Unread != 666 {
+			b.Fatal(c, err)
+		}
+	}
+}
+
+// BenchmarkMarkRead1000 marks one message of a user with 1,000 messages
+// read (and back to the same message, so later rounds change nothing: the
+// cost of finding it).
+func BenchmarkMarkRead1000(b *testing.B) {
+	s := inboxStore(b)
+	ctx := context.Background()
+	page, err := s.Since(ctx, "user-7", 500, 1)
+	if err != nil {
+		b.Fatal(err)
+	}
+	ids := []string{page[0].ID}
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := s.Mark(ctx, "user-7", herald.MarkRead, ids, false); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkBounds reads the bounds of a user with 1,000 messages.
+func BenchmarkBounds(b *testing.B) {
+	s := inboxStore(b)
+	ctx := context.Background()
+	b.ReportAllocs()
+	for b.Loop() {
+		if first, last, err := s.Bounds(ctx, "user-7"); err != nil || first != 1 || last != 1000 {
+			b.Fatal(first, last, err)
+		}
+	}
 }

@@ -17,13 +17,19 @@ const defaultBusyTimeout = 5 * time.Second
 // An Option configures Open.
 type Option func(*config)
 
+// defaultWriterCacheKiB is the writer connection's page cache. It holds the
+// stream index pages that Appends for many users dirty; 32 MiB keeps the
+// index of some million messages in memory.
+const defaultWriterCacheKiB = 2 << 10
+
 type config struct {
-	maxBatch    int
-	busyTimeout time.Duration
+	maxBatch       int
+	busyTimeout    time.Duration
+	writerCacheKiB int
 }
 
 func defaultConfig() config {
-	return config{maxBatch: DefaultMaxBatch, busyTimeout: defaultBusyTimeout}
+	return config{maxBatch: DefaultMaxBatch, busyTimeout: defaultBusyTimeout, writerCacheKiB: defaultWriterCacheKiB}
 }
 
 // WithMaxBatch sets how many messages one group-commit transaction gathers

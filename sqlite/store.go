@@ -17,16 +17,27 @@
 //
 // # Group commit
 //
-// Appends are not written by their callers. Each hands its batch to a single
-// writer goroutine, which gathers everything queued (up to a cap) into one
-// transaction, commits once and then answers every waiting caller. Under
-// load many Appends share one commit, and because only one goroutine ever
-// writes, assigning offsets needs no locking beyond SQLite's own.
+// Writes are not made by their callers. Each Append (and each Mark, and
+// each step of a Trim) hands its work to a single writer goroutine, which
+// gathers everything queued (up to a cap) into one transaction, commits
+// once, runs the Appends' onCommit callbacks in commit order and then
+// answers every waiting caller. Under load many Appends share one commit,
+// and because only one goroutine ever writes, assigning offsets needs no
+// locking: the writer keeps each user's last offset in memory (loaded from
+// the file on first use) and the commit itself writes only the new rows.
+// Reads (Since, Bounds, Inbox, Counts) run on a pool of other connections
+// and, under WAL, neither wait for nor delay commits.
+//
+// # Schema
+//
+// See schema.go: an append-only messages table keyed by a growing seq, and
+// a (user, offset, flags) index that every per-user read is a range of.
 package sqlite
 
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/url"
@@ -46,8 +57,9 @@ import (
 // above it means MaxLimit. It bounds the memory and time of one replay.
 const MaxLimit = 1000
 
-// ErrClosed is returned by Append and Since once Close has been called. It
-// carries herald.EUnavailable, so an API handler reports 503 (shutting down).
+// ErrClosed is returned by every method but Epoch and Close once Close has
+// been called. It carries herald.EUnavailable, so an API handler reports
+// 503 (shutting down).
 var ErrClosed error = herald.Errorf(herald.EUnavailable, "message store is closed")
 
 // Store is a herald.Store backed by one SQLite file. It is safe for
@@ -58,14 +70,16 @@ type Store struct {
 	epoch    string
 	maxBatch int
 
-	// Statements the writer runs on wconn, prepared once.
-	begin, commit, rollback *sql.Stmt
-	lastOffset, insert      *sql.Stmt
-	upsertStream            *sql.Stmt
+	w writerStmts // run by the writer goroutine on wconn only
+	r readerStmts // run on the pool
 
-	// mu orders Appends against Close: Append holds it shared while it
+	// Owned by the writer goroutine (and by init, before it starts).
+	lastOf      map[herald.UserID]uint64 // cache of each user's last offset
+	dataVersion int64                    // PRAGMA data_version when lastOf was last known valid
+
+	// mu orders writes against Close: a caller holds it shared while it
 	// enqueues, Close takes it exclusively to set closed and close reqs, so
-	// no Append can send on a closed channel.
+	// nothing can send on a closed channel.
 	mu     sync.RWMutex
 	closed bool
 	reqs   chan *request
@@ -74,15 +88,26 @@ type Store struct {
 	closeOnce  sync.Once
 	closeErr   error
 
+	trim trimState
+
+	ckconn    *sql.Conn     // the background checkpointer's connection
+	walFrames atomic.Int64  // about how many WAL frames were written since the last background checkpoint
+	ckptKick  chan struct{} // walFrames reached checkpointFrames
+	ckptStop  chan struct{} // closed by Close
+	ckptDone  chan struct{} // closed when the checkpointer has exited
+
 	txns atomic.Uint64 // transactions committed, for tests and benchmarks
 }
 
 var _ herald.Store = (*Store)(nil)
 
-// A request is one Append waiting for the writer.
+// A request is one unit of work waiting for the writer: an Append (msgs),
+// or an op, a function run in a transaction of its own (Mark, Trim).
 type request struct {
-	ctx  context.Context
-	msgs []*herald.Message
+	ctx      context.Context
+	msgs     []*herald.Message
+	onCommit func()
+	op       func() error
 	// state settles the race between the writer taking the request and the
 	// caller giving up on it: whoever moves it out of statePending first wins.
 	state atomic.Int32
@@ -100,6 +125,11 @@ const (
 // to flush pending Appends and release the file. path is a file name, not a
 // DSN: it is used as given (":memory:" would name a file; use package memory
 // for a store without a file).
+//
+// One process should write a file at a time; a second Store on the same
+// file (in this or another process) is safe, since each notices the other's
+// commits and reloads what it caches, but the two contend for SQLite's
+// write lock and lose the benefit of group commit.
 func Open(ctx context.Context, path string, opts ...Option) (*Store, error) {
 	cfg := defaultConfig()
 	for _, o := range opts {
@@ -140,8 +170,10 @@ func dsnFor(path string, cfg config) (string, error) {
 	// pragmas wait for a lock instead of failing. synchronous is a
 	// per-connection setting, so it belongs in the DSN that every pooled
 	// connection is opened with; see the package doc for why NORMAL.
+	// temp_store keeps the sorts of Trim's scans off the disk.
 	q.Add("_pragma", fmt.Sprintf("busy_timeout(%d)", cfg.busyTimeout.Milliseconds()))
 	q.Add("_pragma", "synchronous(NORMAL)")
+	q.Add("_pragma", "temp_store(MEMORY)")
 	return "file:" + name + "?" + q.Encode(), nil
 }
 
@@ -152,8 +184,8 @@ func open(ctx context.Context, db *sql.DB, cfg config) (*Store, error) {
 	// and -shm files open); a reconnect storm then queues for a reader
 	// (honouring each caller's ctx) instead of opening hundreds.
 	readers := max(4, runtime.GOMAXPROCS(0))
-	db.SetMaxOpenConns(1 + readers)
-	db.SetMaxIdleConns(1 + readers)
+	db.SetMaxOpenConns(2 + readers) // + the writer and the checkpointer
+	db.SetMaxIdleConns(2 + readers)
 
 	wconn, err := db.Conn(ctx)
 	if err != nil {
@@ -163,21 +195,32 @@ func open(ctx context.Context, db *sql.DB, cfg config) (*Store, error) {
 		db:         db,
 		wconn:      wconn,
 		maxBatch:   cfg.maxBatch,
+		lastOf:     make(map[herald.UserID]uint64),
 		reqs:       make(chan *request, cfg.maxBatch),
 		writerDone: make(chan struct{}),
+		ckptKick:   make(chan struct{}, 1),
+		ckptStop:   make(chan struct{}),
+		ckptDone:   make(chan struct{}),
 	}
-	if err := s.init(ctx); err != nil {
+	s.trim.full = true // nothing is known of the streams yet
+	if err := s.init(ctx, cfg); err != nil {
 		s.closeStmts()
 		wconn.Close()
 		return nil, err
 	}
+	if s.ckconn, err = db.Conn(ctx); err != nil {
+		s.closeStmts()
+		wconn.Close()
+		return nil, fmt.Errorf("connect: %w", err)
+	}
 	go s.writer()
+	go s.checkpointer()
 	return s, nil
 }
 
-func (s *Store) init(ctx context.Context) error {
+func (s *Store) init(ctx context.Context, cfg config) error {
 	// WAL is persistent in the file, so setting it once here covers every
-	// later connection. It lets Since read while the writer commits, and it
+	// later connection. It lets reads run while the writer commits, and it
 	// is what makes synchronous=NORMAL safe (in rollback-journal mode NORMAL
 	// can corrupt the file on power loss). Some file systems (network
 	// mounts) cannot do WAL; SQLite then silently keeps the old mode, so
@@ -189,37 +232,144 @@ func (s *Store) init(ctx context.Context) error {
 	if !strings.EqualFold(mode, "wal") {
 		return fmt.Errorf("enable WAL: journal_mode is %q (file system without WAL support?)", mode)
 	}
+	// The writer's page cache holds the index pages that Appends dirty;
+	// SQLite's default (2 MB) makes a large stream index miss it. Readers
+	// keep the default: under WAL their caches are refreshed by every
+	// commit anyway.
+	if _, err := s.wconn.ExecContext(ctx, fmt.Sprintf("PRAGMA cache_size = -%d", cfg.writerCacheKiB)); err != nil {
+		return fmt.Errorf("set cache size: %w", err)
+	}
+	// See checkpointer.
+	if _, err := s.wconn.ExecContext(ctx, fmt.Sprintf("PRAGMA wal_autocheckpoint = %d", writerCheckpointFrames)); err != nil {
+		return fmt.Errorf("set autocheckpoint: %w", err)
+	}
 
-	epoch, err := migrate(ctx, s.wconn, newEpoch())
+	epoch, err := migrate(ctx, s.wconn, herald.NewEpoch())
 	if err != nil {
 		return err
 	}
 	s.epoch = epoch
-
-	// The writer drives its transactions with plain BEGIN/COMMIT on its own
-	// connection instead of database/sql's Tx: statements prepared on a
-	// sql.Conn are re-prepared by every Tx.Stmt, which would cost a parse
-	// per statement per batch. IMMEDIATE takes the write lock up front, so
-	// a transaction never has to upgrade a read lock, which can fail with
-	// SQLITE_BUSY regardless of busy_timeout.
-	prepare := []struct {
-		dst   **sql.Stmt
-		query string
-	}{
-		{&s.begin, "BEGIN IMMEDIATE"},
-		{&s.commit, "COMMIT"},
-		{&s.rollback, "ROLLBACK"},
-		{&s.lastOffset, "SELECT last_offset FROM streams WHERE user = ?"},
-		{&s.insert, `INSERT INTO messages (user, "offset", id, ts, data) VALUES (?, ?, ?, ?, ?)`},
-		{&s.upsertStream, `INSERT INTO streams (user, last_offset) VALUES (?, ?)
-			ON CONFLICT (user) DO UPDATE SET last_offset = excluded.last_offset`},
+	if err := s.w.prepare(ctx, s.wconn); err != nil {
+		return err
 	}
-	for _, p := range prepare {
-		st, err := s.wconn.PrepareContext(ctx, p.query)
+	if err := s.r.prepare(ctx, s.db); err != nil {
+		return err
+	}
+	if err := s.w.dataVersion.QueryRowContext(ctx).Scan(&s.dataVersion); err != nil {
+		return fmt.Errorf("read data version: %w", err)
+	}
+	return nil
+}
+
+// writerStmts are the statements the writer runs on its connection,
+// prepared once. The writer drives its transactions with plain BEGIN/COMMIT
+// instead of database/sql's Tx: statements prepared on a sql.Conn are
+// re-prepared by every Tx.Stmt, which would cost a parse per statement per
+// batch. IMMEDIATE takes the write lock up front, so a transaction never
+// has to upgrade a read lock, which can fail with SQLITE_BUSY regardless of
+// busy_timeout.
+type writerStmts struct {
+	begin, commit, rollback *sql.Stmt
+	// dataVersion changes when another connection (another process) has
+	// committed to the file; the writer's own commits leave it alone.
+	dataVersion *sql.Stmt
+	lastOffset  *sql.Stmt
+	insert      *sql.Stmt
+	deleteUpTo  *sql.Stmt
+	keepLast    *sql.Stmt
+	markIDs     *sql.Stmt
+	markAll     *sql.Stmt
+}
+
+// lastOffsetSQL computes a user's last assigned offset from the file: the
+// newest retained message, or streams.last_offset, which retention writes
+// before it deletes a user's newest message.
+const lastOffsetSQL = `max(
+	COALESCE((SELECT MAX("offset") FROM messages WHERE user = ?1), 0),
+	COALESCE((SELECT last_offset FROM streams WHERE user = ?1), 0))`
+
+func (w *writerStmts) prepare(ctx context.Context, conn *sql.Conn) error {
+	return prepareAll(ctx, conn, w.defs())
+}
+
+func (w *writerStmts) defs() []stmtDef {
+	return []stmtDef{
+		{&w.begin, "BEGIN IMMEDIATE"},
+		{&w.commit, "COMMIT"},
+		{&w.rollback, "ROLLBACK"},
+		{&w.dataVersion, "PRAGMA data_version"},
+		{&w.lastOffset, "SELECT " + lastOffsetSQL},
+		{&w.insert, `INSERT INTO messages (user, "offset", id, ts, data) VALUES (?, ?, ?, ?, ?)`},
+		{&w.deleteUpTo, `DELETE FROM messages WHERE user = ? AND "offset" <= ?`},
+		{&w.keepLast, `INSERT INTO streams (user, last_offset) VALUES (?1, ?2)
+			ON CONFLICT (user) DO UPDATE SET last_offset = max(last_offset, excluded.last_offset)`},
+		// INDEXED BY: without statistics the planner would rather scan
+		// the user's whole stream than look the ids up.
+		{&w.markIDs, `UPDATE messages INDEXED BY messages_id SET flags = flags | ?1
+			WHERE id IN (SELECT value FROM json_each(?3)) AND user = ?2 AND flags | ?1 <> flags
+			RETURNING id`},
+		{&w.markAll, `UPDATE messages SET flags = flags | ?1
+			WHERE user = ?2 AND flags | ?1 <> flags
+			RETURNING id`},
+	}
+}
+
+func (w *writerStmts) all() []*sql.Stmt {
+	return []*sql.Stmt{w.begin, w.commit, w.rollback, w.dataVersion, w.lastOffset, w.insert,
+		w.deleteUpTo, w.keepLast, w.markIDs, w.markAll}
+}
+
+// readerStmts run on the pool; database/sql prepares each on a connection
+// the first time it runs there.
+type readerStmts struct {
+	since, bounds, inbox, counts *sql.Stmt
+	trimAll, trimUser, trimAge   *sql.Stmt
+}
+
+func (r *readerStmts) prepare(ctx context.Context, db *sql.DB) error {
+	return prepareAll(ctx, db, r.defs())
+}
+
+func (r *readerStmts) defs() []stmtDef {
+	return []stmtDef{
+		{&r.since, `SELECT "offset", id, ts, data FROM messages
+			WHERE user = ? AND "offset" > ? ORDER BY "offset" LIMIT ?`},
+		{&r.bounds, `SELECT COALESCE((SELECT MIN("offset") FROM messages WHERE user = ?1), 0), ` + lastOffsetSQL},
+		{&r.inbox, `SELECT "offset", id, ts, flags, data FROM messages
+			WHERE user = ?1 AND "offset" < ?2 AND flags & ?3 = ?4
+			ORDER BY "offset" DESC LIMIT ?5`},
+		{&r.counts, fmt.Sprintf(`SELECT COALESCE(SUM(flags & %d = 0), 0), COALESCE(SUM(flags & %d = 0), 0)
+			FROM messages WHERE user = ? AND flags & %d = 0`, flagRead, flagSeen, flagArchived)},
+		// Retention's scans (see Trim).
+		{&r.trimAll, `SELECT user, MIN("offset"), MAX("offset") FROM messages
+			GROUP BY user HAVING MAX("offset") - MIN("offset") >= ?`},
+		{&r.trimUser, `SELECT (SELECT MIN("offset") FROM messages WHERE user = ?1),
+			(SELECT MAX("offset") FROM messages WHERE user = ?1)`},
+		// INDEXED BY: the planner would rather scan messages_stream
+		// whole than sort the expired rows by user.
+		{&r.trimAge, `SELECT user, MIN("offset"), MAX("offset") FROM messages INDEXED BY messages_ts
+			WHERE ts < ? GROUP BY user`},
+	}
+}
+
+func (r *readerStmts) all() []*sql.Stmt {
+	return []*sql.Stmt{r.since, r.bounds, r.inbox, r.counts, r.trimAll, r.trimUser, r.trimAge}
+}
+
+type stmtDef struct {
+	dst   **sql.Stmt
+	query string
+}
+
+func prepareAll(ctx context.Context, p interface {
+	PrepareContext(context.Context, string) (*sql.Stmt, error)
+}, defs []stmtDef) error {
+	for _, d := range defs {
+		st, err := p.PrepareContext(ctx, d.query)
 		if err != nil {
-			return fmt.Errorf("prepare %q: %w", p.query, err)
+			return fmt.Errorf("prepare %q: %w", d.query, err)
 		}
-		*p.dst = st
+		*d.dst = st
 	}
 	return nil
 }
@@ -230,19 +380,24 @@ func (s *Store) Epoch() string { return s.epoch }
 
 // Append stores msgs in one transaction, shared with whatever other Appends
 // are queued, and returns once it has committed. It assigns each message its
-// Offset and the store's Epoch, and fills in Time (now) and ID (a new unique
-// id) when they are zero. Offsets follow the order in which Appends are
-// accepted and, within one Append, slice order.
+// Offset and the store's Epoch, and fills in Time (now) and ID
+// (herald.NewMessageID) when they are zero. Offsets follow the order in
+// which Appends are accepted and, within one Append, slice order.
+//
+// onCommit, if not nil, runs on the writer goroutine right after the
+// commit, before the onCommit of any later transaction and before any
+// caller of this transaction is answered. While it runs nothing else is
+// written, so it must be quick, and it must not call the Store (that would
+// deadlock).
 //
 // If ctx ends before the writer has taken the batch, Append returns
 // ctx.Err() and nothing is stored. Once taken, the batch is written even if
 // ctx ends meanwhile, and Append reports the outcome, so a caller never sees
 // an error for messages that were in fact stored.
-func (s *Store) Append(ctx context.Context, msgs []*herald.Message) error {
+func (s *Store) Append(ctx context.Context, msgs []*herald.Message, onCommit func()) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	now := time.Now()
 	for i, m := range msgs {
 		if m == nil {
 			return fmt.Errorf("sqlite: append: message %d is nil", i)
@@ -251,26 +406,46 @@ func (s *Store) Append(ctx context.Context, msgs []*herald.Message) error {
 			return fmt.Errorf("sqlite: append: message %d has no user", i)
 		}
 	}
+	if len(msgs) == 0 {
+		if err := s.checkOpen(); err != nil {
+			return err
+		}
+		if onCommit != nil {
+			onCommit()
+		}
+		return nil
+	}
 	// Defaults are filled here, on the caller's goroutine, to keep the
 	// single writer's work to SQL alone.
+	now := time.Now()
 	for _, m := range msgs {
 		if m.Time.IsZero() {
 			m.Time = now
 		}
 		if m.ID == "" {
-			m.ID = newID(m.Time)
+			m.ID = herald.NewMessageID(m.Time)
 		}
 	}
+	return s.submit(&request{ctx: ctx, msgs: msgs, onCommit: onCommit})
+}
 
-	req := &request{ctx: ctx, msgs: msgs, done: make(chan error, 1)}
+// do runs op on the writer, in a transaction of its own, and returns its
+// error or the commit's. op must only use the writer's statements.
+func (s *Store) do(ctx context.Context, op func() error) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return s.submit(&request{ctx: ctx, op: op})
+}
+
+// submit queues req for the writer and waits for its outcome.
+func (s *Store) submit(req *request) error {
+	ctx := req.ctx
+	req.done = make(chan error, 1)
 	s.mu.RLock()
 	if s.closed {
 		s.mu.RUnlock()
 		return ErrClosed
-	}
-	if len(msgs) == 0 {
-		s.mu.RUnlock()
-		return nil
 	}
 	select {
 	case s.reqs <- req:
@@ -287,24 +462,44 @@ func (s *Store) Append(ctx context.Context, msgs []*herald.Message) error {
 		if req.state.CompareAndSwap(statePending, stateAbandoned) {
 			return ctx.Err()
 		}
-		// The writer took the batch first: it will be written, so report
+		// The writer took the request first: it will be written, so report
 		// what actually happened.
 		return <-req.done
 	}
 }
 
-// writer is the only goroutine that writes messages. It runs until Close
-// closes reqs, and drains what is still queued before it exits.
+func (s *Store) checkOpen() error {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.closed {
+		return ErrClosed
+	}
+	return nil
+}
+
+// writer is the only goroutine that writes. It runs until Close closes
+// reqs, and drains what is still queued before it exits.
 func (s *Store) writer() {
 	defer close(s.writerDone)
 	var (
 		batch   []*request
 		scratch = newBatchState()
+		next    *request // an op that ended the previous gathering
 	)
 	for {
-		req, ok := <-s.reqs
-		if !ok {
-			return
+		req := next
+		next = nil
+		if req == nil {
+			var ok bool
+			if req, ok = <-s.reqs; !ok {
+				return
+			}
+		}
+		if req.op != nil {
+			if s.claim(req) {
+				req.done <- s.runOp(req.op)
+			}
+			continue
 		}
 		var n int
 		batch, n = s.take(batch[:0], req, 0)
@@ -325,6 +520,12 @@ func (s *Store) writer() {
 					accepting = false
 					break gather
 				}
+				if req.op != nil {
+					// Ops run in order with the Appends around them,
+					// after this batch.
+					next = req
+					break gather
+				}
 				batch, n = s.take(batch, req, n)
 			default:
 				break gather
@@ -332,6 +533,13 @@ func (s *Store) writer() {
 		}
 		if len(batch) > 0 {
 			err := s.write(batch, scratch)
+			if err == nil {
+				for _, r := range batch {
+					if r.onCommit != nil {
+						r.onCommit()
+					}
+				}
+			}
 			for _, r := range batch {
 				r.done <- err
 			}
@@ -343,19 +551,97 @@ func (s *Store) writer() {
 	}
 }
 
-// take claims req for the batch unless its caller has already given up, and
-// returns the batch and its message count. A request whose ctx has ended but
-// whose caller has not noticed yet is refused here too, so that "cancelled
-// before taken" reliably means "not stored".
-func (s *Store) take(batch []*request, req *request, n int) ([]*request, int) {
+// claim takes req for the writer unless its caller has already given up or
+// its ctx has ended (then the caller is answered with ctx.Err()), so that
+// "cancelled before taken" reliably means "not written".
+func (s *Store) claim(req *request) bool {
 	if !req.state.CompareAndSwap(statePending, stateTaken) {
-		return batch, n
+		return false
 	}
 	if err := req.ctx.Err(); err != nil {
 		req.done <- err
+		return false
+	}
+	return true
+}
+
+// take claims req for the batch and returns the batch and its message
+// count.
+func (s *Store) take(batch []*request, req *request, n int) ([]*request, int) {
+	if !s.claim(req) {
 		return batch, n
 	}
 	return append(batch, req), n + len(req.msgs)
+}
+
+// begin starts a write transaction. If another connection committed to the
+// file since the writer last looked, the cached offsets may be stale and
+// are dropped; the write lock now held keeps them valid until COMMIT.
+func (s *Store) begin(ctx context.Context) error {
+	if _, err := s.w.begin.ExecContext(ctx); err != nil {
+		return fmt.Errorf("begin: %w", err)
+	}
+	var v int64
+	if err := s.w.dataVersion.QueryRowContext(ctx).Scan(&v); err != nil {
+		_, _ = s.w.rollback.ExecContext(ctx)
+		return fmt.Errorf("read data version: %w", err)
+	}
+	if v != s.dataVersion {
+		clear(s.lastOf)
+		s.dataVersion = v
+	}
+	return nil
+}
+
+// maxCachedUsers bounds the writer's cache of last offsets (about 100 bytes
+// an entry). Past it, entries are dropped at random; a dropped user costs
+// one indexed lookup on its next Append.
+const maxCachedUsers = 1 << 18
+
+// lastOffset returns user's last assigned offset as committed, from the
+// cache or else the file. Only the writer calls it, inside a transaction.
+func (s *Store) lastOffset(ctx context.Context, user herald.UserID) (uint64, error) {
+	if off, ok := s.lastOf[user]; ok {
+		return off, nil
+	}
+	var off int64
+	if err := s.w.lastOffset.QueryRowContext(ctx, string(user)).Scan(&off); err != nil {
+		return 0, fmt.Errorf("read last offset of %q: %w", user, err)
+	}
+	s.cacheLast(user, uint64(off))
+	return uint64(off), nil
+}
+
+func (s *Store) cacheLast(user herald.UserID, off uint64) {
+	if _, ok := s.lastOf[user]; !ok && len(s.lastOf) >= maxCachedUsers {
+		drop := maxCachedUsers / 8
+		for u := range s.lastOf { // map order is random
+			delete(s.lastOf, u)
+			if drop--; drop == 0 {
+				break
+			}
+		}
+	}
+	s.lastOf[user] = off
+}
+
+// runOp runs op in a transaction of its own.
+func (s *Store) runOp(op func() error) (err error) {
+	ctx := context.Background()
+	if err := s.begin(ctx); err != nil {
+		return fmt.Errorf("sqlite: %w", err)
+	}
+	if err := op(); err != nil {
+		_, _ = s.w.rollback.ExecContext(ctx)
+		return err
+	}
+	if _, err := s.w.commit.ExecContext(ctx); err != nil {
+		_, _ = s.w.rollback.ExecContext(ctx)
+		return fmt.Errorf("sqlite: commit: %w", err)
+	}
+	s.txns.Add(1)
+	s.walGrew(4)
+	return nil
 }
 
 // batchState is the writer's scratch space, reused across transactions.
@@ -369,8 +655,9 @@ func newBatchState() *batchState {
 }
 
 // write stores the batch in one transaction. Offsets are assigned to the
-// messages only after the commit succeeded, so a failed batch leaves every
-// Offset at 0 ("not stored").
+// messages, and the cache advanced, only after the commit succeeded, so a
+// failed batch leaves every Offset at 0 ("not stored") and the cache as it
+// was.
 func (s *Store) write(batch []*request, st *batchState) (err error) {
 	// Background, not a caller's ctx: the batch mixes many callers, and a
 	// taken batch is written whatever happens to any one of them.
@@ -378,48 +665,45 @@ func (s *Store) write(batch []*request, st *batchState) (err error) {
 	clear(st.last)
 	st.offsets = st.offsets[:0]
 
-	if _, err := s.begin.ExecContext(ctx); err != nil {
-		return fmt.Errorf("sqlite: append: begin: %w", err)
+	if err := s.begin(ctx); err != nil {
+		return fmt.Errorf("sqlite: append: %w", err)
 	}
 	defer func() {
 		if err != nil {
 			// A failed statement may already have rolled the transaction
 			// back; the rollback error adds nothing to err.
-			_, _ = s.rollback.ExecContext(ctx)
+			_, _ = s.w.rollback.ExecContext(ctx)
 		}
 	}()
 
 	for _, r := range batch {
 		for _, m := range r.msgs {
-			off, seen := st.last[m.User]
-			if !seen {
-				var stored int64
-				switch err := s.lastOffset.QueryRowContext(ctx, string(m.User)).Scan(&stored); {
-				case errors.Is(err, sql.ErrNoRows):
-				case err != nil:
-					return fmt.Errorf("sqlite: append: read last offset of %q: %w", m.User, err)
-				default:
-					off = uint64(stored)
+			off, ok := st.last[m.User]
+			if !ok {
+				if off, err = s.lastOffset(ctx, m.User); err != nil {
+					return fmt.Errorf("sqlite: append: %w", err)
 				}
 			}
 			off++
 			st.last[m.User] = off
 			st.offsets = append(st.offsets, off)
-			if _, err := s.insert.ExecContext(ctx, string(m.User), int64(off), m.ID, m.Time.UnixNano(), m.Data); err != nil {
+			if _, err := s.w.insert.ExecContext(ctx, string(m.User), int64(off), m.ID, m.Time.UnixNano(), m.Data); err != nil {
 				return fmt.Errorf("sqlite: append: insert %q/%d: %w", m.User, off, err)
 			}
 		}
 	}
-	for user, off := range st.last {
-		if _, err := s.upsertStream.ExecContext(ctx, string(user), int64(off)); err != nil {
-			return fmt.Errorf("sqlite: append: update stream %q: %w", user, err)
-		}
-	}
-	if _, err := s.commit.ExecContext(ctx); err != nil {
+	if _, err := s.w.commit.ExecContext(ctx); err != nil {
 		return fmt.Errorf("sqlite: append: commit: %w", err)
 	}
 	s.txns.Add(1)
+	// A commit writes about one WAL frame per message (its stream index
+	// page) plus a few for the table and the right-edge indexes.
+	s.walGrew(len(st.offsets) + 3)
 
+	for user, off := range st.last {
+		s.cacheLast(user, off)
+	}
+	s.trim.touch(st.last)
 	i := 0
 	for _, r := range batch {
 		for _, m := range r.msgs {
@@ -432,14 +716,10 @@ func (s *Store) write(batch []*request, st *batchState) (err error) {
 }
 
 // Since returns up to limit messages of user with Offset > since, in offset
-// order. It reads on a pooled connection other than the writer's, so under
-// WAL it neither waits for nor delays commits.
+// order.
 func (s *Store) Since(ctx context.Context, user herald.UserID, since uint64, limit int) ([]herald.Message, error) {
-	s.mu.RLock()
-	closed := s.closed
-	s.mu.RUnlock()
-	if closed {
-		return nil, ErrClosed
+	if err := s.checkOpen(); err != nil {
+		return nil, err
 	}
 	if limit <= 0 || limit > MaxLimit {
 		limit = MaxLimit
@@ -447,9 +727,7 @@ func (s *Store) Since(ctx context.Context, user herald.UserID, since uint64, lim
 	if since >= 1<<63 {
 		return nil, nil // beyond any offset SQLite's int64 can hold
 	}
-	rows, err := s.db.QueryContext(ctx,
-		`SELECT "offset", id, ts, data FROM messages WHERE user = ? AND "offset" > ? ORDER BY "offset" LIMIT ?`,
-		string(user), int64(since), limit)
+	rows, err := s.r.since.QueryContext(ctx, string(user), int64(since), limit)
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: since: %w", err)
 	}
@@ -457,9 +735,8 @@ func (s *Store) Since(ctx context.Context, user herald.UserID, since uint64, lim
 	var out []herald.Message
 	for rows.Next() {
 		var (
-			off int64
-			ts  int64
-			m   = herald.Message{User: user, Epoch: s.epoch}
+			off, ts int64
+			m       = herald.Message{User: user, Epoch: s.epoch}
 		)
 		if err := rows.Scan(&off, &m.ID, &ts, &m.Data); err != nil {
 			return nil, fmt.Errorf("sqlite: since: scan: %w", err)
@@ -474,7 +751,159 @@ func (s *Store) Since(ctx context.Context, user herald.UserID, since uint64, lim
 	return out, nil
 }
 
-// Close stops accepting Appends, waits for the writer to commit everything
+// Bounds reports the oldest retained and the newest assigned offset of
+// user's stream, as committed.
+func (s *Store) Bounds(ctx context.Context, user herald.UserID) (first, last uint64, err error) {
+	if err := s.checkOpen(); err != nil {
+		return 0, 0, err
+	}
+	var f, l int64
+	if err := s.r.bounds.QueryRowContext(ctx, string(user)).Scan(&f, &l); err != nil {
+		return 0, 0, fmt.Errorf("sqlite: bounds: %w", err)
+	}
+	return uint64(f), uint64(l), nil
+}
+
+// Inbox lists the user's retained messages with their flags, newest first.
+func (s *Store) Inbox(ctx context.Context, q herald.InboxQuery) ([]herald.InboxItem, error) {
+	var mask, want int
+	switch q.Status {
+	case herald.InboxAll:
+		mask, want = flagArchived, 0
+	case herald.InboxUnread:
+		mask, want = flagRead|flagArchived, 0
+	case herald.InboxArchived:
+		mask, want = flagArchived, flagArchived
+	default:
+		return nil, herald.Errorf(herald.EInvalidRequest, "unknown inbox status %d", q.Status)
+	}
+	if err := s.checkOpen(); err != nil {
+		return nil, err
+	}
+	before := int64(1<<63 - 1)
+	if q.Before != 0 && q.Before < 1<<63 {
+		before = int64(q.Before)
+	}
+	rows, err := s.r.inbox.QueryContext(ctx, string(q.User), before, mask, want, q.PageSize())
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: inbox: %w", err)
+	}
+	defer rows.Close()
+	var out []herald.InboxItem
+	for rows.Next() {
+		var (
+			off, ts int64
+			flags   int
+			it      = herald.InboxItem{Message: herald.Message{User: q.User, Epoch: s.epoch}}
+		)
+		if err := rows.Scan(&off, &it.ID, &ts, &flags, &it.Data); err != nil {
+			return nil, fmt.Errorf("sqlite: inbox: scan: %w", err)
+		}
+		it.Offset = uint64(off)
+		it.Time = time.Unix(0, ts)
+		it.Seen, it.Read, it.Archived = flags&flagSeen != 0, flags&flagRead != 0, flags&flagArchived != 0
+		out = append(out, it)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("sqlite: inbox: %w", err)
+	}
+	return out, nil
+}
+
+// markBits returns the flags mark sets, implied ones included.
+func markBits(mark herald.Mark) int {
+	switch mark {
+	case herald.MarkSeen:
+		return flagSeen
+	case herald.MarkRead:
+		return flagSeen | flagRead
+	case herald.MarkArchived:
+		return flagSeen | flagRead | flagArchived
+	}
+	return 0
+}
+
+// Mark sets mark on the user's messages with the given ids, or on all of
+// them, and returns the ids whose flags changed. It is one transaction on
+// the writer, ordered with the Appends around it.
+func (s *Store) Mark(ctx context.Context, user herald.UserID, mark herald.Mark, ids []string, all bool) ([]string, error) {
+	bits := markBits(mark)
+	if bits == 0 {
+		return nil, herald.Errorf(herald.EInvalidRequest, "unknown mark %d", mark)
+	}
+	var idsJSON []byte
+	if !all {
+		if len(ids) == 0 {
+			return nil, s.checkOpen()
+		}
+		var err error
+		if idsJSON, err = json.Marshal(ids); err != nil {
+			return nil, fmt.Errorf("sqlite: mark: %w", err)
+		}
+	}
+	var changed []string
+	err := s.do(ctx, func() error {
+		changed = changed[:0]
+		var rows *sql.Rows
+		var err error
+		if all {
+			rows, err = s.w.markAll.QueryContext(context.Background(), bits, string(user))
+		} else {
+			rows, err = s.w.markIDs.QueryContext(context.Background(), bits, string(user), idsJSON)
+		}
+		if err != nil {
+			return fmt.Errorf("sqlite: mark: %w", err)
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var id string
+			if err := rows.Scan(&id); err != nil {
+				return fmt.Errorf("sqlite: mark: scan: %w", err)
+			}
+			changed = append(changed, id)
+		}
+		if err := rows.Err(); err != nil {
+			return fmt.Errorf("sqlite: mark: %w", err)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return dedupe(changed), nil
+}
+
+// dedupe drops repeated ids (a caller may give two messages one ID), keeping
+// the first of each.
+func dedupe(ids []string) []string {
+	if len(ids) < 2 {
+		return ids
+	}
+	seen := make(map[string]bool, len(ids))
+	out := ids[:0]
+	for _, id := range ids {
+		if !seen[id] {
+			seen[id] = true
+			out = append(out, id)
+		}
+	}
+	return out
+}
+
+// Counts returns the user's unread and unseen counts over retained messages
+// that are not archived. It reads only the user's index entries.
+func (s *Store) Counts(ctx context.Context, user herald.UserID) (herald.InboxCounts, error) {
+	var c herald.InboxCounts
+	if err := s.checkOpen(); err != nil {
+		return c, err
+	}
+	if err := s.r.counts.QueryRowContext(ctx, string(user)).Scan(&c.Unread, &c.Unseen); err != nil {
+		return c, fmt.Errorf("sqlite: counts: %w", err)
+	}
+	return c, nil
+}
+
+// Close stops accepting writes, waits for the writer to commit everything
 // already queued, and closes the database. It is safe to call more than once
 // and from several goroutines; every call returns the first call's result.
 func (s *Store) Close() error {
@@ -484,7 +913,9 @@ func (s *Store) Close() error {
 		close(s.reqs)
 		s.mu.Unlock()
 		<-s.writerDone
-		s.closeErr = errors.Join(s.closeStmts(), s.wconn.Close(), s.db.Close())
+		close(s.ckptStop)
+		<-s.ckptDone
+		s.closeErr = errors.Join(s.closeStmts(), s.ckconn.Close(), s.wconn.Close(), s.db.Close())
 		if s.closeErr != nil {
 			s.closeErr = fmt.Errorf("sqlite: close: %w", s.closeErr)
 		}
@@ -494,10 +925,65 @@ func (s *Store) Close() error {
 
 func (s *Store) closeStmts() error {
 	var errs []error
-	for _, st := range []*sql.Stmt{s.begin, s.commit, s.rollback, s.lastOffset, s.insert, s.upsertStream} {
+	for _, st := range append(s.w.all(), s.r.all()...) {
 		if st != nil {
 			errs = append(errs, st.Close())
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// Checkpointing. Under WAL every commit appends pages to the -wal file, and a
+// checkpoint copies them back into the database file, fsyncing both, so the
+// WAL can start over. SQLite's default is to checkpoint every 1,000 frames on
+// the committing connection, which here is the writer: every few batches it
+// stopped for two fsyncs and the copy, and with many users (about one frame
+// per message) that cost a third of the throughput.
+//
+// So a background goroutine on a connection of its own does the work with
+// PASSIVE checkpoints, which never take the write lock: whenever about
+// checkpointFrames frames were written, and once a second when less was.
+// The WAL can restart from its beginning only once it has been copied
+// completely while nobody was appending, which under load the background
+// never sees; the writer's own autocheckpoint, at writerCheckpointFrames,
+// still provides that, and by then it has only the last few frames left to
+// copy. The WAL so stays under about writerCheckpointFrames pages (32 MiB
+// with 4 KiB pages).
+const (
+	checkpointFrames       = 1000
+	writerCheckpointFrames = 8192
+	idleCheckpoint         = time.Second
+)
+
+// walGrew tells the checkpointer that a commit wrote about frames frames.
+func (s *Store) walGrew(frames int) {
+	if s.walFrames.Add(int64(frames)) >= checkpointFrames {
+		select {
+		case s.ckptKick <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// checkpointer runs background checkpoints until Close.
+func (s *Store) checkpointer() {
+	defer close(s.ckptDone)
+	tick := time.NewTicker(idleCheckpoint)
+	defer tick.Stop()
+	for {
+		select {
+		case <-s.ckptStop:
+			return
+		case <-s.ckptKick:
+		case <-tick.C:
+			if s.walFrames.Load() == 0 {
+				continue
+			}
+		}
+		s.walFrames.Store(0)
+		// Errors are not fatal (SQLITE_BUSY when the writer's own
+		// checkpoint runs, say): the next round or the writer's
+		// autocheckpoint catches up.
+		_, _ = s.ckconn.ExecContext(context.Background(), "PRAGMA wal_checkpoint(PASSIVE)")
+	}
 }

@@ -6,9 +6,11 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -63,6 +65,11 @@ func TestReopen(t *testing.T) {
 	}
 	mustAppend(t, s, msg("a", "a1"), msg("b", "b1"), msg("a", "a2"))
 	mustAppend(t, s, msg("a", "a3"))
+	first := all(t, s, "a")
+	mark(t, s, "a", herald.MarkRead, []string{first[0].ID}, false)
+	mark(t, s, "a", herald.MarkSeen, []string{first[1].ID}, false)
+	mark(t, s, "b", herald.MarkArchived, nil, true)
+	wantFlags := map[herald.UserID]map[string]string{"a": flagsOf(t, s, "a"), "b": flagsOf(t, s, "b")}
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -75,6 +82,17 @@ func TestReopen(t *testing.T) {
 		if round == 0 {
 			checkStream(t, s, "a", []string{"a1", "a2", "a3"})
 			checkStream(t, s, "b", []string{"b1"})
+			// Inbox state survives.
+			for u, want := range wantFlags {
+				if got := flagsOf(t, s, u); !maps.Equal(got, want) {
+					t.Fatalf("flags of %q after reopen: %v, want %v", u, got, want)
+				}
+			}
+			for u, want := range map[herald.UserID]herald.InboxCounts{"a": {Unread: 2, Unseen: 1}, "b": {}} {
+				if c, err := s.Counts(context.Background(), u); err != nil || c != want {
+					t.Fatalf("Counts(%q) after reopen: %+v, %v; want %+v", u, c, err, want)
+				}
+			}
 			a, b := msg("a", "a4"), msg("b", "b2")
 			mustAppend(t, s, a, b)
 			if a.Offset != 4 || b.Offset != 2 {
@@ -195,7 +213,7 @@ func TestCloseFlushes(t *testing.T) {
 		wg.Go(func() {
 			for j := 0; ; j++ {
 				m := msg("u", fmt.Sprintf("w%d-%d", w, j))
-				err := s.Append(context.Background(), []*herald.Message{m})
+				err := s.Append(context.Background(), []*herald.Message{m}, nil)
 				if errors.Is(err, ErrClosed) {
 					return
 				}
@@ -270,7 +288,7 @@ func TestHelperProcess(t *testing.T) {
 				if j%2 == 1 {
 					batch = append(batch, msg(crashUser, fmt.Sprintf("r%s-w%d-%d-1", round, w, j)))
 				}
-				if err := s.Append(context.Background(), batch); err != nil {
+				if err := s.Append(context.Background(), batch, nil); err != nil {
 					fmt.Fprintln(os.Stderr, err)
 					os.Exit(2)
 				}
@@ -406,4 +424,185 @@ func TestCrashDurability(t *testing.T) {
 		last[key] = j*2 + k
 	}
 	t.Logf("%d rounds: children printed %d offsets before SIGKILL; %d messages in the file", rounds, len(printed), len(stream))
+}
+
+// TestReopenAfterTrimming checks that last never goes back across a
+// restart, also when retention deleted every message of a stream (then only
+// the streams table remembers it) and when it deleted all but the newest.
+func TestReopenAfterTrimming(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "herald.db")
+	s, err := Open(context.Background(), path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fill(t, s, "gone", 0, 3)
+	fill(t, s, "kept", 0, 3)
+	trim(t, s, 0, time.Now().Add(time.Minute)) // everything
+	fill(t, s, "kept", 3, 2)                   // kept: 4, 5
+	fill(t, s, "gone", 3, 1)                   // gone: 4
+	trim(t, s, 0, time.Now().Add(time.Minute))
+	fill(t, s, "kept", 5, 1) // kept: 6
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	s = openTest(t, path)
+	checkOffsets(t, s, "gone", 0, 4)
+	checkOffsets(t, s, "kept", 6, 6)
+	fill(t, s, "gone", 4, 1)
+	fill(t, s, "kept", 6, 1)
+	checkOffsets(t, s, "gone", 5, 5)
+	checkOffsets(t, s, "kept", 6, 7)
+}
+
+// TestMigrateFromV1 opens a database written by the first schema (the
+// clustered WITHOUT ROWID table) and checks that its history, epoch and
+// offsets carry over and the inbox starts out unread.
+func TestMigrateFromV1(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "herald.db")
+	dsn, err := dsnFor(path, defaultConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	db, err := sql.Open("sqlite", dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts := time.Date(2024, 1, 2, 3, 4, 5, 6, time.UTC)
+	setup := []string{
+		"PRAGMA journal_mode = WAL",
+		migrations()[0],
+		"PRAGMA user_version = 1",
+		"INSERT INTO meta (key, value) VALUES ('epoch', '0123456789abcdef')",
+		// a: 1..3; b: 1..2; c: its messages were deleted by hand.
+		`INSERT INTO streams (user, last_offset) VALUES ('a', 3), ('b', 2), ('c', 7)`,
+		fmt.Sprintf(`INSERT INTO messages (user, "offset", id, ts, data) VALUES
+			('a', 1, 'a1', %[1]d, 'a-1'), ('a', 2, 'a2', %[1]d, 'a-2'), ('a', 3, 'a3', %[1]d, 'a-3'),
+			('b', 1, 'b1', %[1]d, 'b-1'), ('b', 2, 'b2', %[1]d, 'b-2')`, ts.UnixNano()),
+	}
+	for _, q := range setup {
+		if _, err := db.Exec(q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	s := openTest(t, path)
+	if s.Epoch() != "0123456789abcdef" {
+		t.Fatalf("epoch %q, want the v1 one", s.Epoch())
+	}
+	var version int
+	if err := s.db.QueryRow("PRAGMA user_version").Scan(&version); err != nil || version != len(migrations()) {
+		t.Fatalf("user_version %d (%v), want %d", version, err, len(migrations()))
+	}
+	checkOffsets(t, s, "a", 1, 3)
+	checkOffsets(t, s, "b", 1, 2)
+	checkOffsets(t, s, "c", 0, 7)
+	got := all(t, s, "a")
+	if got[0].ID != "a1" || !got[0].Time.Equal(ts) {
+		t.Fatalf("migrated message: ID %q Time %v", got[0].ID, got[0].Time)
+	}
+	if c, err := s.Counts(context.Background(), "a"); err != nil || c != (herald.InboxCounts{Unread: 3, Unseen: 3}) {
+		t.Fatalf("Counts after migration: %+v, %v", c, err)
+	}
+	fill(t, s, "a", 3, 1)
+	fill(t, s, "c", 7, 1)
+	checkOffsets(t, s, "a", 1, 4)
+	checkOffsets(t, s, "c", 8, 8)
+	if changed := mark(t, s, "b", herald.MarkRead, []string{"b2"}, false); !slices.Equal(changed, []string{"b2"}) {
+		t.Fatalf("Mark after migration: %q", changed)
+	}
+}
+
+// TestTwoStoresOneFile writes one stream through two Stores on the same
+// file (as two processes would): each must notice the other's commits
+// rather than hand out offsets from a stale cache.
+func TestTwoStoresOneFile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "herald.db")
+	stores := []*Store{openTest(t, path), openTest(t, path)}
+	for i := range 40 {
+		m := msg("u", fmt.Sprintf("u-%d", i+1))
+		mustAppend(t, stores[i%3%2], m)
+		if m.Offset != uint64(i+1) {
+			t.Fatalf("Append %d through store %d: offset %d", i+1, i%3%2, m.Offset)
+		}
+	}
+	trim(t, stores[0], 0, time.Now().Add(time.Minute))
+	m := msg("u", "u-41")
+	mustAppend(t, stores[1], m)
+	if m.Offset != 41 {
+		t.Fatalf("Append after the other store trimmed everything: offset %d", m.Offset)
+	}
+	checkOffsets(t, stores[0], "u", 41, 41)
+}
+
+// TestOffsetCacheEviction fills the writer's cache of last offsets to its
+// bound: evicted users are reloaded from the file with the right offset.
+func TestOffsetCacheEviction(t *testing.T) {
+	s := openTest(t, filepath.Join(t.TempDir(), "herald.db"))
+	const users = 50
+	for i := range users {
+		fill(t, s, herald.UserID(fmt.Sprint("u", i)), 0, 2)
+	}
+	// Fill the cache with made-up users, on the writer (it owns the map).
+	err := s.do(context.Background(), func() error {
+		for i := 0; len(s.lastOf) < maxCachedUsers; i++ {
+			s.cacheLast(herald.UserID(fmt.Sprint("fake", i)), 1)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for round := range 10 {
+		for i := range users {
+			u := herald.UserID(fmt.Sprint("u", i))
+			m := msg(u, "x")
+			mustAppend(t, s, m)
+			if want := uint64(3 + round); m.Offset != want {
+				t.Fatalf("%s round %d: offset %d, want %d", u, round, m.Offset, want)
+			}
+		}
+	}
+	var n int
+	s.do(context.Background(), func() error { n = len(s.lastOf); return nil })
+	if n > maxCachedUsers {
+		t.Fatalf("cache holds %d users, bound %d", n, maxCachedUsers)
+	}
+}
+
+// TestQueryPlans guards the indexes: every per-user statement must be a
+// search of an index, never a scan of messages or a sort, or a user with
+// many messages (or a big file) would make it slow. Only the first Trim's
+// scan of the whole stream index is allowed to scan.
+func TestQueryPlans(t *testing.T) {
+	s := openTest(t, filepath.Join(t.TempDir(), "herald.db"))
+	defs := append((&writerStmts{}).defs(), (&readerStmts{}).defs()...)
+	for _, d := range defs {
+		if !strings.Contains(d.query, "messages") {
+			continue // BEGIN, COMMIT, PRAGMA, streams
+		}
+		rows, err := s.db.Query("EXPLAIN QUERY PLAN "+d.query, "u", 1, 2, 3, 4)
+		if err != nil {
+			t.Fatalf("%s: %v", d.query, err)
+		}
+		var plan []string
+		for rows.Next() {
+			var id, parent, unused int
+			var detail string
+			if err := rows.Scan(&id, &parent, &unused, &detail); err != nil {
+				t.Fatal(err)
+			}
+			plan = append(plan, detail)
+		}
+		rows.Close()
+		p := strings.Join(plan, "; ")
+		fullScan := strings.Contains(p, "SCAN messages")
+		allowed := strings.Contains(d.query, "GROUP BY user HAVING") && p == "SCAN messages USING COVERING INDEX messages_stream"
+		if fullScan && !allowed || strings.Contains(p, "FOR ORDER BY") {
+			t.Errorf("%s\n  plan: %s", d.query, p)
+		}
+	}
 }
