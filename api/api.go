@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"mime"
 	"net/http"
+	"slices"
 	"strings"
 	"sync/atomic"
 
@@ -33,7 +34,8 @@ type AWSHandlers interface {
 
 // Config holds the API's settings.
 type Config struct {
-	APIKey string // server API bearer key; required
+	APIKey      string   // server API bearer key; required
+	CORSOrigins []string // origins allowed to call the browser inbox API; "*" = any
 }
 
 // Server holds the API's dependencies.
@@ -126,19 +128,22 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 const maxBody = 6*MaxPayload + 4096
 
 // readBody reads a JSON request body, enforcing the content type and size.
-func readBody(r *http.Request) ([]byte, error) {
+func readBody(r *http.Request) ([]byte, error) { return readBodyLimit(r, maxBody) }
+
+// readBodyLimit is readBody with another size limit.
+func readBodyLimit(r *http.Request, limit int) ([]byte, error) {
 	if ct := r.Header.Get("Content-Type"); ct != "" {
 		mt, _, err := mime.ParseMediaType(ct)
 		if err != nil || (mt != "application/json" && !strings.HasSuffix(mt, "+json")) {
 			return nil, herald.Errorf(herald.EUnsupportedMedia, "Content-Type must be application/json, got %q", ct)
 		}
 	}
-	b, err := io.ReadAll(io.LimitReader(r.Body, maxBody+1))
+	b, err := io.ReadAll(io.LimitReader(r.Body, int64(limit)+1))
 	if err != nil {
 		return nil, &herald.Error{Code: herald.EInvalidRequest, Message: "could not read request body", Err: err}
 	}
-	if len(b) > maxBody {
-		return nil, herald.Errorf(herald.EPayloadTooLarge, "request body exceeds %d bytes", maxBody)
+	if len(b) > limit {
+		return nil, herald.Errorf(herald.EPayloadTooLarge, "request body exceeds %d bytes", limit)
 	}
 	return b, nil
 }
@@ -194,4 +199,28 @@ func APIKeyMatches(r *http.Request, key string) bool {
 		return false
 	}
 	return subtle.ConstantTimeCompare([]byte(strings.TrimSpace(a[7:])), []byte(key)) == 1
+}
+
+// allowCORS lets browsers on the configured origins call a route. Tokens
+// travel in the Authorization header, never in cookies, so "*" cannot be
+// abused for ambient-credential attacks.
+func allowCORS(origins []string) func(http.Handler) http.Handler {
+	anyOrigin := slices.Contains(origins, "*")
+	return func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if o := r.Header.Get("Origin"); o != "" && (anyOrigin || slices.Contains(origins, o)) {
+				h := w.Header()
+				h.Set("Access-Control-Allow-Origin", o)
+				h.Add("Vary", "Origin")
+				h.Set("Access-Control-Allow-Headers", "Authorization, Content-Type")
+				h.Set("Access-Control-Allow-Methods", "GET, POST, OPTIONS")
+				h.Set("Access-Control-Max-Age", "600")
+			}
+			next.ServeHTTP(w, r)
+		})
+	}
+}
+
+func handlePreflight() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusNoContent) })
 }

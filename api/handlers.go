@@ -55,6 +55,7 @@ type deliveryReply struct {
 	ID          string        `json:"id"`
 	Offset      uint64        `json:"offset"`
 	Connections int           `json:"connections"`
+	Acked       *int          `json:"acked,omitempty"` // with ?wait=ack: connections that acknowledged it
 	Failed      []hub.Failure `json:"failed,omitempty"`
 }
 
@@ -139,14 +140,26 @@ func handleUserMessage(s *Server) http.Handler {
 	})
 }
 
+// publishOne stores and delivers one message; with ?wait=ack it then waits
+// for a client's acknowledgement and reports it (a delivery receipt).
 func (s *Server) publishOne(w http.ResponseWriter, r *http.Request, user herald.UserID, payload []byte) {
+	wait, waitAck, err := ackWait(r)
+	if err != nil {
+		writeError(w, r, s.log, err)
+		return
+	}
 	m := &herald.Message{User: user, Data: payload}
 	res, err := s.stream.Publish(r.Context(), []*herald.Message{m})
 	if err != nil {
 		writeError(w, r, s.log, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, replyFor(m, res[0]))
+	out := replyFor(m, res[0])
+	if waitAck {
+		conns, acked := s.waitForAck(r.Context(), user, m.Offset, wait)
+		out.Connections, out.Acked = conns, &acked
+	}
+	writeJSON(w, http.StatusOK, out)
 }
 
 // MaxUsers bounds one multi-user request.

@@ -3,6 +3,8 @@ package api
 import (
 	"log/slog"
 	"net/http"
+
+	"github.com/herald-gw/herald"
 )
 
 // addRoutes lists Herald's whole HTTP surface. Every path registered here
@@ -23,8 +25,28 @@ func addRoutes(mux *http.ServeMux, s *Server) {
 	r.handle("POST", "/v1/users/{user}/messages", key(handleUserMessage(s)))
 	r.handle("POST", "/v1/messages", key(handleMultiMessage(s)))
 	r.handle("POST", "/v1/broadcast", key(handleBroadcast(s)))
+	r.handle("POST", "/v1/batch", key(handleBatch(s)))
 	r.handle("GET", "/v1/users/{user}/connections", key(handleListConnections(s)))
 	r.handle("DELETE", "/v1/users/{user}/connections", key(handleDisconnectUser(s)))
+	r.handle("GET", "/v1/users/{user}/messages", key(handleHistory(s)))
+	r.handle("GET", "/v1/users/{user}/inbox", key(handleInbox(s, userFromPath)))
+	r.handle("GET", "/v1/users/{user}/inbox/counts", key(handleInboxCounts(s, userFromPath)))
+	r.handle("POST", "/v1/users/{user}/inbox/seen", key(handleInboxMark(s, herald.MarkSeen, userFromPath)))
+	r.handle("POST", "/v1/users/{user}/inbox/read", key(handleInboxMark(s, herald.MarkRead, userFromPath)))
+	r.handle("POST", "/v1/users/{user}/inbox/archive", key(handleInboxMark(s, herald.MarkArchived, userFromPath)))
+
+	// Inbox API for browsers, authenticated with the user's client token.
+	// Cross-origin: the dashboard is usually served from another origin.
+	byToken := userFromToken(s)
+	cors := allowCORS(s.cfg.CORSOrigins)
+	r.handle("GET", "/v1/inbox", cors(handleInbox(s, byToken)))
+	r.handle("GET", "/v1/inbox/counts", cors(handleInboxCounts(s, byToken)))
+	r.handle("POST", "/v1/inbox/seen", cors(handleInboxMark(s, herald.MarkSeen, byToken)))
+	r.handle("POST", "/v1/inbox/read", cors(handleInboxMark(s, herald.MarkRead, byToken)))
+	r.handle("POST", "/v1/inbox/archive", cors(handleInboxMark(s, herald.MarkArchived, byToken)))
+	for _, p := range []string{"/v1/inbox", "/v1/inbox/counts", "/v1/inbox/seen", "/v1/inbox/read", "/v1/inbox/archive"} {
+		r.handle("OPTIONS", p, cors(handlePreflight()))
+	}
 
 	// API Gateway Management API, so AWS SDK clients work unchanged. Served
 	// at the root and under one stage segment, as API Gateway's endpoint

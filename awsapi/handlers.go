@@ -99,7 +99,7 @@ func (h *Handlers) PostToConnection() http.Handler {
 			return
 		}
 		f.Msg.User = c.User()
-		if !c.Send(f.For(c.Protocol())) {
+		if !c.Send(f.For(c.Protocol()), 0) {
 			gone(w, id)
 			return
 		}

@@ -183,8 +183,12 @@ type Delivery struct {
 	UserID string `json:"user_id"`
 	// Connections is the number of the user's connections the notification
 	// was queued to. Zero means the user had no open connection: the
-	// notification was accepted, but nobody was there to receive it live.
+	// notification was stored in the user's stream (for resume and the
+	// inbox), but nobody was there to receive it live.
 	Connections int `json:"connections"`
+	// ID is the message's id and Offset its position in the user's stream.
+	ID     string `json:"id"`
+	Offset uint64 `json:"offset"`
 }
 
 // MultiDelivery reports where Herald queued a notification sent to several
@@ -565,4 +569,70 @@ func parseRetryAfter(v string) time.Duration {
 		return max(time.Until(t), 0)
 	}
 	return 0
+}
+
+// BatchMessage is one message of a Batch.
+type BatchMessage struct {
+	User    string
+	Payload any // encoded as for Notify
+}
+
+// BatchResult is the outcome of one message of a Batch: its Delivery, or
+// the Error that kept it out (the others are not affected).
+type BatchResult struct {
+	Delivery *Delivery
+	Err      *Error
+}
+
+// Batch sends many messages, each to its user, in one request and one
+// durable commit: for senders of many small notifications, this is far
+// cheaper than one Notify per message. Each message is stored and
+// delivered as if sent alone; results are in the order of msgs. A message
+// Herald refused (empty user, invalid JSON, too large) has Err set. At most
+// 1,000 messages per call.
+//
+// A retried Batch may deliver messages twice; see the package
+// documentation.
+func (c *Client) Batch(ctx context.Context, msgs []BatchMessage) ([]BatchResult, error) {
+	type item struct {
+		User string          `json:"user"`
+		Data json.RawMessage `json:"data"`
+	}
+	items := make([]item, len(msgs))
+	for i, m := range msgs {
+		data, err := encodePayload(m.Payload)
+		if err != nil {
+			return nil, fmt.Errorf("herald: batch message %d: %w", i, err)
+		}
+		if err := checkUser(m.User); err != nil {
+			return nil, fmt.Errorf("herald: batch message %d: %w", i, err)
+		}
+		items[i] = item{m.User, data}
+	}
+	body, err := marshal(map[string]any{"messages": items})
+	if err != nil {
+		return nil, err
+	}
+	var reply struct {
+		Results []struct {
+			Delivery
+			Error *struct {
+				Code    string `json:"code"`
+				Message string `json:"message"`
+			} `json:"error"`
+		} `json:"results"`
+	}
+	if err := c.do(ctx, http.MethodPost, "/v1/batch", body, &reply); err != nil {
+		return nil, err
+	}
+	out := make([]BatchResult, len(reply.Results))
+	for i, r := range reply.Results {
+		if r.Error != nil {
+			out[i].Err = &Error{Status: http.StatusBadRequest, Code: r.Error.Code, Message: r.Error.Message}
+			continue
+		}
+		d := r.Delivery
+		out[i].Delivery = &d
+	}
+	return out, nil
 }

@@ -149,12 +149,12 @@ func TestMethods(t *testing.T) {
 				return c.Notify(ctx, "42", map[string]string{"message": "hi"})
 			},
 			// Fields Herald may add later are ignored.
-			reply:      ok(`{"user_id":"42","connections":2,"offset":17,"failed":[{"id":"c1","error":"gone"}]}`),
+			reply:      ok(`{"user_id":"42","connections":2,"id":"m1","offset":17,"failed":[{"id":"c1","error":"gone"}]}`),
 			wantMethod: "POST",
 			wantPath:   "/v1/users/42/messages",
 			wantUser:   "42",
 			wantBody:   `{"message":"hi"}`,
-			want:       &Delivery{UserID: "42", Connections: 2},
+			want:       &Delivery{UserID: "42", Connections: 2, ID: "m1", Offset: 17},
 		},
 		{
 			name: "Notify user with space",

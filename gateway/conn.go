@@ -15,6 +15,12 @@ import (
 	"github.com/herald-gw/herald/wire"
 )
 
+// parkedFrame is a live stored message held back while a replay runs.
+type parkedFrame struct {
+	frame  []byte
+	offset uint64
+}
+
 // Connection states, guarded by conn.mu.
 const (
 	stateOpen    uint8 = iota
@@ -29,31 +35,48 @@ type conn struct {
 	g     *Gateway
 	nc    net.Conn
 	rc    syscall.RawConn // epoll mode only
-	fd    int32           // epoll mode only
 	id    herald.ConnID
 	user  herald.UserID
 	proto herald.Protocol
 
-	connectedAt int64 // unix nanos
-	expires     int64 // token expiry, unix nanos; 0 = none
+	connectedAt int64        // unix nanos
+	expires     atomic.Int64 // token expiry, unix nanos; 0 = none; a refresh moves it
 	lastRead    atomic.Int64
 	lastActive  atomic.Int64
+	acked       atomic.Uint64 // highest offset the client acknowledged
 	sourceIP    string
-	userAgent   string
+	userAgent   string // interned: thousands of tabs share a handful of browsers
 
-	mu      sync.Mutex
-	state   uint8
-	writing bool     // a writer goroutine owns the socket's write side
-	queue   [][]byte // frames waiting for the writer; shared, read-only slices
-	spare   [][]byte // the writer's previous batch, reused to avoid allocating
-	qbytes  int
+	mu         sync.Mutex
+	state      uint8
+	writing    bool         // a writer goroutine owns the socket's write side
+	fd         int32        // epoll mode only
+	qbytes     int          // bytes in queue
+	lastOffset uint64       // highest stream offset queued to this connection
+	queue      [][]byte     // frames waiting for the writer; shared, read-only slices
+	spare      [][]byte     // the writer's previous batch, reused to avoid allocating
+	replay     *replayState // non-nil while a replay runs
 
 	// Reader state, touched only by the one reader active at a time (the
 	// read goroutine, or the epoll worker that holds the one-shot event).
-	rbuf    []byte // bytes of an incomplete frame; nil when none is in flight
-	msg     []byte // fragments of an incomplete message
-	msgOp   byte
-	discard bool // after a protocol error: drop input until the client closes
+	rd      *readState // non-nil only while a frame or message is incomplete
+	discard bool       // after a protocol error: drop input until the client closes
+	spoke   bool       // the client has sent a message (resume must be the first)
+}
+
+// readState holds what an idle connection does not need: the tail of an
+// incomplete frame and the fragments of an incomplete message. Allocated
+// when a read ends mid-frame, dropped when it completes.
+type readState struct {
+	rbuf  []byte
+	msg   []byte
+	msgOp byte
+}
+
+// replayState exists while a replay runs.
+type replayState struct {
+	parked  []parkedFrame // live stored messages that arrived during the replay
+	drained chan struct{} // the writer signals progress here
 }
 
 func (c *conn) ID() herald.ConnID         { return c.id }
@@ -68,26 +91,55 @@ func (c *conn) Info() herald.ConnInfo {
 	}
 }
 
-// Send queues frame for the writer. It never blocks: a connection that
-// cannot keep up is closed with 4008 rather than allowed to hold memory or
-// delay anyone else; the client resumes from its last offset.
-func (c *conn) Send(frame []byte) bool {
+// Send queues frame for the writer. offset is the frame's position in the
+// user's stream, or 0 for frames outside it (pings, broadcasts, control
+// messages). Send never blocks: a connection that cannot keep up is closed
+// with 4008 rather than allowed to hold memory or delay anyone else; the
+// client resumes from its last offset and loses nothing.
+//
+// Stored messages are delivered at most once per connection, in offset
+// order: an offset at or below the last one queued was already sent (by a
+// replay) and is skipped; while a replay runs, live ones are parked and
+// queued after it.
+func (c *conn) Send(frame []byte, offset uint64) bool {
 	c.mu.Lock()
+	defer c.mu.Unlock()
 	if c.state != stateOpen {
-		c.mu.Unlock()
 		return false
 	}
+	if offset != 0 {
+		if offset <= c.lastOffset {
+			return true
+		}
+		if rp := c.replay; rp != nil {
+			if len(rp.parked) >= c.g.cfg.MaxQueueFrames {
+				c.closeLocked(wire.CloseSlowConsumer, "send queue full")
+				return false
+			}
+			rp.parked = append(rp.parked, parkedFrame{frame, offset})
+			return true
+		}
+	}
+	return c.queueLocked(frame, offset)
+}
+
+// queueLocked appends frame to the send queue, enforcing its bounds.
+func (c *conn) queueLocked(frame []byte, offset uint64) bool {
 	if len(c.queue) >= c.g.cfg.MaxQueueFrames || c.qbytes+len(frame) > c.g.cfg.MaxQueueBytes {
 		c.closeLocked(wire.CloseSlowConsumer, "send queue full")
-		c.mu.Unlock()
 		return false
+	}
+	if offset != 0 {
+		c.lastOffset = offset
 	}
 	c.queue = append(c.queue, frame)
 	c.qbytes += len(frame)
 	c.startWriterLocked()
-	c.mu.Unlock()
 	return true
 }
+
+// Acked is the highest stream offset the client acknowledged.
+func (c *conn) Acked() uint64 { return c.acked.Load() }
 
 // Close queues a close frame and closes the socket once it is written (or
 // the write deadline passes).
@@ -150,6 +202,12 @@ func (c *conn) writeLoop() {
 		if c.spare == nil {
 			c.spare = batch[:0]
 		}
+		if c.replay != nil {
+			select {
+			case c.replay.drained <- struct{}{}:
+			default:
+			}
+		}
 		c.mu.Unlock()
 	}
 }
@@ -204,7 +262,7 @@ func (c *conn) fail(err error) {
 	var pe *wire.ProtocolError
 	if errors.As(err, &pe) {
 		c.discard = true
-		c.rbuf, c.msg = nil, nil
+		c.rd = nil
 		c.Close(pe.Code, pe.Reason)
 		return
 	}
@@ -213,7 +271,11 @@ func (c *conn) fail(err error) {
 
 // readLoop is the goroutine-per-connection reader.
 func (c *conn) readLoop() {
-	buf := make([]byte, 4096)
+	// A small array on the goroutine's stack: client frames (pongs, acks)
+	// are tiny, a larger one is assembled in readState, and a 4 KiB heap
+	// buffer per idle connection would cost more than the goroutine.
+	var arr [512]byte
+	buf := arr[:]
 	for {
 		n, err := c.nc.Read(buf)
 		if n > 0 {
@@ -237,9 +299,9 @@ func (c *conn) ingest(p []byte) error {
 		return nil
 	}
 	data := p
-	if len(c.rbuf) > 0 {
-		c.rbuf = append(c.rbuf, p...)
-		data = c.rbuf
+	if c.rd != nil && len(c.rd.rbuf) > 0 {
+		c.rd.rbuf = append(c.rd.rbuf, p...)
+		data = c.rd.rbuf
 	}
 	for len(data) > 0 {
 		h, ok, err := wire.ParseHeader(data, c.g.cfg.MaxFrame)
@@ -258,12 +320,20 @@ func (c *conn) ingest(p []byte) error {
 	}
 	switch {
 	case len(data) == 0:
-		c.rbuf = nil
-	case len(c.rbuf) > 0:
+		if c.rd != nil {
+			c.rd.rbuf = nil
+			if c.rd.msg == nil {
+				c.rd = nil
+			}
+		}
+	case c.rd != nil && len(c.rd.rbuf) > 0:
 		// data is a tail of rbuf: move it to the front.
-		c.rbuf = c.rbuf[:copy(c.rbuf, data)]
+		c.rd.rbuf = c.rd.rbuf[:copy(c.rd.rbuf, data)]
 	default:
-		c.rbuf = append([]byte(nil), data...)
+		if c.rd == nil {
+			c.rd = &readState{}
+		}
+		c.rd.rbuf = append([]byte(nil), data...)
 	}
 	return nil
 }
@@ -271,7 +341,7 @@ func (c *conn) ingest(p []byte) error {
 func (c *conn) handleFrame(h wire.Header, p []byte) error {
 	switch h.Op {
 	case wire.OpPing:
-		c.Send(wire.Frame(wire.OpPong, p))
+		c.Send(wire.Frame(wire.OpPong, p), 0)
 		return nil
 	case wire.OpPong:
 		return nil
@@ -283,35 +353,43 @@ func (c *conn) handleFrame(h wire.Header, p []byte) error {
 		c.Close(code, "")
 		return nil
 	case wire.OpText, wire.OpBinary:
-		if c.msg != nil {
+		if c.rd != nil && c.rd.msg != nil {
 			return &wire.ProtocolError{Code: wire.CloseProtocolError, Reason: "new message inside a fragmented one"}
 		}
 		if h.Fin {
 			return c.handleMessage(h.Op, p)
 		}
-		c.msgOp = h.Op
-		c.msg = append(make([]byte, 0, len(p)*2), p...)
+		if c.rd == nil {
+			c.rd = &readState{}
+		}
+		c.rd.msgOp = h.Op
+		c.rd.msg = append(make([]byte, 0, len(p)*2), p...)
 		return nil
 	default: // continuation
-		if c.msg == nil {
+		if c.rd == nil || c.rd.msg == nil {
 			return &wire.ProtocolError{Code: wire.CloseProtocolError, Reason: "continuation without a message"}
 		}
-		if len(c.msg)+len(p) > c.g.cfg.MaxFrame {
+		if len(c.rd.msg)+len(p) > c.g.cfg.MaxFrame {
 			return &wire.ProtocolError{Code: wire.CloseTooBig, Reason: "message too large"}
 		}
-		c.msg = append(c.msg, p...)
+		c.rd.msg = append(c.rd.msg, p...)
 		if !h.Fin {
 			return nil
 		}
-		msg, op := c.msg, c.msgOp
-		c.msg = nil
+		msg, op := c.rd.msg, c.rd.msgOp
+		c.rd.msg = nil
 		return c.handleMessage(op, msg)
 	}
 }
 
-// clientMessage is a herald.v1 message from a client.
+// clientMessage is a herald.v1 message from a client. One struct covers
+// every type; unused fields stay zero.
 type clientMessage struct {
-	Type string `json:"type"`
+	Type   string  `json:"type"`
+	Offset uint64  `json:"offset"` // ack
+	Since  *uint64 `json:"since"`  // resume
+	Epoch  string  `json:"epoch"`  // resume
+	Token  string  `json:"token"`  // refresh
 }
 
 // handleMessage handles one complete client message. Raw connections may
@@ -328,12 +406,70 @@ func (c *conn) handleMessage(op byte, p []byte) error {
 	if err := json.Unmarshal(p, &m); err != nil {
 		return &wire.ProtocolError{Code: wire.CloseUnsupported, Reason: "herald.v1 messages are JSON objects"}
 	}
+	first := !c.spoke
+	c.spoke = true
 	switch m.Type {
 	case "ping":
-		c.Send(wire.Frame(wire.OpText, []byte(`{"type":"pong"}`)))
+		c.Send(wire.Frame(wire.OpText, []byte(`{"type":"pong"}`)), 0)
 	case "pong":
+	case "ack":
+		c.ack(m.Offset)
+	case "resume":
+		if !first || m.Since == nil {
+			c.sendError("bad_resume", "resume must be the first message and carry since")
+			return nil
+		}
+		c.startReplay(*m.Since, m.Epoch)
+	case "refresh":
+		c.refresh(m.Token)
 	default:
-		c.Send(wire.Frame(wire.OpText, []byte(`{"type":"error","code":"unknown_type","message":"unknown message type"}`)))
+		c.sendError("unknown_type", "unknown message type")
 	}
 	return nil
+}
+
+// sendError tells a herald.v1 client its message was not understood.
+func (c *conn) sendError(code, msg string) {
+	b, _ := json.Marshal(struct {
+		Type    string `json:"type"`
+		Code    string `json:"code"`
+		Message string `json:"message"`
+	}{"error", code, msg})
+	c.Send(wire.Frame(wire.OpText, b), 0)
+}
+
+// ack records the client's acknowledgement and wakes API calls waiting
+// for it (POST …/messages?wait=ack).
+func (c *conn) ack(offset uint64) {
+	for {
+		cur := c.acked.Load()
+		if offset <= cur {
+			return
+		}
+		if c.acked.CompareAndSwap(cur, offset) {
+			break
+		}
+	}
+	c.g.hub.NotifyAck(c.user, offset)
+}
+
+// refresh extends the connection's life with a newer token of the same
+// user, so a long-lived tab is not closed with 4001 when its first token
+// expires.
+func (c *conn) refresh(tok string) {
+	claims, err := c.g.tokens.Verify(tok)
+	switch {
+	case err != nil:
+		c.sendError("invalid_token", herald.ErrorMessageOf(err))
+		return
+	case claims.User != c.user:
+		c.sendError("invalid_token", "token is for another user")
+		return
+	}
+	c.expires.Store(claims.Expires.UnixNano())
+	b, _ := json.Marshal(struct {
+		Type    string    `json:"type"`
+		Expires time.Time `json:"expires"`
+	}{"refreshed", claims.Expires.UTC()})
+	c.Send(wire.Frame(wire.OpText, b), 0)
 }

@@ -23,6 +23,7 @@ import (
 	"net"
 	"net/http"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -74,23 +75,26 @@ func (c *Config) setDefaults() {
 
 // Gateway owns every WebSocket connection of this node.
 type Gateway struct {
-	cfg    Config
-	hub    *hub.Hub
-	tokens *token.Issuer
-	log    *slog.Logger
-	poll   *poller // nil in goroutine mode
+	cfg     Config
+	hub     *hub.Hub
+	tokens  *token.Issuer
+	history History
+	log     *slog.Logger
+	poll    *poller // nil in goroutine mode
 
 	ping, appPing []byte
 	bufs          sync.Pool // *[]byte read buffers, lent only while a read is in flight
 	open          atomic.Int64
+	agents        sync.Map // interned User-Agent strings
+	nagents       atomic.Int64
 }
 
-// New returns a Gateway registering connections in h and verifying tokens
-// with tokens. Call Run to start heartbeats (and the epoll loop).
-func New(cfg Config, h *hub.Hub, tokens *token.Issuer, log *slog.Logger) (*Gateway, error) {
+// New returns a Gateway registering connections in h, verifying tokens
+// with tokens and replaying resumed streams from history. Call Run to start heartbeats (and the epoll loop).
+func New(cfg Config, h *hub.Hub, tokens *token.Issuer, history History, log *slog.Logger) (*Gateway, error) {
 	cfg.setDefaults()
 	g := &Gateway{
-		cfg: cfg, hub: h, tokens: tokens, log: log,
+		cfg: cfg, hub: h, tokens: tokens, history: history, log: log,
 		ping: wire.PingFrame(), appPing: wire.AppPingFrame(),
 	}
 	g.bufs.New = func() any { b := make([]byte, 4096); return &b }
@@ -130,25 +134,28 @@ func (g *Gateway) Run(ctx context.Context) error {
 	if g.poll != nil {
 		wg.Go(func() { g.poll.run(ctx) })
 	}
-	t := time.NewTicker(g.cfg.PingInterval)
+	// Heartbeats walk one hub shard per tick, so each connection is pinged
+	// once per interval but a million connections are not woken (and given
+	// a writer goroutine each) in the same instant.
+	t := time.NewTicker(max(g.cfg.PingInterval/hub.Shards, time.Millisecond))
 	defer t.Stop()
-	for {
+	for shard := 0; ; shard = (shard + 1) % hub.Shards {
 		select {
 		case <-ctx.Done():
 			wg.Wait()
 			return nil
 		case now := <-t.C:
-			g.heartbeat(now)
+			g.heartbeat(now, shard)
 		}
 	}
 }
 
-// heartbeat pings every connection and drops the ones that have not said
-// anything (not even a pong) for two intervals: they are dead links that TCP
-// alone would keep for hours.
-func (g *Gateway) heartbeat(now time.Time) {
+// heartbeat pings the connections of one hub shard and drops the ones
+// that have not said anything (not even a pong) for two intervals: they
+// are dead links that TCP alone would keep for hours.
+func (g *Gateway) heartbeat(now time.Time, shard int) {
 	dead := now.Add(-2 * g.cfg.PingInterval).UnixNano()
-	g.hub.Each(func(hc hub.Conn) {
+	g.hub.EachInShard(shard, func(hc hub.Conn) {
 		c, ok := hc.(*conn)
 		if !ok {
 			return
@@ -156,12 +163,12 @@ func (g *Gateway) heartbeat(now time.Time) {
 		switch {
 		case c.lastRead.Load() < dead:
 			c.Close(wire.ClosePolicyViolation, "heartbeat timeout")
-		case c.expires != 0 && c.expires < now.UnixNano():
+		case c.expires.Load() != 0 && c.expires.Load() < now.UnixNano():
 			c.Close(wire.CloseTokenExpired, "token expired")
 		default:
-			c.Send(g.ping)
+			c.Send(g.ping, 0)
 			if c.proto == herald.ProtocolV1 {
-				c.Send(g.appPing)
+				c.Send(g.appPing, 0)
 			}
 		}
 	})
@@ -169,6 +176,7 @@ func (g *Gateway) heartbeat(now time.Time) {
 
 // CloseAll closes every connection with code and reason, spreading the
 // closes over spread so that clients do not all reconnect at once.
+// herald.v1 clients get {"type":"reconnect"} first.
 func (g *Gateway) CloseAll(ctx context.Context, code uint16, reason string, spread time.Duration) {
 	var all []hub.Conn
 	g.hub.Each(func(c hub.Conn) { all = append(all, c) })
@@ -178,7 +186,11 @@ func (g *Gateway) CloseAll(ctx context.Context, code uint16, reason string, spre
 	if len(all) > 0 {
 		step = min(spread/time.Duration(len(all)), 10*time.Millisecond)
 	}
+	reconnect := wire.Frame(wire.OpText, []byte(`{"type":"reconnect"}`))
 	for i, c := range all {
+		if c.Protocol() == herald.ProtocolV1 {
+			c.Send(reconnect, 0) // tell the client it is not an error: come back
+		}
 		c.Close(code, reason)
 		if step > 0 && i < len(all)-1 {
 			select {
@@ -234,6 +246,15 @@ func (g *Gateway) Accept(w http.ResponseWriter, r *http.Request, claims token.Cl
 	if !strings.EqualFold(r.Header.Get("Upgrade"), "websocket") {
 		return herald.Errorf(herald.EInvalidRequest, "expected a WebSocket upgrade request")
 	}
+	q := r.URL.Query()
+	var since uint64
+	resume := q.Has("since")
+	if resume {
+		var err error
+		if since, err = strconv.ParseUint(q.Get("since"), 10, 64); err != nil {
+			return herald.Errorf(herald.EInvalidRequest, "since must be a stream offset (an unsigned integer)")
+		}
+	}
 	if g.cfg.MaxConns > 0 && g.Open() >= g.cfg.MaxConns {
 		return herald.Errorf(herald.EUnavailable, "connection limit of this node reached")
 	}
@@ -259,16 +280,25 @@ func (g *Gateway) Accept(w http.ResponseWriter, r *http.Request, claims token.Cl
 	now := time.Now().UnixNano()
 	c := &conn{
 		g: g, nc: nc, id: newConnID(), user: claims.User, proto: proto,
-		connectedAt: now, sourceIP: sourceIP(r), userAgent: clip(r.UserAgent(), 256),
+		connectedAt: now, sourceIP: sourceIP(r), userAgent: g.intern(clip(r.UserAgent(), 256)),
 	}
 	if !claims.Expires.IsZero() {
-		c.expires = claims.Expires.UnixNano()
+		c.expires.Store(claims.Expires.UnixNano())
+	}
+	// Park live stored messages before joining the hub, so none can slip
+	// past the replay; see conn.runReplay.
+	if resume {
+		c.replay = &replayState{drained: make(chan struct{}, 1)}
 	}
 	c.lastRead.Store(now)
 	c.lastActive.Store(now)
 	g.open.Add(1)
 	g.hub.Add(c)
 	g.log.Debug("connected", "conn", c.id, "user", c.user, "protocol", proto.String())
+
+	if resume {
+		go c.runReplay(since, q.Get("epoch"))
+	}
 
 	// Bytes the client sent right behind its handshake are already in the
 	// HTTP server's buffer; feed them before the socket.
@@ -316,3 +346,24 @@ func clip(s string, n int) string {
 // workers is how many goroutines read ready sockets: reads never block, so a
 // few per core keep every core busy without a goroutine per connection.
 func workers() int { return max(4, 2*runtime.GOMAXPROCS(0)) }
+
+// maxInterned bounds the User-Agent intern table, so clients sending
+// random agents cannot grow it without limit.
+const maxInterned = 4096
+
+// intern returns a shared copy of s: a node with a million tabs sees a few
+// hundred distinct User-Agent strings, and each costs ~150 bytes.
+func (g *Gateway) intern(s string) string {
+	if v, ok := g.agents.Load(s); ok {
+		return v.(string)
+	}
+	s = strings.Clone(s) // do not pin the request's header memory
+	if g.nagents.Load() >= maxInterned {
+		return s
+	}
+	v, loaded := g.agents.LoadOrStore(s, s)
+	if !loaded {
+		g.nagents.Add(1)
+	}
+	return v.(string)
+}

@@ -24,10 +24,14 @@ type Conn interface {
 	User() herald.UserID
 	Protocol() herald.Protocol
 	Info() herald.ConnInfo
-	// Send queues a prebuilt frame without blocking. It reports false when
-	// the connection is closed or its queue overflowed; in the latter case
-	// the connection closes itself (and leaves the hub).
-	Send(frame []byte) bool
+	// Send queues a prebuilt frame without blocking. offset is the frame's
+	// position in the user's stream (0 for frames outside it); a
+	// connection uses it to skip what a replay already sent. It reports
+	// false when the connection is closed or its queue overflowed; in the
+	// latter case the connection closes itself (and leaves the hub).
+	Send(frame []byte, offset uint64) bool
+	// Acked is the highest stream offset the client acknowledged.
+	Acked() uint64
 	// Close sends a close frame with code and reason, then closes.
 	Close(code uint16, reason string)
 }
@@ -36,6 +40,7 @@ const numShards = 64
 
 // Hub is safe for concurrent use. The zero value is not usable; call New.
 type Hub struct {
+	acks       ackWaiters
 	seed       maphash.Seed
 	users      [numShards]userShard
 	ids        [numShards]idShard
@@ -152,17 +157,32 @@ func (h *Hub) Len() int { return int(h.total.Load()) }
 func (h *Hub) Each(fn func(Conn)) {
 	var buf []Conn
 	for i := range h.ids {
-		s := &h.ids[i]
-		s.mu.RLock()
-		buf = buf[:0]
-		for _, c := range s.conns {
-			buf = append(buf, c)
-		}
-		s.mu.RUnlock()
-		for _, c := range buf {
-			fn(c)
-		}
+		buf = h.eachInShard(i, buf, fn)
 	}
+}
+
+// Shards is the number of shards EachInShard walks.
+const Shards = numShards
+
+// EachInShard is Each for shard i (0 <= i < Shards) only, so periodic work
+// such as heartbeats can be spread over time instead of waking every
+// connection at once.
+func (h *Hub) EachInShard(i int, fn func(Conn)) {
+	h.eachInShard(i%numShards, nil, fn)
+}
+
+func (h *Hub) eachInShard(i int, buf []Conn, fn func(Conn)) []Conn {
+	s := &h.ids[i]
+	s.mu.RLock()
+	buf = buf[:0]
+	for _, c := range s.conns {
+		buf = append(buf, c)
+	}
+	s.mu.RUnlock()
+	for _, c := range buf {
+		fn(c)
+	}
+	return buf
 }
 
 // Failure is one connection a message could not be queued to.
@@ -213,7 +233,7 @@ func (h *Hub) sendFrames(u herald.UserID, f *Frames) Result {
 	// Frames are built under the read lock only on first use; Send never
 	// blocks, so holding the lock here is short and saves a copy of the list.
 	for _, c := range conns {
-		if c.Send(f.For(c.Protocol())) {
+		if c.Send(f.For(c.Protocol()), f.Msg.Offset) {
 			res.Connections++
 		} else {
 			res.Failed = append(res.Failed, Failure{ID: c.ID(), Error: "connection closed or send queue full"})
@@ -227,7 +247,7 @@ func (h *Hub) sendFrames(u herald.UserID, f *Frames) Result {
 // there is no such connection or it could not take the frame.
 func (h *Hub) SendConn(id herald.ConnID, f *Frames) bool {
 	c := h.Get(id)
-	return c != nil && c.Send(f.For(c.Protocol()))
+	return c != nil && c.Send(f.For(c.Protocol()), f.Msg.Offset)
 }
 
 // Broadcast queues m (whose User is ignored) to every connection and
@@ -236,9 +256,24 @@ func (h *Hub) Broadcast(m *herald.Message) int {
 	f := Frames{Msg: m}
 	n := 0
 	h.Each(func(c Conn) {
-		if c.Send(f.For(c.Protocol())) {
+		if c.Send(f.For(c.Protocol()), f.Msg.Offset) {
 			n++
 		}
 	})
+	return n
+}
+
+// SendControl queues a control frame (not part of the stream) to every
+// herald.v1 connection of user; raw connections only ever see payloads.
+func (h *Hub) SendControl(u herald.UserID, frame []byte) int {
+	us := h.userShard(u)
+	us.mu.RLock()
+	defer us.mu.RUnlock()
+	n := 0
+	for _, c := range us.conns[u] {
+		if c.Protocol() == herald.ProtocolV1 && c.Send(frame, 0) {
+			n++
+		}
+	}
 	return n
 }

@@ -26,7 +26,7 @@ func (c *testConn) ID() herald.ConnID         { return c.id }
 func (c *testConn) User() herald.UserID       { return c.user }
 func (c *testConn) Protocol() herald.Protocol { return c.proto }
 func (c *testConn) Info() herald.ConnInfo     { return herald.ConnInfo{ID: c.id, User: c.user} }
-func (c *testConn) Send(f []byte) bool {
+func (c *testConn) Send(f []byte, _ uint64) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.full || c.closed != 0 {
@@ -35,6 +35,7 @@ func (c *testConn) Send(f []byte) bool {
 	c.frames = append(c.frames, f)
 	return true
 }
+func (c *testConn) Acked() uint64 { return 0 }
 func (c *testConn) Close(code uint16, _ string) {
 	c.mu.Lock()
 	c.closed = code
@@ -165,5 +166,6 @@ func (c *discardConn) ID() herald.ConnID         { return c.id }
 func (c *discardConn) User() herald.UserID       { return c.user }
 func (c *discardConn) Protocol() herald.Protocol { return herald.ProtocolRaw }
 func (c *discardConn) Info() herald.ConnInfo     { return herald.ConnInfo{} }
-func (c *discardConn) Send([]byte) bool          { return true }
+func (c *discardConn) Send([]byte, uint64) bool  { return true }
+func (c *discardConn) Acked() uint64             { return 0 }
 func (c *discardConn) Close(uint16, string)      {}

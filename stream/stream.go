@@ -25,9 +25,14 @@ func New(store herald.Store, h *hub.Hub) *Service {
 	return &Service{store: store, hub: h, now: time.Now}
 }
 
-// Publish stores msgs (one durable batch) and then queues each to its
-// user's open connections. When it returns without error every message has
-// an ID and Offset and is committed; the results say where each went live.
+// Publish stores msgs (one durable batch) and queues each to its user's
+// open connections. When it returns without error every message has an ID
+// and Offset and is committed; the results say where each went live.
+//
+// Delivery happens inside the Store's commit callback, which runs in
+// commit order: two Publish calls racing for one user deliver in offset
+// order, and a message is never sent before it is durable — so a client
+// that resumes from any offset it saw cannot miss what came before.
 func (s *Service) Publish(ctx context.Context, msgs []*herald.Message) ([]hub.Result, error) {
 	now := s.now()
 	for _, m := range msgs {
@@ -38,12 +43,14 @@ func (s *Service) Publish(ctx context.Context, msgs []*herald.Message) ([]hub.Re
 			m.Time = now
 		}
 	}
-	if err := s.store.Append(ctx, msgs); err != nil {
-		return nil, fmt.Errorf("publish: %w", err)
-	}
 	res := make([]hub.Result, len(msgs))
-	for i, m := range msgs {
-		res[i] = s.hub.SendUser(m)
+	deliver := func() {
+		for i, m := range msgs {
+			res[i] = s.hub.SendUser(m)
+		}
+	}
+	if err := s.store.Append(ctx, msgs, deliver); err != nil {
+		return nil, fmt.Errorf("publish: %w", err)
 	}
 	return res, nil
 }

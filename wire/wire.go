@@ -121,10 +121,16 @@ func MessageFrame(m *herald.Message, p herald.Protocol) []byte {
 	if p == herald.ProtocolRaw {
 		return DataFrame(m.Data)
 	}
-	env := AppendEnvelope(make([]byte, 0, 96+len(m.Data)), m)
-	b := make([]byte, 0, 10+len(env))
-	b = AppendFrameHeader(b, OpText, len(env))
-	return append(b, env...)
+	// Encode the envelope after room for the longest header, then write
+	// the header right before it: one allocation per message.
+	const room = 10
+	b := AppendEnvelope(make([]byte, room, room+112+len(m.Data)), m)
+	n := len(b) - room
+	var hdr [room]byte
+	h := AppendFrameHeader(hdr[:0], OpText, n)
+	start := room - len(h)
+	copy(b[start:], h)
+	return b[start:]
 }
 
 // PingFrame returns a protocol ping frame. Build it once and share it.

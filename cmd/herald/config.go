@@ -25,6 +25,14 @@ type config struct {
 	DrainTimeout    time.Duration
 	MaxConns        int
 	MaxConnsPerUser int
+	QueueFrames     int
+	QueueBytes      int
+	MaxClientMsg    int
+	RetentionCount  int
+	RetentionAge    time.Duration
+	RetentionEvery  time.Duration
+	CORSOrigins     string
+	AdminAddr       string
 	LogLevel        string
 }
 
@@ -71,6 +79,14 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	fs.DurationVar(&c.DrainTimeout, "drain-timeout", envDur("HERALD_DRAIN_TIMEOUT", 10*time.Second), "on SIGTERM, close connections spread over this window ($HERALD_DRAIN_TIMEOUT)")
 	fs.IntVar(&c.MaxConns, "max-conns", envInt("HERALD_MAX_CONNS", 0), "connections on this node, 0 = unbounded ($HERALD_MAX_CONNS)")
 	fs.IntVar(&c.MaxConnsPerUser, "max-conns-per-user", envInt("HERALD_MAX_CONNS_PER_USER", 100), "connections per user; past it the oldest is closed with 4029 ($HERALD_MAX_CONNS_PER_USER)")
+	fs.IntVar(&c.QueueFrames, "send-queue-frames", envInt("HERALD_SEND_QUEUE_FRAMES", 1024), "frames waiting per connection before it is closed with 4008 ($HERALD_SEND_QUEUE_FRAMES)")
+	fs.IntVar(&c.QueueBytes, "send-queue-bytes", envInt("HERALD_SEND_QUEUE_BYTES", 4<<20), "bytes waiting per connection before it is closed with 4008 ($HERALD_SEND_QUEUE_BYTES)")
+	fs.IntVar(&c.MaxClientMsg, "max-client-message", envInt("HERALD_MAX_CLIENT_MESSAGE", 32<<10), "largest message a client may send; past it close 1009 ($HERALD_MAX_CLIENT_MESSAGE)")
+	fs.IntVar(&c.RetentionCount, "retention-count", envInt("HERALD_RETENTION_COUNT", 1000), "messages kept per user, -1 = no count limit ($HERALD_RETENTION_COUNT)")
+	fs.DurationVar(&c.RetentionAge, "retention-age", envDur("HERALD_RETENTION_AGE", 7*24*time.Hour), "messages older than this are dropped, -1s = no age limit ($HERALD_RETENTION_AGE)")
+	fs.DurationVar(&c.RetentionEvery, "retention-interval", envDur("HERALD_RETENTION_INTERVAL", time.Minute), "how often retention trims streams ($HERALD_RETENTION_INTERVAL)")
+	fs.StringVar(&c.CORSOrigins, "cors-origins", env("HERALD_CORS_ORIGINS", "*"), "comma-separated origins allowed to call the browser inbox API, * for any ($HERALD_CORS_ORIGINS)")
+	fs.StringVar(&c.AdminAddr, "admin-addr", env("HERALD_ADMIN_ADDR", ""), "serve pprof and /debug/stats here, e.g. 127.0.0.1:6060; off when empty ($HERALD_ADMIN_ADDR)")
 	fs.StringVar(&c.LogLevel, "log-level", env("HERALD_LOG_LEVEL", "info"), "debug, info, warn or error ($HERALD_LOG_LEVEL)")
 	// Secrets come only from the environment: flags show up in ps(1).
 	c.TokenSecret = getenv("HERALD_TOKEN_SECRET")

@@ -281,3 +281,44 @@ func TestNotifyCommand(t *testing.T) {
 		t.Fatalf("wrong key: %v", err)
 	}
 }
+
+// apiClient fails fast: crash tests must not wait for a dead server.
+var apiClient = &http.Client{Timeout: 5 * time.Second}
+
+func newAPIRequest(method, url, body string) (*http.Request, error) {
+	req, err := http.NewRequest(method, url, strings.NewReader(body))
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Authorization", "Bearer "+testAPIKey)
+	req.Header.Set("Content-Type", "application/json")
+	return req, nil
+}
+
+func TestAdminListener(t *testing.T) {
+	h := startHerald(t, testEnv(t, "HERALD_ADMIN_ADDR", "127.0.0.1:0"))
+	h.dial(t, "a")
+	h.waitConns(t, "a", 1)
+	m := regexp.MustCompile(`Admin \(pprof, stats\) on (http://\S+/debug/)`).FindStringSubmatch(h.stdout.String())
+	if m == nil {
+		t.Fatalf("no admin address in:\n%s", h.stdout.String())
+	}
+	resp, err := http.Get(m[1] + "stats")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var stats struct {
+		Connections int `json:"connections"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&stats); err != nil || stats.Connections != 1 {
+		t.Fatalf("stats: %+v, %v", stats, err)
+	}
+	if resp, err := http.Get(m[1] + "pprof/heap"); err != nil || resp.StatusCode != 200 {
+		t.Fatalf("pprof heap: %v %v", resp, err)
+	}
+	// The public listener does not serve pprof.
+	if status, _ := h.request(t, "GET", "/debug/pprof/", "", nil); status != 404 {
+		t.Fatalf("pprof on the public listener: %d", status)
+	}
+}

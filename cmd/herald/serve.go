@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
 
@@ -64,12 +65,14 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	h := hub.New(cfg.MaxConnsPerUser)
 	gw, err := gateway.New(gateway.Config{
 		IO: cfg.IO, PingInterval: cfg.PingInterval, WriteTimeout: cfg.WriteTimeout, MaxConns: cfg.MaxConns,
-	}, h, issuer, log)
+		MaxQueueFrames: cfg.QueueFrames, MaxQueueBytes: cfg.QueueBytes, MaxFrame: cfg.MaxClientMsg,
+	}, h, issuer, store, log)
 	if err != nil {
 		return err
 	}
+	st := stream.New(store, h)
 	aws := awsapi.New(h, log, awsapi.Credentials{AccessKeyID: cfg.AWSAccessKeyID, SecretAccessKey: cfg.AWSSecretKey}, cfg.APIKey)
-	srv := api.New(api.Config{APIKey: cfg.APIKey}, log, h, gw, stream.New(store, h), aws)
+	srv := api.New(api.Config{APIKey: cfg.APIKey, CORSOrigins: splitList(cfg.CORSOrigins)}, log, h, gw, st, aws)
 
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
@@ -97,12 +100,26 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 
 	base := scheme + "://" + displayAddr(ln.Addr())
 	printBanner(stdout, base, cfg, devMode, issuer, gw.IO())
+	if cfg.AdminAddr != "" {
+		adminLn, err := net.Listen("tcp", cfg.AdminAddr)
+		if err != nil {
+			ln.Close()
+			return fmt.Errorf("admin listen: %w", err)
+		}
+		admin := &http.Server{Handler: adminHandler(gw), ReadHeaderTimeout: 10 * time.Second}
+		go func() { _ = admin.Serve(adminLn) }()
+		defer admin.Close()
+		fmt.Fprintf(stdout, "Admin (pprof, stats) on http://%s/debug/ — keep it private\n", adminLn.Addr())
+	}
 	log.Info("herald started", "addr", ln.Addr().String(), "io", gw.IO(), "db", cfg.DB, "version", version)
 
 	gwCtx, stopGateway := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopGateway()
 	var wg sync.WaitGroup
 	wg.Go(func() { _ = gw.Run(gwCtx) })
+	wg.Go(func() {
+		st.RunRetention(gwCtx, stream.Retention{MaxCount: cfg.RetentionCount, MaxAge: cfg.RetentionAge, Every: cfg.RetentionEvery}, log)
+	})
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- httpSrv.Serve(ln) }()
 
@@ -179,4 +196,14 @@ Notify user "demo":
 
 API: %s/v1/...   WebSocket: %s/ws   Docs: docs/api.md
 `, cfg.TokenSecret, cfg.APIKey, tok, wsBase, tok, base, cfg.APIKey, base, wsBase)
+}
+
+func splitList(s string) []string {
+	var out []string
+	for v := range strings.SplitSeq(s, ",") {
+		if v = strings.TrimSpace(v); v != "" {
+			out = append(out, v)
+		}
+	}
+	return out
 }

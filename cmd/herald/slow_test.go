@@ -185,3 +185,68 @@ func TestHeartbeatDropsDeadKeepsLive(t *testing.T) {
 		}
 	})
 }
+
+// One client that never reads, a flood aimed at it, and a thousand others:
+// every one of the thousand receives every broadcast, in order, while the
+// stuck one is dropped.
+func TestNeverReadingClientAndThousandOthers(t *testing.T) {
+	h := startHerald(t, testEnv(t, "HERALD_WRITE_TIMEOUT", "2s"))
+	rawDial(t, h, "stuck", 4096)
+	const others, rounds = 1000, 20
+	conns := make([]*websocket.Conn, others)
+	for i := range conns {
+		conns[i] = h.dial(t, fmt.Sprint("o", i))
+	}
+	h.waitConns(t, "stuck", 1)
+	for i := 0; ; i++ { // wait until every connection is registered
+		status, body := h.api(t, "POST", "/v1/broadcast", `{"data":"hello"}`)
+		if status == 200 && mustJSON(t, body)["connections"] == float64(others+1) {
+			break
+		}
+		if i > 500 {
+			t.Fatalf("not all connected: %s", body)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	errs := make(chan error, others)
+	for _, c := range conns {
+		go func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+			defer cancel()
+			n := -1
+			for n < rounds-1 {
+				_, b, err := c.Read(ctx)
+				if err != nil {
+					errs <- err
+					return
+				}
+				if string(b) == `"hello"` {
+					continue // the registration probes
+				}
+				var got int
+				if _, err := fmt.Sscanf(string(b), "%d", &got); err != nil || got != n+1 {
+					errs <- fmt.Errorf("got %q after %d", b, n)
+					return
+				}
+				n = got
+			}
+			errs <- nil
+		}()
+	}
+	pad := strings.Repeat("s", 100<<10)
+	for n := range rounds {
+		// Five large messages at the stuck client for every broadcast.
+		for range 5 {
+			h.api(t, "POST", "/v1/users/stuck/messages", fmt.Sprintf("%q", pad))
+		}
+		if status, body := h.api(t, "POST", "/v1/broadcast", fmt.Sprintf(`{"data":%d}`, n)); status != 200 {
+			t.Fatalf("broadcast: %d %s", status, body)
+		}
+	}
+	for range others {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	h.waitConns(t, "stuck", 0)
+}

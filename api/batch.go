@@ -1,0 +1,98 @@
+package api
+
+import (
+	"encoding/json"
+	"net/http"
+
+	"github.com/herald-gw/herald"
+)
+
+// Batch limits: a batch is one request and one durable commit, so senders
+// are not bound by one HTTP round trip per message.
+const (
+	MaxBatch     = 1000
+	maxBatchBody = 16 << 20
+)
+
+// handleBatch serves POST /v1/batch {"messages":[{"user":"42","data":…},…]}:
+// each valid message is appended and delivered as if posted alone (all in
+// one group commit); the reply has one result per message, in order: its
+// delivery or its error. A bad message does not fail the others.
+func handleBatch(s *Server) http.Handler {
+	type item struct {
+		User *userID         `json:"user"`
+		Data json.RawMessage `json:"data"`
+	}
+	type request struct {
+		Messages []json.RawMessage `json:"messages"`
+	}
+	type itemError struct {
+		Code    herald.ErrorCode `json:"code"`
+		Message string           `json:"message"`
+	}
+	type result struct {
+		*deliveryReply
+		Error *itemError `json:"error,omitempty"`
+	}
+	type reply struct {
+		Results     []result `json:"results"`
+		Accepted    int      `json:"accepted"`
+		Connections int      `json:"connections"`
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, err := readBodyLimit(r, maxBatchBody)
+		if err != nil {
+			writeError(w, r, s.log, err)
+			return
+		}
+		var req request
+		if err := decodeJSON(body, &req); err != nil {
+			writeError(w, r, s.log, err)
+			return
+		}
+		switch {
+		case len(req.Messages) == 0:
+			err = herald.Errorf(herald.EInvalidRequest, "messages must hold at least one message")
+		case len(req.Messages) > MaxBatch:
+			err = herald.Errorf(herald.EInvalidRequest, "messages holds %d; the limit is %d", len(req.Messages), MaxBatch)
+		}
+		if err != nil {
+			writeError(w, r, s.log, err)
+			return
+		}
+		out := reply{Results: make([]result, len(req.Messages))}
+		msgs := make([]*herald.Message, 0, len(req.Messages))
+		index := make([]int, 0, len(req.Messages)) // msgs[i] answers Results[index[i]]
+		for i, raw := range req.Messages {
+			var it item
+			err := decodeJSON(raw, &it)
+			switch {
+			case err != nil:
+			case it.User == nil || *it.User == "":
+				err = herald.Errorf(herald.EInvalidRequest, "user is required")
+			default:
+				err = validPayload(it.Data)
+			}
+			if err != nil {
+				out.Results[i].Error = &itemError{herald.ErrorCodeOf(err), herald.ErrorMessageOf(err)}
+				continue
+			}
+			msgs = append(msgs, &herald.Message{User: herald.UserID(*it.User), Data: it.Data})
+			index = append(index, i)
+		}
+		if len(msgs) > 0 {
+			res, err := s.stream.Publish(r.Context(), msgs)
+			if err != nil {
+				writeError(w, r, s.log, err)
+				return
+			}
+			for j, m := range msgs {
+				d := replyFor(m, res[j])
+				out.Results[index[j]].deliveryReply = &d
+				out.Connections += d.Connections
+			}
+			out.Accepted = len(msgs)
+		}
+		writeJSON(w, http.StatusOK, out)
+	})
+}

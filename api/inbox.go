@@ -1,0 +1,249 @@
+package api
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/herald-gw/herald"
+)
+
+// envelopeJSON is a stored message as the history and inbox APIs return
+// it: the herald.v1 envelope, plus its inbox state where that applies.
+type envelopeJSON struct {
+	Type     string          `json:"type"`
+	ID       string          `json:"id"`
+	Offset   uint64          `json:"offset"`
+	Epoch    string          `json:"epoch"`
+	TS       time.Time       `json:"ts"`
+	Data     json.RawMessage `json:"data"`
+	Seen     *bool           `json:"seen,omitempty"`
+	Read     *bool           `json:"read,omitempty"`
+	Archived *bool           `json:"archived,omitempty"`
+}
+
+func envelopeOf(m *herald.Message) envelopeJSON {
+	return envelopeJSON{Type: "message", ID: m.ID, Offset: m.Offset, Epoch: m.Epoch, TS: m.Time.UTC(), Data: herald.EnvelopeData(m.Data)}
+}
+
+// uintParam parses an optional unsigned query parameter.
+func uintParam(r *http.Request, name string, def uint64) (uint64, error) {
+	v := r.URL.Query().Get(name)
+	if v == "" {
+		return def, nil
+	}
+	n, err := strconv.ParseUint(v, 10, 64)
+	if err != nil {
+		return 0, herald.Errorf(herald.EInvalidRequest, "%s must be an unsigned integer, got %q", name, v)
+	}
+	return n, nil
+}
+
+// handleHistory serves GET /v1/users/{user}/messages?since=&limit=: the
+// user's stored stream after since, oldest first. Page on with since=next.
+func handleHistory(s *Server) http.Handler {
+	type reply struct {
+		Messages []envelopeJSON `json:"messages"`
+		Next     uint64         `json:"next"`
+		Epoch    string         `json:"epoch"`
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		user, err := pathUser(r)
+		if err != nil {
+			writeError(w, r, s.log, err)
+			return
+		}
+		since, err := uintParam(r, "since", 0)
+		var limit uint64
+		if err == nil {
+			limit, err = uintParam(r, "limit", 100)
+		}
+		if err != nil {
+			writeError(w, r, s.log, err)
+			return
+		}
+		msgs, err := s.stream.History(r.Context(), user, since, int(min(limit, 1000)))
+		if err != nil {
+			writeError(w, r, s.log, err)
+			return
+		}
+		out := reply{Messages: make([]envelopeJSON, len(msgs)), Next: since, Epoch: s.stream.Epoch()}
+		for i := range msgs {
+			out.Messages[i] = envelopeOf(&msgs[i])
+			out.Next = msgs[i].Offset
+		}
+		writeJSON(w, http.StatusOK, out)
+	})
+}
+
+// userFromToken authenticates a browser-facing request with the user's
+// client token (Authorization: Bearer, or ?token=), not the API key.
+func userFromToken(s *Server) func(r *http.Request) (herald.UserID, error) {
+	return func(r *http.Request) (herald.UserID, error) {
+		c, err := s.gateway.Authenticate(r)
+		return c.User, err
+	}
+}
+
+// userFromPath is the server API's way: the API key was checked, the user
+// is in the path.
+func userFromPath(r *http.Request) (herald.UserID, error) { return pathUser(r) }
+
+func parseInboxStatus(v string) (herald.InboxStatus, error) {
+	switch v {
+	case "", "all":
+		return herald.InboxAll, nil
+	case "unread":
+		return herald.InboxUnread, nil
+	case "archived":
+		return herald.InboxArchived, nil
+	}
+	return 0, herald.Errorf(herald.EInvalidRequest, "status must be unread, all or archived, got %q", v)
+}
+
+// handleInbox lists the inbox, newest first:
+// ?status=unread|all|archived&before=<offset>&limit=<n>.
+func handleInbox(s *Server, userOf func(*http.Request) (herald.UserID, error)) http.Handler {
+	type reply struct {
+		Messages []envelopeJSON `json:"messages"`
+		Next     *uint64        `json:"next"` // before= for the next (older) page; null at the end
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		user, err := userOf(r)
+		if err != nil {
+			writeError(w, r, s.log, err)
+			return
+		}
+		q := herald.InboxQuery{User: user}
+		q.Status, err = parseInboxStatus(r.URL.Query().Get("status"))
+		var limit uint64
+		if err == nil {
+			q.Before, err = uintParam(r, "before", 0)
+		}
+		if err == nil {
+			limit, err = uintParam(r, "limit", 50)
+		}
+		if err != nil {
+			writeError(w, r, s.log, err)
+			return
+		}
+		q.Limit = int(min(limit, 200))
+		items, err := s.stream.Inbox(r.Context(), q)
+		if err != nil {
+			writeError(w, r, s.log, err)
+			return
+		}
+		out := reply{Messages: make([]envelopeJSON, len(items))}
+		for i := range items {
+			it := &items[i]
+			e := envelopeOf(&it.Message)
+			e.Seen, e.Read, e.Archived = &it.Seen, &it.Read, &it.Archived
+			out.Messages[i] = e
+		}
+		if len(items) > 0 && len(items) == q.Limit {
+			next := items[len(items)-1].Offset
+			out.Next = &next
+		}
+		writeJSON(w, http.StatusOK, out)
+	})
+}
+
+func handleInboxCounts(s *Server, userOf func(*http.Request) (herald.UserID, error)) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		user, err := userOf(r)
+		if err != nil {
+			writeError(w, r, s.log, err)
+			return
+		}
+		c, err := s.stream.Counts(r.Context(), user)
+		if err != nil {
+			writeError(w, r, s.log, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, c)
+	})
+}
+
+// handleInboxMark serves POST …/inbox/{seen,read,archive} with
+// {"ids":[…]} or {"all":true}.
+func handleInboxMark(s *Server, mark herald.Mark, userOf func(*http.Request) (herald.UserID, error)) http.Handler {
+	type request struct {
+		IDs []string `json:"ids"`
+		All bool     `json:"all"`
+	}
+	type reply struct {
+		Changed []string `json:"changed"`
+		herald.InboxCounts
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		user, err := userOf(r)
+		if err != nil {
+			writeError(w, r, s.log, err)
+			return
+		}
+		body, err := readBody(r)
+		if err != nil {
+			writeError(w, r, s.log, err)
+			return
+		}
+		var req request
+		if err := decodeJSON(body, &req); err != nil {
+			writeError(w, r, s.log, err)
+			return
+		}
+		switch {
+		case req.All && len(req.IDs) > 0:
+			err = herald.Errorf(herald.EInvalidRequest, "give ids or all, not both")
+		case !req.All && len(req.IDs) == 0:
+			err = herald.Errorf(herald.EInvalidRequest, "give ids (a non-empty list) or all: true")
+		case len(req.IDs) > 1000:
+			err = herald.Errorf(herald.EInvalidRequest, "at most 1000 ids at once")
+		}
+		if err != nil {
+			writeError(w, r, s.log, err)
+			return
+		}
+		changed, counts, err := s.stream.Mark(r.Context(), user, mark, req.IDs, req.All)
+		if err != nil {
+			writeError(w, r, s.log, err)
+			return
+		}
+		if changed == nil {
+			changed = []string{}
+		}
+		writeJSON(w, http.StatusOK, reply{Changed: changed, InboxCounts: counts})
+	})
+}
+
+// MaxAckWait bounds ?wait=ack&timeout=.
+const MaxAckWait = 30 * time.Second
+
+// ackWait parses ?wait=ack&timeout=D (default 2s). ok is false when the
+// caller did not ask to wait.
+func ackWait(r *http.Request) (d time.Duration, ok bool, err error) {
+	q := r.URL.Query()
+	switch q.Get("wait") {
+	case "":
+		return 0, false, nil
+	case "ack":
+	default:
+		return 0, false, herald.Errorf(herald.EInvalidRequest, "wait must be \"ack\"")
+	}
+	d = 2 * time.Second
+	if v := q.Get("timeout"); v != "" {
+		if d, err = time.ParseDuration(v); err != nil || d <= 0 || d > MaxAckWait {
+			return 0, false, herald.Errorf(herald.EInvalidRequest, "timeout must be a duration between 0 and %s, like 2s", MaxAckWait)
+		}
+	}
+	return d, true, nil
+}
+
+// waitForAck blocks until a connection of the user acked offset or d
+// passes; the reply's acked field says which.
+func (s *Server) waitForAck(ctx context.Context, user herald.UserID, offset uint64, d time.Duration) (conns, acked int) {
+	ctx, cancel := context.WithTimeout(ctx, d)
+	defer cancel()
+	return s.stream.WaitAck(ctx, user, offset)
+}

@@ -1,0 +1,37 @@
+package main
+
+import (
+	"encoding/json"
+	"net/http"
+	"net/http/pprof"
+	"runtime"
+
+	"github.com/herald-gw/herald/gateway"
+)
+
+// adminHandler serves profiling and runtime stats on the admin listener
+// (HERALD_ADMIN_ADDR, off by default): never expose it publicly, profiles
+// reveal memory contents.
+func adminHandler(gw *gateway.Gateway) http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	mux.HandleFunc("/debug/stats", func(w http.ResponseWriter, r *http.Request) {
+		var ms runtime.MemStats
+		runtime.ReadMemStats(&ms)
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(map[string]any{
+			"connections": gw.Open(),
+			"io":          gw.IO(),
+			"goroutines":  runtime.NumGoroutine(),
+			"heap_alloc":  ms.HeapAlloc,
+			"heap_inuse":  ms.HeapInuse,
+			"sys":         ms.Sys,
+			"num_gc":      ms.NumGC,
+		})
+	})
+	return mux
+}
