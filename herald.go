@@ -110,8 +110,8 @@ type Store interface {
 	// every user's messages in offset order even when Appends race, which
 	// delivering after Append returns cannot promise. onCommit runs on the
 	// Store's commit path (the writer goroutine or under a lock): it must
-	// not block for long and must not call the Store. It is not called when
-	// Append fails.
+	// not block for long and must not call the Store. It is called for every
+	// Append that succeeds (an empty one too) and for none that fails.
 	Append(ctx context.Context, msgs []*Message, onCommit func()) error
 	// Since returns up to limit retained messages of user with Offset >
 	// since, in offset order: a replay for a client resuming after since.
@@ -143,7 +143,9 @@ type Store interface {
 	// a caller can tell the user's other tabs; a message that already had
 	// the flag is not listed, and unknown ids (or another user's) are
 	// ignored. Marking read also sets seen; archiving also sets read and
-	// seen. The order of changed is unspecified.
+	// seen. The order of changed is unspecified. A mark other than the
+	// three is an EInvalidRequest error, as is an unknown q.Status for
+	// Inbox.
 	Mark(ctx context.Context, user UserID, mark Mark, ids []string, all bool) (changed []string, err error)
 	// Counts returns the user's unread and unseen counts over the
 	// retained messages that are not archived: the numbers for a badge.

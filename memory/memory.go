@@ -216,10 +216,7 @@ func (s *Store) Trim(ctx context.Context, keep int, before time.Time) (int, erro
 	if keep <= 0 && before.IsZero() {
 		return 0, nil
 	}
-	var cutoff int64
-	if !before.IsZero() {
-		cutoff = before.UnixNano()
-	}
+	byAge, cutoff := !before.IsZero(), before.UnixNano()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
@@ -231,7 +228,7 @@ func (s *Store) Trim(ctx context.Context, keep int, before time.Time) (int, erro
 		if keep > 0 && len(st.msgs) > keep {
 			n = len(st.msgs) - keep
 		}
-		if cutoff != 0 {
+		if byAge {
 			// The newest message older than the cutoff takes every
 			// earlier offset with it: retention trims from the front.
 			for i := len(st.msgs) - 1; i >= n; i-- {

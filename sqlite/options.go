@@ -20,7 +20,7 @@ type Option func(*config)
 // defaultWriterCacheKiB is the writer connection's page cache. It holds the
 // stream index pages that Appends for many users dirty; 32 MiB keeps the
 // index of some million messages in memory.
-const defaultWriterCacheKiB = 2 << 10
+const defaultWriterCacheKiB = 32 << 10
 
 type config struct {
 	maxBatch       int
