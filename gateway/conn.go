@@ -132,6 +132,25 @@ func (c *conn) queueLocked(frame []byte, offset uint64) bool {
 	if offset != 0 {
 		c.lastOffset = offset
 	}
+	if !c.writing && len(c.queue) == 0 && c.rc != nil {
+		// Nothing in flight: try the socket right now, without blocking.
+		// An idle connection's send buffer is empty, so this usually
+		// writes the whole frame and saves a goroutine and a scheduling
+		// delay per message; whatever does not fit goes to the writer.
+		n, err := c.g.writeNonblock(c.rc, frame)
+		switch {
+		case err != nil && !errors.Is(err, syscall.EAGAIN):
+			// The caller may hold a hub lock that teardown needs.
+			c.state = stateClosed
+			go c.finish(err)
+			return false
+		case n == len(frame):
+			c.lastActive.Store(time.Now().UnixNano())
+			return true
+		case n > 0:
+			frame = frame[n:]
+		}
+	}
 	c.queue = append(c.queue, frame)
 	c.qbytes += len(frame)
 	c.startWriterLocked()
@@ -239,6 +258,13 @@ func (c *conn) teardown(cause error) {
 		return
 	}
 	c.state = stateClosed
+	c.mu.Unlock()
+	c.finish(cause)
+}
+
+// finish does the work of teardown for a connection just marked closed.
+func (c *conn) finish(cause error) {
+	c.mu.Lock()
 	c.queue, c.spare, c.qbytes = nil, nil, 0
 	c.mu.Unlock()
 

@@ -84,6 +84,7 @@ type Gateway struct {
 
 	ping, appPing []byte
 	bufs          sync.Pool // *[]byte read buffers, lent only while a read is in flight
+	rawOps        sync.Pool // *rawOp, see poll_linux.go
 	open          atomic.Int64
 	agents        sync.Map // interned User-Agent strings
 	nagents       atomic.Int64

@@ -29,6 +29,7 @@ func newPoller(g *Gateway) (*poller, error) {
 	if err != nil {
 		return nil, fmt.Errorf("epoll_create1: %w", err)
 	}
+	g.rawOps.New = newRawOp
 	return &poller{g: g, epfd: epfd, fds: make(map[int32]*conn), work: make(chan *conn, 4096)}, nil
 }
 
@@ -138,7 +139,7 @@ func (p *poller) onReadable(c *conn) {
 	defer p.g.bufs.Put(bp)
 	buf := *bp
 	for {
-		n, err := readNonblock(c.rc, buf)
+		n, err := p.g.readNonblock(c.rc, buf)
 		if n > 0 {
 			c.lastRead.Store(time.Now().UnixNano())
 			if perr := c.ingest(buf[:n]); perr != nil {
@@ -164,21 +165,58 @@ func (p *poller) onReadable(c *conn) {
 	}
 }
 
+// rawOp is one non-blocking read or write through syscall.RawConn. The
+// RawConn callbacks take a func(uintptr) bool; a closure per call would
+// allocate (the closure and every variable it captures), so the func is
+// bound once per pooled rawOp and reused: no allocation per delivery.
+type rawOp struct {
+	p     []byte
+	n     int
+	err   error
+	read  func(fd uintptr) bool
+	write func(fd uintptr) bool
+}
+
+func newRawOp() any {
+	o := &rawOp{}
+	o.read = func(fd uintptr) bool {
+		o.n, o.err = unix.Read(int(fd), o.p)
+		return true // never park: epoll tells us when to come back
+	}
+	o.write = func(fd uintptr) bool {
+		o.n, o.err = unix.Write(int(fd), o.p)
+		return true // never park: a full buffer goes to the writer goroutine
+	}
+	return o
+}
+
 // readNonblock reads what is available now. Going through RawConn keeps
 // the runtime's descriptor lock, so a concurrent Close cannot let the
 // number be reused under us.
-func readNonblock(rc syscall.RawConn, p []byte) (int, error) {
-	var n int
-	var rerr error
-	err := rc.Read(func(fd uintptr) bool {
-		n, rerr = unix.Read(int(fd), p)
-		return true // never park: epoll tells us when to come back
-	})
+func (g *Gateway) readNonblock(rc syscall.RawConn, p []byte) (int, error) {
+	return g.rawDo(rc, p, false)
+}
+
+// writeNonblock writes what the socket takes now, with the same
+// protection.
+func (g *Gateway) writeNonblock(rc syscall.RawConn, p []byte) (int, error) {
+	return g.rawDo(rc, p, true)
+}
+
+func (g *Gateway) rawDo(rc syscall.RawConn, p []byte, write bool) (int, error) {
+	o := g.rawOps.Get().(*rawOp)
+	o.p = p
+	var err error
+	if write {
+		err = rc.Write(o.write)
+	} else {
+		err = rc.Read(o.read)
+	}
+	n, opErr := o.n, o.err
+	o.p, o.err = nil, nil
+	g.rawOps.Put(o)
 	if err != nil {
 		return 0, err
 	}
-	if n < 0 {
-		n = 0
-	}
-	return n, rerr
+	return max(n, 0), opErr
 }

@@ -5,6 +5,7 @@ package gateway
 import (
 	"context"
 	"errors"
+	"syscall"
 )
 
 // poller is the epoll readiness loop; it exists only on Linux.
@@ -17,3 +18,8 @@ func newPoller(*Gateway) (*poller, error) {
 func (*poller) run(context.Context) {}
 func (*poller) add(*conn) error     { return errors.New("epoll is Linux-only") }
 func (*poller) remove(*conn)        {}
+
+// writeNonblock is never called off Linux: conn.rc stays nil there.
+func (*Gateway) writeNonblock(syscall.RawConn, []byte) (int, error) {
+	return 0, errors.New("epoll is Linux-only")
+}

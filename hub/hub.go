@@ -10,6 +10,7 @@ package hub
 
 import (
 	"hash/maphash"
+	"runtime"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -251,16 +252,33 @@ func (h *Hub) SendConn(id herald.ConnID, f *Frames) bool {
 }
 
 // Broadcast queues m (whose User is ignored) to every connection and
-// returns how many took it.
+// returns how many took it. The shards are split between one goroutine
+// per core: a socket write costs microseconds of kernel time, and one
+// goroutine would leave the other cores idle while a million of them run.
 func (h *Hub) Broadcast(m *herald.Message) int {
 	f := Frames{Msg: m}
-	n := 0
-	h.Each(func(c Conn) {
-		if c.Send(f.For(c.Protocol()), f.Msg.Offset) {
-			n++
-		}
-	})
-	return n
+	// Build both frames up front: the workers share f read-only.
+	f.For(herald.ProtocolRaw)
+	f.For(herald.ProtocolV1)
+	workers := min(runtime.GOMAXPROCS(0), numShards)
+	var n atomic.Int64
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Go(func() {
+			sent := 0
+			var buf []Conn
+			for i := w; i < numShards; i += workers {
+				buf = h.eachInShard(i, buf, func(c Conn) {
+					if c.Send(f.For(c.Protocol()), 0) {
+						sent++
+					}
+				})
+			}
+			n.Add(int64(sent))
+		})
+	}
+	wg.Wait()
+	return int(n.Load())
 }
 
 // SendControl queues a control frame (not part of the stream) to every
