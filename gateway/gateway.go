@@ -293,6 +293,14 @@ func (g *Gateway) Accept(w http.ResponseWriter, r *http.Request, claims token.Cl
 	}
 	c.lastRead.Store(now)
 	c.lastActive.Store(now)
+	// The raw descriptor is set before the connection is visible to any
+	// sender: Send reads it (to write in place) without the reader's help.
+	epoll := false
+	if tc, isTCP := nc.(*net.TCPConn); isTCP && g.poll != nil {
+		if rc, err := tc.SyscallConn(); err == nil {
+			c.rc, epoll = rc, true
+		}
+	}
 	g.open.Add(1)
 	g.hub.Add(c)
 	g.log.Debug("connected", "conn", c.id, "user", c.user, "protocol", proto.String())
@@ -310,14 +318,12 @@ func (g *Gateway) Accept(w http.ResponseWriter, r *http.Request, claims token.Cl
 			return nil
 		}
 	}
-	if g.poll != nil {
-		if _, isTCP := nc.(*net.TCPConn); isTCP {
-			if err := g.poll.add(c); err == nil {
-				return nil
-			} else {
-				g.log.Warn("epoll registration failed, using a goroutine", "conn", c.id, "err", err)
-			}
+	if epoll {
+		err := g.poll.add(c)
+		if err == nil {
+			return nil
 		}
+		g.log.Warn("epoll registration failed, using a goroutine", "conn", c.id, "err", err)
 	}
 	go c.readLoop()
 	return nil

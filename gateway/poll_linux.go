@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"sync"
 	"syscall"
 	"time"
@@ -35,20 +34,12 @@ func newPoller(g *Gateway) (*poller, error) {
 
 const armEvents = unix.EPOLLIN | unix.EPOLLRDHUP | unix.EPOLLONESHOT
 
+// add puts c's socket (c.rc, set by Accept) in the epoll set.
 func (p *poller) add(c *conn) error {
-	tc, ok := c.nc.(*net.TCPConn)
-	if !ok {
-		return errors.New("not a TCP connection")
-	}
-	rc, err := tc.SyscallConn()
-	if err != nil {
-		return fmt.Errorf("syscall conn: %w", err)
-	}
-	c.rc = rc
 	var cerr error
-	err = rc.Control(func(fd uintptr) {
-		c.fd = int32(fd)
+	err := c.rc.Control(func(fd uintptr) {
 		p.mu.Lock()
+		c.fd = int32(fd)
 		p.fds[c.fd] = c
 		p.mu.Unlock()
 		cerr = unix.EpollCtl(p.epfd, unix.EPOLL_CTL_ADD, int(fd), &unix.EpollEvent{Events: armEvents, Fd: int32(fd)})
@@ -58,9 +49,10 @@ func (p *poller) add(c *conn) error {
 	}
 	if err != nil {
 		p.mu.Lock()
-		delete(p.fds, c.fd)
+		if p.fds[c.fd] == c {
+			delete(p.fds, c.fd)
+		}
 		p.mu.Unlock()
-		c.rc = nil
 		return fmt.Errorf("epoll add: %w", err)
 	}
 	return nil

@@ -33,8 +33,21 @@ func TestMain(m *testing.M) {
 // proc is Herald running as a separate process.
 type proc struct {
 	*server
-	cmd    *exec.Cmd
-	exited chan error
+	cmd     *exec.Cmd
+	exited  chan struct{} // closed when the process has exited
+	waitErr error         // its exit status, once exited is closed
+}
+
+// wait waits up to d for the process to exit and returns its status.
+func (p *proc) wait(t *testing.T, d time.Duration) error {
+	t.Helper()
+	select {
+	case <-p.exited:
+		return p.waitErr
+	case <-time.After(d):
+		t.Fatalf("herald did not exit within %v", d)
+		return nil
+	}
 }
 
 func startProcess(t *testing.T, env map[string]string) *proc {
@@ -52,7 +65,7 @@ func startProcess(t *testing.T, env map[string]string) *proc {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	p := &proc{cmd: cmd, exited: make(chan error, 1), server: &server{stdout: &syncBuffer{}}}
+	p := &proc{cmd: cmd, exited: make(chan struct{}), server: &server{stdout: &syncBuffer{}}}
 	lines := make(chan string, 1)
 	go func() {
 		sc := bufio.NewScanner(stdout)
@@ -65,7 +78,10 @@ func startProcess(t *testing.T, env map[string]string) *proc {
 		}
 		io.Copy(io.Discard, stdout)
 	}()
-	go func() { p.exited <- cmd.Wait() }()
+	go func() {
+		p.waitErr = cmd.Wait()
+		close(p.exited)
+	}()
 	t.Cleanup(func() {
 		cmd.Process.Kill()
 		<-p.exited
@@ -78,8 +94,8 @@ func startProcess(t *testing.T, env map[string]string) *proc {
 		}
 		p.URL = strings.Replace(m[1], "localhost", "127.0.0.1", 1)
 		p.WSURL = "ws" + strings.TrimPrefix(p.URL, "http")
-	case err := <-p.exited:
-		t.Fatalf("herald exited: %v", err)
+	case <-p.exited:
+		t.Fatalf("herald exited: %v", p.waitErr)
 	case <-time.After(20 * time.Second):
 		t.Fatal("herald did not start")
 	}
@@ -112,14 +128,8 @@ func TestGracefulDrain(t *testing.T) {
 	if code := websocket.CloseStatus(readErr(t, raw)); code != 1012 {
 		t.Fatalf("raw close %d, want 1012", code)
 	}
-	select {
-	case err := <-p.exited:
-		if err != nil {
-			t.Fatalf("exit: %v", err)
-		}
-		p.exited <- nil
-	case <-time.After(15 * time.Second):
-		t.Fatal("did not exit")
+	if err := p.wait(t, 15*time.Second); err != nil {
+		t.Fatalf("exit: %v", err)
 	}
 }
 
@@ -164,8 +174,7 @@ func TestCrashLosesNothingAcknowledged(t *testing.T) {
 	}
 	time.Sleep(700 * time.Millisecond)
 	p.cmd.Process.Signal(syscall.SIGKILL)
-	<-p.exited
-	p.exited <- nil
+	p.wait(t, 15*time.Second)
 	wg.Wait()
 	cancel()
 	if len(acked) < 10 {
