@@ -256,7 +256,10 @@ func (g *Gateway) Accept(w http.ResponseWriter, r *http.Request, claims token.Cl
 			return herald.Errorf(herald.EInvalidRequest, "since must be a stream offset (an unsigned integer)")
 		}
 	}
-	if g.cfg.MaxConns > 0 && g.Open() >= g.cfg.MaxConns {
+	// Reserve the slot before the upgrade, atomically, so simultaneous
+	// handshakes cannot overshoot the limit.
+	if n := g.open.Add(1); g.cfg.MaxConns > 0 && n > int64(g.cfg.MaxConns) {
+		g.open.Add(-1)
 		return herald.Errorf(herald.EUnavailable, "connection limit of this node reached")
 	}
 	// Prefer herald.v1 whatever the offer order. A token subprotocol offered
@@ -275,8 +278,8 @@ func (g *Gateway) Accept(w http.ResponseWriter, r *http.Request, claims token.Cl
 	up := ws.HTTPUpgrader{Protocol: func(p string) bool { return p == chosen }}
 	nc, rw, _, err := up.Upgrade(r, w)
 	if err != nil {
-		// The upgrader already answered the client.
-		return nil
+		g.open.Add(-1)
+		return nil // the upgrader already answered the client
 	}
 	now := time.Now().UnixNano()
 	c := &conn{
@@ -301,7 +304,6 @@ func (g *Gateway) Accept(w http.ResponseWriter, r *http.Request, claims token.Cl
 			c.rc, epoll = rc, true
 		}
 	}
-	g.open.Add(1)
 	g.hub.Add(c)
 	g.log.Debug("connected", "conn", c.id, "user", c.user, "protocol", proto.String())
 

@@ -23,6 +23,7 @@ type config struct {
 	PingInterval    time.Duration
 	WriteTimeout    time.Duration
 	DrainTimeout    time.Duration
+	HandshakeTime   time.Duration
 	MaxConns        int
 	MaxConnsPerUser int
 	QueueFrames     int
@@ -77,6 +78,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	fs.DurationVar(&c.PingInterval, "ping-interval", envDur("HERALD_PING_INTERVAL", 25*time.Second), "heartbeat period; a connection silent for 2x this is dropped ($HERALD_PING_INTERVAL)")
 	fs.DurationVar(&c.WriteTimeout, "write-timeout", envDur("HERALD_WRITE_TIMEOUT", 10*time.Second), "longest a socket write may take before the connection is dropped ($HERALD_WRITE_TIMEOUT)")
 	fs.DurationVar(&c.DrainTimeout, "drain-timeout", envDur("HERALD_DRAIN_TIMEOUT", 10*time.Second), "on SIGTERM, close connections spread over this window ($HERALD_DRAIN_TIMEOUT)")
+	fs.DurationVar(&c.HandshakeTime, "handshake-timeout", envDur("HERALD_HANDSHAKE_TIMEOUT", 10*time.Second), "time a client has to send its HTTP request (and WebSocket handshake) headers ($HERALD_HANDSHAKE_TIMEOUT)")
 	fs.IntVar(&c.MaxConns, "max-conns", envInt("HERALD_MAX_CONNS", 0), "connections on this node, 0 = unbounded ($HERALD_MAX_CONNS)")
 	fs.IntVar(&c.MaxConnsPerUser, "max-conns-per-user", envInt("HERALD_MAX_CONNS_PER_USER", 100), "connections per user; past it the oldest is closed with 4029 ($HERALD_MAX_CONNS_PER_USER)")
 	fs.IntVar(&c.QueueFrames, "send-queue-frames", envInt("HERALD_SEND_QUEUE_FRAMES", 1024), "frames waiting per connection before it is closed with 4008 ($HERALD_SEND_QUEUE_FRAMES)")

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"strings"
@@ -249,4 +250,53 @@ func TestNeverReadingClientAndThousandOthers(t *testing.T) {
 		}
 	}
 	h.waitConns(t, "stuck", 0)
+}
+
+// A client that opens a socket and never finishes its handshake is cut off
+// after HERALD_HANDSHAKE_TIMEOUT, so it cannot hold a descriptor forever.
+func TestHandshakeTimeout(t *testing.T) {
+	h := startHerald(t, testEnv(t, "HERALD_HANDSHAKE_TIMEOUT", "200ms"))
+	nc, err := net.Dial("tcp", strings.TrimPrefix(h.URL, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	fmt.Fprintf(nc, "GET /ws?token=%s HTTP/1.1\r\nHost: x\r\n", h.token(t, "slowloris")) // never ends the headers
+	nc.SetReadDeadline(time.Now().Add(20 * time.Second))
+	b, err := io.ReadAll(nc)
+	if err != nil {
+		t.Fatalf("connection not closed by the server: %v (read %q)", err, b)
+	}
+}
+
+// HERALD_MAX_CONNS bounds the node: past it the upgrade is refused with 503
+// unavailable, and a slot frees up when a connection closes.
+func TestMaxConnsPerNode(t *testing.T) {
+	h := startHerald(t, testEnv(t, "HERALD_MAX_CONNS", "2"))
+	c1 := h.dial(t, "a")
+	h.dial(t, "b")
+	h.waitConns(t, "b", 1)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_, resp, err := websocket.Dial(ctx, h.WSURL+"/ws?token="+h.token(t, "c"), nil)
+	if err == nil || resp == nil || resp.StatusCode != 503 {
+		t.Fatalf("third connection: %v %v", resp, err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	if !strings.Contains(string(body), `"code":"unavailable"`) {
+		t.Fatalf("body %s", body)
+	}
+	c1.Close(websocket.StatusNormalClosure, "")
+	h.waitConns(t, "a", 0)
+	for i := 0; ; i++ {
+		c, _, err := websocket.Dial(ctx, h.WSURL+"/ws?token="+h.token(t, "c"), nil)
+		if err == nil {
+			c.CloseNow()
+			break
+		}
+		if i > 100 {
+			t.Fatalf("slot never freed: %v", err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
