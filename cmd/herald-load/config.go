@@ -25,6 +25,7 @@ type config struct {
 	Workers      int     // processes; 0 = one per PerWorker connections
 	PerWorker    int
 	LocalAddrs   []string
+	localFlag    string // -local-addrs as given, resolved again for the baseline's address
 	ClientIO     string // epoll or goroutine
 
 	Secret     string
@@ -47,6 +48,8 @@ type config struct {
 	DialTimeout     time.Duration
 	Timeout         time.Duration // cap on the whole run
 	JSON            bool
+	Baseline        bool   // idle, fanout: run the same load against the raw baseline first
+	CSV             string // append the run's summary as a CSV row to this file
 }
 
 const usage = `herald-load opens many WebSocket connections to a Herald server and
@@ -59,6 +62,9 @@ usage: herald-load [flags]
   herald-load -scenario fanout -conns 10000 -messages 5
   herald-load -scenario notify -conns 10000 -msg-rate 5000 -duration 10s
   herald-load -scenario churn  -conns 5000 -churn-rate 500 -duration 10s
+  herald-load -scenario fanout -conns 10000 -baseline -csv fanout.csv
+  herald-load -plot fanout.csv -x conns -y deliveries_per_s,baseline_deliveries_per_s -o fanout.png
+  herald-load -serve-baseline 127.0.0.1:9000
 
 Tokens are minted with -secret or $HERALD_TOKEN_SECRET (users
 <prefix>0..<prefix>N-1), or read from -token-file (one JWT per line). The
@@ -74,6 +80,15 @@ For the idle scenario's memory per connection, start the server afresh
 (Go keeps freed memory for a while, so an earlier run inflates the
 baseline) and hold past a heartbeat or two (Herald pings every 25s by
 default, which costs memory of its own): -hold 60s.
+
+-baseline (idle, fanout) first runs the identical load against a raw
+WebSocket server that does nothing but hold connections and write one
+prebuilt frame to each on POST /v1/broadcast (this binary with
+-serve-baseline, started on a free loopback port and stopped afterwards),
+then against -url, and reports both and the ratio Herald/baseline: the
+practical limit of this machine, measured in the same run. -serve-baseline
+ADDR runs that server alone. -plot IN.csv -o OUT.png draws a line chart of
+CSV columns (run "herald-load -plot -h").
 
 Note: fanout broadcasts to every connection of the server, real users
 included. Progress goes to stderr once a second; the result to stdout, as
@@ -123,6 +138,8 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	fs.DurationVar(&c.DialTimeout, "dial-timeout", 10*time.Second, "connect plus handshake timeout")
 	fs.DurationVar(&c.Timeout, "timeout", 0, "stop everything after this long whatever happens (0 = estimated from the other flags, plus a minute)")
 	fs.BoolVar(&c.JSON, "json", false, "print the result as one JSON object")
+	fs.BoolVar(&c.Baseline, "baseline", false, "idle, fanout: run the same load against a raw WebSocket baseline server first (started and stopped by this run) and report the ratio Herald/baseline")
+	fs.StringVar(&c.CSV, "csv", "", "append a summary of the run as one CSV row to this file (header written when the file is new; one file per scenario)")
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}
@@ -167,6 +184,9 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 		return c, errors.New("no way to get client tokens: set -secret or HERALD_TOKEN_SECRET, or -token-file")
 	case c.Scenario != "idle" && c.APIKey == "":
 		return c, fmt.Errorf("scenario %s calls the server API: set -api-key or HERALD_API_KEY", c.Scenario)
+	case c.Baseline && c.Scenario != "idle" && c.Scenario != "fanout":
+		// The baseline has no users: it can only hold and broadcast.
+		return c, fmt.Errorf("-baseline works with the idle and fanout scenarios, not %s", c.Scenario)
 	}
 	if c.TokenFile == "" {
 		// Fail here rather than in every worker.
@@ -188,11 +208,15 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 		_, _ = rand.Read(b)
 		c.UserPrefix = "load-" + hex.EncodeToString(b) + "-"
 	}
+	c.localFlag = *local
 	if c.LocalAddrs, err = localAddrs(*local, u.Hostname(), c.Conns); err != nil {
 		return c, err
 	}
 	if c.Timeout == 0 {
 		c.Timeout = c.estimate() + time.Minute
+		if c.Baseline {
+			c.Timeout += c.estimate() + stopGrace // the baseline's run, and its workers' stop
+		}
 	}
 	if c.TokenTTL == 0 {
 		c.TokenTTL = c.Timeout + 10*time.Minute

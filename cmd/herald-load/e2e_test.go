@@ -4,13 +4,16 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/csv"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -25,6 +28,9 @@ import (
 func TestMain(m *testing.M) {
 	if os.Getenv(workerEnv) == "1" {
 		os.Exit(workerMain())
+	}
+	if isBaseline(os.Args) { // -baseline's child: this binary again
+		os.Exit(baselineMain(os.Args, os.Getenv))
 	}
 	os.Exit(m.Run())
 }
@@ -88,6 +94,55 @@ func TestEndToEnd(t *testing.T) {
 			t.Fatalf("hub check: %s %v", c.HubCheck, c.HubMismatches)
 		}
 	})
+	// -baseline runs the identical load against the raw baseline first and
+	// compares; the baseline child must be gone afterwards.
+	t.Run("fanout baseline", func(t *testing.T) {
+		csvPath := filepath.Join(t.TempDir(), "fanout.csv")
+		res := runLoad(t, getenv, "-scenario", "fanout", "-conns", "200", "-messages", "3", "-workers", "2", "-interval", "100ms", "-baseline", "-csv", csvPath)
+		b := res.Baseline
+		if b == nil || b.URL == res.URL || b.Server.PID == 0 || b.Server.PID == srv.pid {
+			t.Fatalf("baseline %+v (herald at %s pid %d)", b, res.URL, srv.pid)
+		}
+		for name, r := range map[string]*result{"baseline": b, "herald": &res} {
+			if r.Connect.Established != 200 || r.Fanout == nil || r.Fanout.Delivered != 600 || r.Deliveries != 600 || r.Errors != 0 {
+				t.Fatalf("%s: established %d fanout %+v deliveries %d errors %d %v", name, r.Connect.Established, r.Fanout, r.Deliveries, r.Errors, r.ErrorSamples)
+			}
+			for _, m := range r.Fanout.Messages {
+				if m.Delivered != 200 || m.ServerConns != 200 {
+					t.Fatalf("%s: message %+v", name, m)
+				}
+			}
+		}
+		if v := res.VsBaseline; v == nil || v.DeliveriesPerSec <= 0 || v.LastDelivery <= 0 {
+			t.Fatalf("comparison %+v", v)
+		}
+		checkGone(t, b.Server.PID)
+
+		var table bytes.Buffer
+		if err := writeResult(&table, &res, false); err != nil {
+			t.Fatal(err)
+		}
+		for _, re := range []string{`(?m)^BASELINE\s`, `fanout deliveries/s: Herald \d+, baseline \d+, ratio Herald/baseline \d`, `time to last delivery: .* ratio`} {
+			if !regexp.MustCompile(re).MatchString(table.String()) {
+				t.Fatalf("table does not match %s:\n%s", re, table.String())
+			}
+		}
+		rows := readCSVFile(t, csvPath)
+		if len(rows) != 2 || csvField(t, rows, "conns") != "200" || csvField(t, rows, "delivered") != "600" || csvField(t, rows, "ratio_deliveries_per_s") == "" || csvField(t, rows, "baseline_deliveries_per_s") == "" {
+			t.Fatalf("csv %q", rows)
+		}
+	})
+	t.Run("idle baseline", func(t *testing.T) {
+		res := runLoad(t, getenv, "-scenario", "idle", "-conns", "100", "-hold", "500ms", "-baseline")
+		b := res.Baseline
+		if b == nil || b.Connect.Established != 100 || b.Errors != 0 || b.Server.Conns != 100 || b.Server.RSSAfterKB <= 0 {
+			t.Fatalf("baseline %+v", b)
+		}
+		if res.Connect.Established != 100 || res.Errors != 0 || res.Server.Conns != 100 || res.VsBaseline == nil || res.VsBaseline.ExtraKBPerConn == nil {
+			t.Fatalf("herald %+v vs %+v", res.Server, res.VsBaseline)
+		}
+		checkGone(t, b.Server.PID)
+	})
 	t.Run("token file", func(t *testing.T) {
 		iss, err := token.NewIssuer([]byte(e2eSecret))
 		if err != nil {
@@ -150,6 +205,107 @@ func TestBadServer(t *testing.T) {
 	if res.Connect.Failed != 5 || res.Errors < 5 || res.Server.Note == "" || res.Aborted == "" {
 		t.Fatalf("failed %d errors %d note %q", res.Connect.Failed, res.Errors, res.Server.Note)
 	}
+}
+
+// TestBaselineStopped checks that the baseline child is stopped however
+// the run ends: when the target cannot be reached, and when the run is
+// interrupted while the baseline is being measured.
+func TestBaselineStopped(t *testing.T) {
+	env := map[string]string{"HERALD_TOKEN_SECRET": e2eSecret}
+	getenv := func(k string) string { return env[k] }
+	t.Run("target down", func(t *testing.T) {
+		var out bytes.Buffer
+		err := run(context.Background(), []string{"herald-load", "-url", "http://127.0.0.1:1", "-conns", "5", "-hold", "10ms", "-json", "-dial-timeout", "1s", "-baseline"},
+			getenv, &out, io.Discard)
+		if err == nil || !strings.Contains(err.Error(), "no connection") {
+			t.Fatalf("err = %v", err)
+		}
+		var res result
+		if err := json.Unmarshal(out.Bytes(), &res); err != nil {
+			t.Fatalf("%v\n%s", err, out.String())
+		}
+		if b := res.Baseline; b == nil || b.Connect.Established != 5 || b.Errors != 0 || res.Connect.Failed != 5 {
+			t.Fatalf("baseline %+v, target failed %d", b, res.Connect.Failed)
+		}
+		checkGone(t, res.Baseline.Server.PID)
+	})
+	t.Run("interrupted", func(t *testing.T) {
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		// Cancel (as Ctrl-C would) as soon as the baseline is up.
+		pids := make(chan int, 1)
+		stderr := &watchWriter{marker: "baseline at ", fn: func(line string) {
+			var pid int
+			if i := strings.Index(line, "(pid "); i >= 0 {
+				if _, err := fmt.Sscanf(line[i:], "(pid %d)", &pid); err == nil {
+					select {
+					case pids <- pid:
+					default:
+					}
+				}
+			}
+			cancel()
+		}}
+		err := run(ctx, []string{"herald-load", "-url", "http://127.0.0.1:1", "-conns", "5", "-hold", "1h", "-json", "-baseline"}, getenv, io.Discard, stderr)
+		if err == nil {
+			t.Fatal("an interrupted run succeeded")
+		}
+		select {
+		case pid := <-pids:
+			checkGone(t, pid)
+		default:
+			t.Fatalf("no baseline started; err = %v", err)
+		}
+	})
+}
+
+// watchWriter is a stderr that calls fn with every write (a line, here)
+// containing marker.
+type watchWriter struct {
+	marker string
+	fn     func(line string)
+}
+
+func (w *watchWriter) Write(p []byte) (int, error) {
+	if s := string(p); strings.Contains(s, w.marker) {
+		w.fn(s)
+	}
+	return len(p), nil
+}
+
+// checkGone fails unless process pid has exited (and was reaped).
+func checkGone(t *testing.T, pid int) {
+	t.Helper()
+	if pid <= 0 {
+		t.Fatalf("no pid")
+	}
+	if err := syscall.Kill(pid, 0); !errors.Is(err, syscall.ESRCH) {
+		t.Fatalf("baseline process %d still exists (kill 0: %v)", pid, err)
+	}
+}
+
+func readCSVFile(t *testing.T, path string) [][]string {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	rows, err := csv.NewReader(f).ReadAll()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rows
+}
+
+// csvField returns column name of the first row below the header.
+func csvField(t *testing.T, rows [][]string, name string) string {
+	t.Helper()
+	i := slices.Index(rows[0], name)
+	if i < 0 || len(rows) < 2 {
+		t.Fatalf("no column %q in %q", name, rows)
+	}
+	return rows[1][i]
 }
 
 func runLoad(t *testing.T, getenv func(string) string, args ...string) result {

@@ -7,7 +7,9 @@
 //
 // Run "herald-load -h" for every flag. main only wires: the coordinator
 // lives in run, which tests call directly; a worker process (the same
-// binary re-executed with -worker) lives in runWorker.
+// binary re-executed with -worker) lives in runWorker; the raw baseline
+// server that -baseline compares with ("-serve-baseline ADDR", also the
+// same binary re-executed) in serveBaseline; "-plot" in runPlot.
 package main
 
 import (
@@ -26,6 +28,9 @@ import (
 func main() {
 	if isWorker(os.Args, os.Getenv) {
 		os.Exit(workerMain())
+	}
+	if isBaseline(os.Args) {
+		os.Exit(baselineMain(os.Args, os.Getenv))
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -56,6 +61,9 @@ func workerMain() int {
 // run is the coordinator: it parses args, starts the workers, drives the
 // scenario and prints the result to stdout. Progress goes to stderr.
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	if len(args) > 1 && args[1] == "-plot" {
+		return runPlot(args[2:], stderr)
+	}
 	stderr = &syncWriter{w: stderr} // progress and worker output interleave
 	cfg, err := parseConfig(args[1:], getenv, stderr)
 	if errors.Is(err, flag.ErrHelp) {
@@ -67,11 +75,23 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	ctx, cancel := context.WithTimeoutCause(ctx, cfg.Timeout, fmt.Errorf("run took longer than -timeout %v", cfg.Timeout))
 	defer cancel()
 
-	r := &runner{cfg: cfg, stderr: stderr}
-	res, runErr := r.run(ctx)
+	var res *result
+	var runErr error
+	if cfg.Baseline {
+		res, runErr = runWithBaseline(ctx, cfg, stderr)
+	} else {
+		res, runErr = (&runner{cfg: cfg, stderr: stderr}).run(ctx)
+	}
 	if res != nil {
 		if err := writeResult(stdout, res, cfg.JSON); err != nil {
 			return errors.Join(runErr, fmt.Errorf("write result: %w", err))
+		}
+		// A sweep's CSV gets only complete runs: a run that was cut short
+		// would plot as a point that measured something else.
+		if cfg.CSV != "" && runErr == nil {
+			if err := appendCSV(cfg.CSV, res); err != nil {
+				return err
+			}
 		}
 	}
 	if runErr != nil && ctx.Err() != nil {

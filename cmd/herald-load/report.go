@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"text/tabwriter"
 )
@@ -42,6 +43,26 @@ type result struct {
 	ErrorSamples []string `json:"error_samples,omitempty"`
 	Aborted      string   `json:"aborted,omitempty"`
 	Elapsed      float64  `json:"elapsed_s"`
+
+	// With -baseline: the same load against the raw baseline server, and
+	// how this run compares with it.
+	Baseline   *result     `json:"baseline,omitempty"`
+	VsBaseline *comparison `json:"vs_baseline,omitempty"`
+}
+
+// comparison holds ratios Herald/baseline of the same load in the same
+// run. Absent fields could not be computed (a run failed, or the scenario
+// does not measure them).
+type comparison struct {
+	// Fanout, from the medians over the broadcasts. Below 1 Herald
+	// delivers slower than the baseline.
+	DeliveriesPerSec float64 `json:"deliveries_per_second,omitempty"`
+	// Above 1 Herald takes longer to reach its last connection.
+	LastDelivery float64 `json:"time_to_last_delivery,omitempty"`
+	// Idle: server memory per connection, as a ratio and as Herald's
+	// extra KB per connection over the baseline's.
+	KBPerConn      float64  `json:"kb_per_connection,omitempty"`
+	ExtraKBPerConn *float64 `json:"extra_kb_per_connection,omitempty"`
 }
 
 type connectResult struct {
@@ -75,6 +96,14 @@ type fanoutResult struct {
 	Expected  int64       `json:"expected"`
 	Delivered int64       `json:"delivered"`
 	APIErrors []string    `json:"api_errors,omitempty"`
+
+	// Medians over the broadcasts that reached anyone: the first one also
+	// pays for warming up (goroutine stacks, buffers), which the median
+	// does not let dominate, while a mean over a few would.
+	MedianPerSec  float64 `json:"median_deliveries_per_second"`
+	MedianLastMs  float64 `json:"median_last_ms"`
+	MedianFirstMs float64 `json:"median_first_ms"`
+	MedianAPIMs   float64 `json:"median_api_ms"`
 }
 
 // fanoutMsg is one broadcast; times are from just before the API call.
@@ -153,11 +182,16 @@ func (res *result) finish(t workerStats, finals []*event, apiErrs int64) {
 		res.ErrorSamples = append(res.ErrorSamples, fmt.Sprintf("%d worker(s) did not report their final numbers", missing))
 	}
 	if f := res.Fanout; f != nil {
+		var perSec, last, first, api []float64
 		for _, m := range f.Messages {
 			f.Expected += m.Expected
 			f.Delivered += m.Delivered
 			res.Missing += max(0, m.Expected-m.Delivered)
+			if m.Delivered > 0 {
+				perSec, last, first, api = append(perSec, m.PerSec), append(last, m.LastMs), append(first, m.FirstMs), append(api, m.APIMs)
+			}
 		}
+		f.MedianPerSec, f.MedianLastMs, f.MedianFirstMs, f.MedianAPIMs = median(perSec), median(last), median(first), median(api)
 		res.ErrorSamples = append(res.ErrorSamples, f.APIErrors...)
 	}
 	if n := res.Notify; n != nil {
@@ -172,6 +206,47 @@ func (res *result) finish(t workerStats, finals []*event, apiErrs int64) {
 	res.Errors += res.Missing
 }
 
+// median returns the median of vs (the mean of the middle two for an even
+// count), 0 for none. vs is reordered.
+func median(vs []float64) float64 {
+	if len(vs) == 0 {
+		return 0
+	}
+	slices.Sort(vs)
+	if n := len(vs); n%2 == 0 {
+		return (vs[n/2-1] + vs[n/2]) / 2
+	}
+	return vs[len(vs)/2]
+}
+
+// compare returns how res compares with base (its VsBaseline), nil when
+// nothing could be compared.
+func compare(res, base *result) *comparison {
+	if res == nil || base == nil {
+		return nil
+	}
+	c := &comparison{}
+	if f, b := res.Fanout, base.Fanout; f != nil && b != nil {
+		if b.MedianPerSec > 0 {
+			c.DeliveriesPerSec = f.MedianPerSec / b.MedianPerSec
+		}
+		if b.MedianLastMs > 0 {
+			c.LastDelivery = f.MedianLastMs / b.MedianLastMs
+		}
+	}
+	if s, b := res.Server, base.Server; s.Conns > 0 && b.Conns > 0 {
+		if s.PerConnKB > 0 && b.PerConnKB > 0 { // a server that shrank has no meaningful ratio
+			c.KBPerConn = s.PerConnKB / b.PerConnKB
+		}
+		extra := s.PerConnKB - b.PerConnKB
+		c.ExtraKBPerConn = &extra
+	}
+	if c.DeliveriesPerSec == 0 && c.LastDelivery == 0 && c.ExtraKBPerConn == nil {
+		return nil
+	}
+	return c
+}
+
 func writeResult(w io.Writer, res *result, asJSON bool) error {
 	if asJSON {
 		enc := json.NewEncoder(w)
@@ -182,6 +257,40 @@ func writeResult(w io.Writer, res *result, asJSON bool) error {
 	row := func(label, format string, args ...any) {
 		fmt.Fprintf(tw, "%s\t%s\n", label, fmt.Sprintf(format, args...))
 	}
+	if b := res.Baseline; b != nil {
+		row("BASELINE", "raw WebSocket server (herald-load -serve-baseline), same load, same run")
+		writeRows(row, b)
+		row("", "")
+		row("TARGET", "%s", res.URL)
+	}
+	writeRows(row, res)
+	if c := res.VsBaseline; c != nil {
+		row("", "")
+		if c.DeliveriesPerSec > 0 {
+			row("vs baseline", "fanout deliveries/s: Herald %.0f, baseline %.0f, ratio Herald/baseline %.2f (medians over the broadcasts)",
+				res.Fanout.MedianPerSec, res.Baseline.Fanout.MedianPerSec, c.DeliveriesPerSec)
+		}
+		if c.LastDelivery > 0 {
+			row("vs baseline", "time to last delivery: Herald %.1fms, baseline %.1fms, ratio Herald/baseline %.2f",
+				res.Fanout.MedianLastMs, res.Baseline.Fanout.MedianLastMs, c.LastDelivery)
+		}
+		if c.ExtraKBPerConn != nil {
+			row("vs baseline", "server memory per connection: Herald %.2f KB, baseline %.2f KB, ratio Herald/baseline %s (Herald's own: %+.2f KB)",
+				res.Server.PerConnKB, res.Baseline.Server.PerConnKB, ratioText(c.KBPerConn), *c.ExtraKBPerConn)
+		}
+	}
+	return tw.Flush()
+}
+
+func ratioText(r float64) string {
+	if r <= 0 {
+		return "n/a"
+	}
+	return fmt.Sprintf("%.2f", r)
+}
+
+// writeRows writes one run's table rows.
+func writeRows(row func(label, format string, args ...any), res *result) {
 	row("scenario", "%s against %s", res.Scenario, res.URL)
 	src := "kernel's choice"
 	if len(res.LocalAddrs) > 0 {
@@ -209,7 +318,8 @@ func writeResult(w io.Writer, res *result, asJSON bool) error {
 			row(fmt.Sprintf("broadcast %d", m.Seq), "%d/%d delivered (server queued %d), API call %.1fms, first %.1fms, last %.1fms, %.0f deliveries/s",
 				m.Delivered, m.Expected, m.ServerConns, m.APIMs, m.FirstMs, m.LastMs, m.PerSec)
 		}
-		row("fanout", "%d/%d deliveries", f.Delivered, f.Expected)
+		row("fanout", "%d/%d deliveries; medians: %.0f deliveries/s, last %.1fms, first %.1fms, API call %.1fms",
+			f.Delivered, f.Expected, f.MedianPerSec, f.MedianLastMs, f.MedianFirstMs, f.MedianAPIMs)
 	}
 	if n := res.Notify; n != nil {
 		row("notify", "%d sent (%.0f/s of %.0f/s asked), %d API errors, %d/%d delivered", n.Sent, n.Rate, n.TargetRate, n.APIErrors, n.Delivered, n.Expected)
@@ -233,7 +343,6 @@ func writeResult(w io.Writer, res *result, asJSON bool) error {
 		row("aborted", "%s", res.Aborted)
 	}
 	row("elapsed", "%.1fs", res.Elapsed)
-	return tw.Flush()
 }
 
 func (l *latencyResult) String() string {

@@ -1,0 +1,386 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"os/signal"
+	"runtime"
+	"slices"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/gobwas/ws"
+)
+
+// The baseline is the least a WebSocket server can do for the same load:
+// accept any connection (no token check, no routing, no store, no hub),
+// keep it in a slice, and on POST /v1/broadcast write one prebuilt frame to
+// every connection from GOMAXPROCS goroutines. Whatever Herald costs beyond
+// it — in memory per connection, in time to reach the last connection — is
+// Herald's own; what both cost is the machine's. Running it in the same run
+// as Herald, with the same client fleet, makes the ratio meaningful on any
+// machine, where an absolute number from another machine is not.
+//
+// It runs as "herald-load -serve-baseline ADDR": a separate process, so its
+// RSS is its own and it competes for the CPU exactly as Herald does.
+
+// baselineEnv marks a baseline started by a coordinator: such a child also
+// stops when its stdin closes, so a coordinator that dies (even by SIGKILL)
+// leaves no server behind. One started by hand runs until SIGINT/SIGTERM.
+const baselineEnv = "HERALD_LOAD_BASELINE"
+
+// isBaseline reports whether args ask for the baseline server.
+func isBaseline(args []string) bool {
+	return len(args) > 1 && args[1] == "-serve-baseline"
+}
+
+// baselineMain is the process entry of "-serve-baseline ADDR".
+func baselineMain(args []string, getenv func(string) string) int {
+	child := getenv(baselineEnv) == "1"
+	sigs := []os.Signal{os.Interrupt, syscall.SIGTERM}
+	if child {
+		// The coordinator stops its child in order, after reading its memory;
+		// Ctrl-C reaches the whole process group and must not beat it.
+		signal.Ignore(os.Interrupt)
+		sigs = sigs[1:]
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), sigs...)
+	defer stop()
+	if child {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithCancel(ctx)
+		defer cancel()
+		go func() {
+			_, _ = io.Copy(io.Discard, os.Stdin) // EOF: the coordinator is gone or done
+			cancel()
+		}()
+	}
+	if len(args) != 3 {
+		fmt.Fprintln(os.Stderr, "usage: herald-load -serve-baseline ADDR   (e.g. 127.0.0.1:0 for a free port)")
+		return 2
+	}
+	if err := serveBaseline(ctx, args[2], os.Stdout); err != nil {
+		fmt.Fprintln(os.Stderr, "herald-load baseline:", err)
+		return 1
+	}
+	return 0
+}
+
+// serveBaseline listens on addr, prints "listening on http://HOST:PORT" to
+// stdout and serves until ctx ends.
+func serveBaseline(ctx context.Context, addr string, stdout io.Writer) error {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("listen: %w", err)
+	}
+	b := newBaselineServer(10 * time.Second)
+	srv := &http.Server{Handler: b, ReadHeaderTimeout: 10 * time.Second}
+	if _, err := fmt.Fprintf(stdout, "herald-load baseline (raw WebSocket server, GOMAXPROCS %d) listening on http://%s\n", runtime.GOMAXPROCS(0), ln.Addr()); err != nil {
+		ln.Close()
+		return fmt.Errorf("announce address: %w", err)
+	}
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- srv.Serve(ln) }()
+	select {
+	case err := <-serveErr:
+		b.closeAll()
+		return fmt.Errorf("serve: %w", err)
+	case <-ctx.Done():
+	}
+	// Close does not touch hijacked connections: they are ours to close.
+	_ = srv.Close()
+	b.closeAll()
+	return nil
+}
+
+// baselineServer holds the connections. It never reads them: the clients
+// send nothing but pongs (never asked for here) and close frames, so a
+// client that left is noticed by the next write to it failing.
+type baselineServer struct {
+	writeTimeout time.Duration
+
+	bmu sync.Mutex // one broadcast at a time, as frames must not interleave
+
+	mu    sync.Mutex
+	conns []net.Conn
+}
+
+func newBaselineServer(writeTimeout time.Duration) *baselineServer {
+	return &baselineServer{writeTimeout: writeTimeout}
+}
+
+func (b *baselineServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	switch {
+	case r.Method == http.MethodPost && r.URL.Path == "/v1/broadcast":
+		b.handleBroadcast(w, r)
+	case strings.EqualFold(r.Header.Get("Upgrade"), "websocket"):
+		// Any path, any token (or none): authentication is not what the
+		// baseline measures.
+		nc, _, _, err := ws.UpgradeHTTP(r, w)
+		if err != nil {
+			return // the upgrader has answered the client
+		}
+		b.mu.Lock()
+		b.conns = append(b.conns, nc)
+		b.mu.Unlock()
+	case r.URL.Path == "/healthz":
+		_, _ = io.WriteString(w, `{"status":"ok"}`)
+	default:
+		http.Error(w, `{"error":{"code":"not_found","message":"the baseline serves /ws (any path) and POST /v1/broadcast"}}`, http.StatusNotFound)
+	}
+}
+
+func (b *baselineServer) handleBroadcast(w http.ResponseWriter, r *http.Request) {
+	var req struct {
+		Data json.RawMessage `json:"data"`
+	}
+	body, err := io.ReadAll(io.LimitReader(r.Body, 1<<20))
+	if err == nil {
+		err = json.Unmarshal(body, &req)
+	}
+	if err == nil && len(req.Data) == 0 {
+		err = errors.New("data is required")
+	}
+	if err != nil {
+		http.Error(w, fmt.Sprintf(`{"error":{"code":"invalid_request","message":%q}}`, err.Error()), http.StatusBadRequest)
+		return
+	}
+	frame, err := ws.CompileFrame(ws.NewTextFrame(req.Data))
+	if err != nil {
+		http.Error(w, fmt.Sprintf(`{"error":{"code":"internal","message":%q}}`, err.Error()), http.StatusInternalServerError)
+		return
+	}
+	n := b.broadcast(frame)
+	w.Header().Set("Content-Type", "application/json")
+	_, _ = fmt.Fprintf(w, `{"connections":%d}`+"\n", n)
+}
+
+// broadcast writes frame to every connection, the connections split into
+// GOMAXPROCS contiguous parts written concurrently, and returns how many
+// writes succeeded. Connections whose write failed are dropped.
+func (b *baselineServer) broadcast(frame []byte) int {
+	b.bmu.Lock()
+	defer b.bmu.Unlock()
+	b.mu.Lock()
+	conns := slices.Clone(b.conns) // connects go on while we write
+	b.mu.Unlock()
+
+	parts := max(1, min(runtime.GOMAXPROCS(0), len(conns)))
+	deadline := time.Now().Add(b.writeTimeout)
+	ok := make([]int, parts)
+	dead := make([][]net.Conn, parts)
+	var wg sync.WaitGroup
+	for p := range parts {
+		lo, hi := p*len(conns)/parts, (p+1)*len(conns)/parts
+		wg.Go(func() {
+			for _, c := range conns[lo:hi] {
+				// A deadline, so one client that stopped reading costs at most
+				// writeTimeout instead of stalling its part forever.
+				_ = c.SetWriteDeadline(deadline)
+				if _, err := c.Write(frame); err != nil {
+					dead[p] = append(dead[p], c)
+					continue
+				}
+				ok[p]++
+			}
+		})
+	}
+	wg.Wait()
+	n := 0
+	for _, k := range ok {
+		n += k
+	}
+	if gone := slices.Concat(dead...); len(gone) > 0 {
+		b.drop(gone)
+	}
+	return n
+}
+
+// drop forgets and closes conns.
+func (b *baselineServer) drop(conns []net.Conn) {
+	gone := make(map[net.Conn]bool, len(conns))
+	for _, c := range conns {
+		gone[c] = true
+		_ = c.Close()
+	}
+	b.mu.Lock()
+	b.conns = slices.DeleteFunc(b.conns, func(c net.Conn) bool { return gone[c] })
+	b.mu.Unlock()
+}
+
+func (b *baselineServer) closeAll() {
+	b.mu.Lock()
+	conns := b.conns
+	b.conns = nil
+	b.mu.Unlock()
+	for _, c := range conns {
+		_ = c.Close()
+	}
+}
+
+// baselineProc is a baseline server started by the coordinator.
+type baselineProc struct {
+	url  string
+	pid  int
+	cmd  *exec.Cmd
+	in   io.WriteCloser
+	done chan struct{} // closed once the process is reaped
+
+	stopOnce sync.Once
+}
+
+// startBaseline starts "this binary -serve-baseline 127.0.0.1:0" and waits
+// for the address it listens on. Its stderr, and stdout after the address
+// line, are copied to stderr. The caller must call stop.
+func startBaseline(ctx context.Context, stderr io.Writer) (*baselineProc, error) {
+	exe, err := os.Executable()
+	if err != nil {
+		return nil, fmt.Errorf("find own executable to start the baseline: %w", err)
+	}
+	cmd := exec.Command(exe, "-serve-baseline", "127.0.0.1:0")
+	cmd.Env = append(os.Environ(), baselineEnv+"=1")
+	in, err := cmd.StdinPipe()
+	if err != nil {
+		return nil, fmt.Errorf("baseline: %w", err)
+	}
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, fmt.Errorf("baseline: %w", err)
+	}
+	errPipe, err := cmd.StderrPipe()
+	if err != nil {
+		return nil, fmt.Errorf("baseline: %w", err)
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start baseline: %w", err)
+	}
+	p := &baselineProc{pid: cmd.Process.Pid, cmd: cmd, in: in, done: make(chan struct{})}
+	urls := make(chan string, 1)
+	var pipes sync.WaitGroup
+	pipes.Go(func() {
+		sc := bufio.NewScanner(out)
+		for sc.Scan() {
+			if _, rest, ok := strings.Cut(sc.Text(), "listening on "); ok && strings.HasPrefix(rest, "http://") {
+				select {
+				case urls <- strings.Fields(rest)[0]:
+				default:
+				}
+				continue
+			}
+			fmt.Fprintf(stderr, "baseline: %s\n", sc.Text())
+		}
+	})
+	pipes.Go(func() {
+		sc := bufio.NewScanner(errPipe)
+		for sc.Scan() {
+			fmt.Fprintf(stderr, "baseline: %s\n", sc.Text())
+		}
+	})
+	go func() {
+		pipes.Wait() // exec wants the pipes drained before Wait
+		_ = cmd.Wait()
+		close(p.done)
+	}()
+	timer := time.NewTimer(30 * time.Second)
+	defer timer.Stop()
+	select {
+	case p.url = <-urls:
+		return p, nil
+	case <-p.done:
+		return nil, errors.New("baseline server exited before listening")
+	case <-ctx.Done():
+		p.stop()
+		return nil, fmt.Errorf("start baseline: %w", context.Cause(ctx))
+	case <-timer.C:
+		p.stop()
+		return nil, errors.New("baseline server did not report its address within 30s")
+	}
+}
+
+// stop ends the baseline: stdin EOF first (it closes its connections and
+// exits), SIGKILL if it has not exited within 10s. It returns once the
+// process is reaped, and may be called any number of times.
+func (p *baselineProc) stop() {
+	p.stopOnce.Do(func() {
+		_ = p.in.Close()
+		select {
+		case <-p.done:
+			return
+		case <-time.After(10 * time.Second):
+		}
+		_ = p.cmd.Process.Kill()
+		<-p.done
+	})
+}
+
+// runWithBaseline runs cfg's load against a fresh baseline server, stops
+// it, then runs the same load against cfg.URL, and returns the latter's
+// result with the baseline's and the comparison attached. Baseline first,
+// so that Herald's run is the last thing the machine did, as in a run
+// without -baseline; the baseline is stopped before Herald's run starts so
+// that it holds no CPU, memory or sockets while Herald is measured.
+func runWithBaseline(ctx context.Context, cfg config, stderr io.Writer) (*result, error) {
+	fmt.Fprintln(stderr, "starting the raw baseline server")
+	bp, err := startBaseline(ctx, stderr)
+	if err != nil {
+		return nil, err
+	}
+	defer bp.stop() // on every path, Ctrl-C and panics included
+
+	bcfg := cfg
+	u, err := url.Parse(bp.url)
+	if err != nil {
+		return nil, fmt.Errorf("baseline address %q: %w", bp.url, err)
+	}
+	bcfg.URL, bcfg.PID = u, bp.pid
+	if bcfg.APIKey == "" {
+		bcfg.APIKey = "baseline" // it accepts any key; idle needs none
+	}
+	if bcfg.LocalAddrs, err = localAddrs(cfg.localFlag, u.Hostname(), cfg.Conns); err != nil {
+		return nil, err
+	}
+	fmt.Fprintf(stderr, "baseline at %s (pid %d): %s with %d connections\n", bp.url, bp.pid, cfg.Scenario, cfg.Conns)
+	bres, berr := (&runner{cfg: bcfg, stderr: &prefixWriter{w: stderr, prefix: "baseline "}}).run(ctx)
+	bp.stop()
+	if berr != nil {
+		berr = fmt.Errorf("baseline run: %w", berr)
+	}
+	if ctx.Err() != nil {
+		res := &result{Scenario: cfg.Scenario, URL: cfg.URL.String(), Requested: cfg.Conns, Baseline: bres, Aborted: context.Cause(ctx).Error()}
+		return res, berr
+	}
+
+	fmt.Fprintf(stderr, "target at %s: %s with %d connections\n", cfg.URL, cfg.Scenario, cfg.Conns)
+	res, err := (&runner{cfg: cfg, stderr: stderr}).run(ctx)
+	if res == nil {
+		res = &result{Scenario: cfg.Scenario, URL: cfg.URL.String(), Requested: cfg.Conns}
+	}
+	res.Baseline = bres
+	res.VsBaseline = compare(res, bres)
+	return res, errors.Join(berr, err)
+}
+
+// prefixWriter prefixes every write (each is one line here) with prefix,
+// so the baseline run's progress is told apart from the target's.
+type prefixWriter struct {
+	w      io.Writer
+	prefix string
+}
+
+func (p *prefixWriter) Write(b []byte) (int, error) {
+	if _, err := p.w.Write(append([]byte(p.prefix), b...)); err != nil {
+		return 0, err
+	}
+	return len(b), nil
+}

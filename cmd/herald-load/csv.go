@@ -1,0 +1,154 @@
+package main
+
+import (
+	"bufio"
+	"encoding/csv"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"slices"
+	"strconv"
+)
+
+// Sweeps run the tool once per point (each memory point needs a fresh
+// server, which only a script can give) and collect one CSV row per run
+// with -csv; -plot draws the file. The columns are fixed per scenario so
+// that a file is one table, whatever flags each run had.
+
+// csvColumns returns the header and the row of res.
+func csvColumns(res *result) (header, row []string) {
+	add := func(name, value string) {
+		header = append(header, name)
+		row = append(row, value)
+	}
+	i := func(v int64) string { return strconv.FormatInt(v, 10) }
+	f := func(v float64) string { return strconv.FormatFloat(v, 'f', -1, 64) }
+	f0 := func(v float64) string { return strconv.FormatFloat(v, 'f', 0, 64) }
+	f2 := func(v float64) string { return strconv.FormatFloat(v, 'f', 2, 64) }
+	lat := func(prefix string, l *latencyResult) {
+		if l == nil {
+			l = &latencyResult{}
+		}
+		add(prefix+"p50_ms", f2(l.P50))
+		add(prefix+"p90_ms", f2(l.P90))
+		add(prefix+"p99_ms", f2(l.P99))
+		add(prefix+"p999_ms", f2(l.P999))
+		add(prefix+"max_ms", f2(l.Max))
+	}
+	base := res.Baseline
+	vs := res.VsBaseline
+	if vs == nil {
+		vs = &comparison{}
+	}
+
+	add("conns", i(res.Connect.Established))
+	switch res.Scenario {
+	case "idle":
+		s := res.Server
+		add("server_rss_before_kb", i(s.RSSBeforeKB))
+		add("server_rss_after_kb", i(s.RSSAfterKB))
+		add("kb_per_conn", f2(s.PerConnKB))
+		add("client_kb_per_conn", f2(res.Client.PerConnKB))
+		if base != nil {
+			add("baseline_rss_before_kb", i(base.Server.RSSBeforeKB))
+			add("baseline_rss_after_kb", i(base.Server.RSSAfterKB))
+			add("baseline_kb_per_conn", f2(base.Server.PerConnKB))
+		} else {
+			add("baseline_rss_before_kb", "")
+			add("baseline_rss_after_kb", "")
+			add("baseline_kb_per_conn", "")
+		}
+		add("ratio_kb_per_conn", ratio(vs.KBPerConn))
+	case "fanout":
+		fo := res.Fanout
+		if fo == nil {
+			fo = &fanoutResult{}
+		}
+		add("broadcasts", i(int64(len(fo.Messages))))
+		add("delivered", i(fo.Delivered))
+		add("expected", i(fo.Expected))
+		add("deliveries_per_s", f0(fo.MedianPerSec))
+		add("last_ms", f2(fo.MedianLastMs))
+		add("first_ms", f2(fo.MedianFirstMs))
+		add("api_ms", f2(fo.MedianAPIMs))
+		if base != nil && base.Fanout != nil {
+			add("baseline_deliveries_per_s", f0(base.Fanout.MedianPerSec))
+			add("baseline_last_ms", f2(base.Fanout.MedianLastMs))
+		} else {
+			add("baseline_deliveries_per_s", "")
+			add("baseline_last_ms", "")
+		}
+		add("ratio_deliveries_per_s", ratio(vs.DeliveriesPerSec))
+		add("ratio_last_ms", ratio(vs.LastDelivery))
+	case "notify":
+		n := res.Notify
+		if n == nil {
+			n = &notifyResult{}
+		}
+		add("users", i(int64(res.Users)))
+		add("target_rate", f(n.TargetRate))
+		add("rate", f2(n.Rate))
+		add("sent", i(n.Sent))
+		add("delivered", i(n.Delivered))
+		add("expected", i(n.Expected))
+		add("api_errors", i(n.APIErrors))
+		lat("", res.Latency)
+	case "churn":
+		c := res.Churn
+		if c == nil {
+			c = &churnResult{}
+		}
+		add("target_rate", f(c.TargetRate))
+		add("rate", f2(c.Rate))
+		add("closed", i(c.Closed))
+		add("reconnected", i(c.Reconnected))
+		add("failed", i(c.Failed))
+		lat("reconnect_", c.Reconnect)
+	}
+	add("errors", i(res.Errors))
+	add("missing", i(res.Missing))
+	return header, row
+}
+
+// ratio formats a comparison ratio, empty when it was not computed.
+func ratio(v float64) string {
+	if v == 0 {
+		return ""
+	}
+	return strconv.FormatFloat(v, 'f', 3, 64)
+}
+
+// appendCSV appends res as one row to path, writing the header first when
+// the file is new or empty. A file whose header differs (another scenario,
+// or an older version of this tool) is refused rather than mixed.
+func appendCSV(path string, res *result) error {
+	header, row := csvColumns(res)
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_APPEND, 0o644)
+	if err != nil {
+		return fmt.Errorf("-csv: %w", err)
+	}
+	defer f.Close()
+	have, err := csv.NewReader(bufio.NewReader(f)).Read()
+	switch {
+	case errors.Is(err, io.EOF):
+		have = nil
+	case err != nil:
+		return fmt.Errorf("-csv %s: read header: %w", path, err)
+	case !slices.Equal(have, header):
+		return fmt.Errorf("-csv %s: its columns are %v, a %s run writes %v: use one file per scenario", path, have, res.Scenario, header)
+	}
+	w := csv.NewWriter(f) // O_APPEND: writes go to the end whatever was read
+	if have == nil {
+		_ = w.Write(header)
+	}
+	_ = w.Write(row)
+	w.Flush()
+	if err := w.Error(); err != nil {
+		return fmt.Errorf("-csv %s: %w", path, err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("-csv %s: %w", path, err)
+	}
+	return nil
+}
