@@ -124,7 +124,7 @@ func MessageFrame(m *herald.Message, p herald.Protocol) []byte {
 	// Encode the envelope after room for the longest header, then write
 	// the header right before it: one allocation per message.
 	const room = 10
-	b := AppendEnvelope(make([]byte, room, room+112+len(m.Data)), m)
+	b := AppendEnvelope(make([]byte, room, room+192+len(m.Data)), m)
 	n := len(b) - room
 	var hdr [room]byte
 	h := AppendFrameHeader(hdr[:0], OpText, n)
