@@ -5,10 +5,11 @@ import (
 	"testing"
 
 	"github.com/herald-gw/herald"
+	"github.com/herald-gw/herald/storetest"
 )
 
 func TestBehaviour(t *testing.T) {
-	runBehaviour(t, func(t *testing.T) herald.Store {
+	storetest.Run(t, func(t *testing.T) herald.Store {
 		s := New()
 		t.Cleanup(func() { s.Close() })
 		return s
@@ -29,7 +30,7 @@ func TestEpochPerInstance(t *testing.T) {
 			t.Fatalf("epoch %q reused", e)
 		}
 		seen[e] = true
-		mustAppend(t, s, msg("u", "x"))
+		storetest.MustAppend(t, s, storetest.Msg("u", "x"))
 		if s.Epoch() != e {
 			t.Fatal("epoch changed during the Store's life")
 		}
@@ -38,7 +39,7 @@ func TestEpochPerInstance(t *testing.T) {
 
 func TestSinceCancelledContext(t *testing.T) {
 	s := New()
-	mustAppend(t, s, msg("u", "x"))
+	storetest.MustAppend(t, s, storetest.Msg("u", "x"))
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	if _, err := s.Since(ctx, "u", 0, 0); err == nil {

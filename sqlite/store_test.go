@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/herald-gw/herald"
+	"github.com/herald-gw/herald/storetest"
 )
 
 func openTest(t testing.TB, path string, opts ...Option) *Store {
@@ -46,7 +47,7 @@ func TestBehaviour(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			runBehaviour(t, func(t *testing.T) herald.Store {
+			storetest.Run(t, func(t *testing.T) herald.Store {
 				return openTest(t, filepath.Join(t.TempDir(), "herald.db"), tc.opts...)
 			})
 		})
@@ -63,13 +64,13 @@ func TestReopen(t *testing.T) {
 	if len(epoch) != 16 {
 		t.Fatalf("epoch %q is not 16 hex characters", epoch)
 	}
-	mustAppend(t, s, msg("a", "a1"), msg("b", "b1"), msg("a", "a2"))
-	mustAppend(t, s, msg("a", "a3"))
-	first := all(t, s, "a")
-	mark(t, s, "a", herald.MarkRead, []string{first[0].ID}, false)
-	mark(t, s, "a", herald.MarkSeen, []string{first[1].ID}, false)
-	mark(t, s, "b", herald.MarkArchived, nil, true)
-	wantFlags := map[herald.UserID]map[string]string{"a": flagsOf(t, s, "a"), "b": flagsOf(t, s, "b")}
+	storetest.MustAppend(t, s, storetest.Msg("a", "a1"), storetest.Msg("b", "b1"), storetest.Msg("a", "a2"))
+	storetest.MustAppend(t, s, storetest.Msg("a", "a3"))
+	first := storetest.All(t, s, "a")
+	storetest.Mark(t, s, "a", herald.MarkRead, []string{first[0].ID}, false)
+	storetest.Mark(t, s, "a", herald.MarkSeen, []string{first[1].ID}, false)
+	storetest.Mark(t, s, "b", herald.MarkArchived, nil, true)
+	wantFlags := map[herald.UserID]map[string]string{"a": storetest.FlagsOf(t, s, "a"), "b": storetest.FlagsOf(t, s, "b")}
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -80,11 +81,11 @@ func TestReopen(t *testing.T) {
 			t.Fatalf("reopen %d: epoch %q, want %q", round, s.Epoch(), epoch)
 		}
 		if round == 0 {
-			checkStream(t, s, "a", []string{"a1", "a2", "a3"})
-			checkStream(t, s, "b", []string{"b1"})
+			storetest.CheckStream(t, s, "a", []string{"a1", "a2", "a3"})
+			storetest.CheckStream(t, s, "b", []string{"b1"})
 			// Inbox state survives.
 			for u, want := range wantFlags {
-				if got := flagsOf(t, s, u); !maps.Equal(got, want) {
+				if got := storetest.FlagsOf(t, s, u); !maps.Equal(got, want) {
 					t.Fatalf("flags of %q after reopen: %v, want %v", u, got, want)
 				}
 			}
@@ -93,14 +94,14 @@ func TestReopen(t *testing.T) {
 					t.Fatalf("Counts(%q) after reopen: %+v, %v; want %+v", u, c, err, want)
 				}
 			}
-			a, b := msg("a", "a4"), msg("b", "b2")
-			mustAppend(t, s, a, b)
+			a, b := storetest.Msg("a", "a4"), storetest.Msg("b", "b2")
+			storetest.MustAppend(t, s, a, b)
 			if a.Offset != 4 || b.Offset != 2 {
 				t.Fatalf("after reopen offsets %d %d, want 4 2", a.Offset, b.Offset)
 			}
 		} else {
-			checkStream(t, s, "a", []string{"a1", "a2", "a3", "a4"})
-			checkStream(t, s, "b", []string{"b1", "b2"})
+			storetest.CheckStream(t, s, "a", []string{"a1", "a2", "a3", "a4"})
+			storetest.CheckStream(t, s, "b", []string{"b1", "b2"})
 		}
 		var version int
 		var mode string
@@ -158,7 +159,7 @@ func TestPathNeedingEscapes(t *testing.T) {
 		t.Fatal(err)
 	}
 	s := openTest(t, path)
-	mustAppend(t, s, msg("u", "x"))
+	storetest.MustAppend(t, s, storetest.Msg("u", "x"))
 	if _, err := os.Stat(path); err != nil {
 		t.Fatalf("database not at the given path: %v", err)
 	}
@@ -212,7 +213,7 @@ func TestCloseFlushes(t *testing.T) {
 	for w := range 20 {
 		wg.Go(func() {
 			for j := 0; ; j++ {
-				m := msg("u", fmt.Sprintf("w%d-%d", w, j))
+				m := storetest.Msg("u", fmt.Sprintf("w%d-%d", w, j))
 				err := s.Append(context.Background(), []*herald.Message{m}, nil)
 				if errors.Is(err, ErrClosed) {
 					return
@@ -238,7 +239,7 @@ func TestCloseFlushes(t *testing.T) {
 	wg.Wait()
 
 	s = openTest(t, path)
-	stream := all(t, s, "u")
+	stream := storetest.All(t, s, "u")
 	if len(stream) != len(stored) {
 		t.Fatalf("%d messages in the file, %d Appends succeeded", len(stream), len(stored))
 	}
@@ -284,9 +285,9 @@ func TestHelperProcess(t *testing.T) {
 			for j := 0; time.Now().Before(deadline); j++ {
 				// Alternate single messages and pairs, so both one-message
 				// and multi-message Appends are in flight at the kill.
-				batch := []*herald.Message{msg(crashUser, fmt.Sprintf("r%s-w%d-%d-0", round, w, j))}
+				batch := []*herald.Message{storetest.Msg(crashUser, fmt.Sprintf("r%s-w%d-%d-0", round, w, j))}
 				if j%2 == 1 {
-					batch = append(batch, msg(crashUser, fmt.Sprintf("r%s-w%d-%d-1", round, w, j)))
+					batch = append(batch, storetest.Msg(crashUser, fmt.Sprintf("r%s-w%d-%d-1", round, w, j)))
 				}
 				if err := s.Append(context.Background(), batch, nil); err != nil {
 					fmt.Fprintln(os.Stderr, err)
@@ -384,7 +385,7 @@ func TestCrashDurability(t *testing.T) {
 	}
 
 	s := openTest(t, path)
-	stream := all(t, s, crashUser)
+	stream := storetest.All(t, s, crashUser)
 	seen := map[string]bool{}
 	for i, m := range stream {
 		if m.Offset != uint64(i+1) {
@@ -435,24 +436,24 @@ func TestReopenAfterTrimming(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	fill(t, s, "gone", 0, 3)
-	fill(t, s, "kept", 0, 3)
-	trim(t, s, 0, time.Now().Add(time.Minute)) // everything
-	fill(t, s, "kept", 3, 2)                   // kept: 4, 5
-	fill(t, s, "gone", 3, 1)                   // gone: 4
-	trim(t, s, 0, time.Now().Add(time.Minute))
-	fill(t, s, "kept", 5, 1) // kept: 6
+	storetest.Fill(t, s, "gone", 0, 3)
+	storetest.Fill(t, s, "kept", 0, 3)
+	storetest.Trim(t, s, 0, time.Now().Add(time.Minute)) // everything
+	storetest.Fill(t, s, "kept", 3, 2)                   // kept: 4, 5
+	storetest.Fill(t, s, "gone", 3, 1)                   // gone: 4
+	storetest.Trim(t, s, 0, time.Now().Add(time.Minute))
+	storetest.Fill(t, s, "kept", 5, 1) // kept: 6
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
 
 	s = openTest(t, path)
-	checkOffsets(t, s, "gone", 0, 4)
-	checkOffsets(t, s, "kept", 6, 6)
-	fill(t, s, "gone", 4, 1)
-	fill(t, s, "kept", 6, 1)
-	checkOffsets(t, s, "gone", 5, 5)
-	checkOffsets(t, s, "kept", 6, 7)
+	storetest.CheckOffsets(t, s, "gone", 0, 4)
+	storetest.CheckOffsets(t, s, "kept", 6, 6)
+	storetest.Fill(t, s, "gone", 4, 1)
+	storetest.Fill(t, s, "kept", 6, 1)
+	storetest.CheckOffsets(t, s, "gone", 5, 5)
+	storetest.CheckOffsets(t, s, "kept", 6, 7)
 }
 
 // TestMigrateFromV1 opens a database written by the first schema (the
@@ -497,21 +498,21 @@ func TestMigrateFromV1(t *testing.T) {
 	if err := s.db.QueryRow("PRAGMA user_version").Scan(&version); err != nil || version != len(migrations()) {
 		t.Fatalf("user_version %d (%v), want %d", version, err, len(migrations()))
 	}
-	checkOffsets(t, s, "a", 1, 3)
-	checkOffsets(t, s, "b", 1, 2)
-	checkOffsets(t, s, "c", 0, 7)
-	got := all(t, s, "a")
+	storetest.CheckOffsets(t, s, "a", 1, 3)
+	storetest.CheckOffsets(t, s, "b", 1, 2)
+	storetest.CheckOffsets(t, s, "c", 0, 7)
+	got := storetest.All(t, s, "a")
 	if got[0].ID != "a1" || !got[0].Time.Equal(ts) {
 		t.Fatalf("migrated message: ID %q Time %v", got[0].ID, got[0].Time)
 	}
 	if c, err := s.Counts(context.Background(), "a"); err != nil || c != (herald.InboxCounts{Unread: 3, Unseen: 3}) {
 		t.Fatalf("Counts after migration: %+v, %v", c, err)
 	}
-	fill(t, s, "a", 3, 1)
-	fill(t, s, "c", 7, 1)
-	checkOffsets(t, s, "a", 1, 4)
-	checkOffsets(t, s, "c", 8, 8)
-	if changed := mark(t, s, "b", herald.MarkRead, []string{"b2"}, false); !slices.Equal(changed, []string{"b2"}) {
+	storetest.Fill(t, s, "a", 3, 1)
+	storetest.Fill(t, s, "c", 7, 1)
+	storetest.CheckOffsets(t, s, "a", 1, 4)
+	storetest.CheckOffsets(t, s, "c", 8, 8)
+	if changed := storetest.Mark(t, s, "b", herald.MarkRead, []string{"b2"}, false); !slices.Equal(changed, []string{"b2"}) {
 		t.Fatalf("Mark after migration: %q", changed)
 	}
 }
@@ -523,19 +524,19 @@ func TestTwoStoresOneFile(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "herald.db")
 	stores := []*Store{openTest(t, path), openTest(t, path)}
 	for i := range 40 {
-		m := msg("u", fmt.Sprintf("u-%d", i+1))
-		mustAppend(t, stores[i%3%2], m)
+		m := storetest.Msg("u", fmt.Sprintf("u-%d", i+1))
+		storetest.MustAppend(t, stores[i%3%2], m)
 		if m.Offset != uint64(i+1) {
 			t.Fatalf("Append %d through store %d: offset %d", i+1, i%3%2, m.Offset)
 		}
 	}
-	trim(t, stores[0], 0, time.Now().Add(time.Minute))
-	m := msg("u", "u-41")
-	mustAppend(t, stores[1], m)
+	storetest.Trim(t, stores[0], 0, time.Now().Add(time.Minute))
+	m := storetest.Msg("u", "u-41")
+	storetest.MustAppend(t, stores[1], m)
 	if m.Offset != 41 {
 		t.Fatalf("Append after the other store trimmed everything: offset %d", m.Offset)
 	}
-	checkOffsets(t, stores[0], "u", 41, 41)
+	storetest.CheckOffsets(t, stores[0], "u", 41, 41)
 }
 
 // TestOffsetCacheEviction fills the writer's cache of last offsets to its
@@ -544,7 +545,7 @@ func TestOffsetCacheEviction(t *testing.T) {
 	s := openTest(t, filepath.Join(t.TempDir(), "herald.db"))
 	const users = 50
 	for i := range users {
-		fill(t, s, herald.UserID(fmt.Sprint("u", i)), 0, 2)
+		storetest.Fill(t, s, herald.UserID(fmt.Sprint("u", i)), 0, 2)
 	}
 	// Fill the cache with made-up users, on the writer (it owns the map).
 	err := s.do(context.Background(), func() error {
@@ -559,8 +560,8 @@ func TestOffsetCacheEviction(t *testing.T) {
 	for round := range 10 {
 		for i := range users {
 			u := herald.UserID(fmt.Sprint("u", i))
-			m := msg(u, "x")
-			mustAppend(t, s, m)
+			m := storetest.Msg(u, "x")
+			storetest.MustAppend(t, s, m)
 			if want := uint64(3 + round); m.Offset != want {
 				t.Fatalf("%s round %d: offset %d, want %d", u, round, m.Offset, want)
 			}

@@ -1,8 +1,12 @@
-package memory
-
-// This file is the herald.Store behaviour suite. An identical copy (bar the
-// package clause) lives in the memory package; keep the two in step. It uses
-// only the herald.Store interface, so every implementation must pass it.
+// Package storetest is the behaviour suite every herald.Store must pass:
+// offsets, ordering of commit callbacks, bounds, retention, inbox state. It
+// uses only the herald.Store interface, so the memory and SQLite stores
+// (and any future one, such as PostgreSQL) run the very same tests:
+//
+//	func TestBehaviour(t *testing.T) {
+//		storetest.Run(t, func(t *testing.T) herald.Store { … })
+//	}
+package storetest
 
 import (
 	"context"
@@ -18,11 +22,12 @@ import (
 	"github.com/herald-gw/herald"
 )
 
-// newStoreFunc opens an empty store for one test and arranges for it to be
+// NewStore opens an empty store for one test and arranges for it to be
 // closed when the test ends.
-type newStoreFunc func(t *testing.T) herald.Store
+type NewStore func(t *testing.T) herald.Store
 
-func runBehaviour(t *testing.T, newStore newStoreFunc) {
+// Run runs the whole suite, each case in parallel on a store of its own.
+func Run(t *testing.T, newStore NewStore) {
 	tests := []struct {
 		name string
 		fn   func(t *testing.T, s herald.Store)
@@ -56,19 +61,21 @@ func runBehaviour(t *testing.T, newStore newStoreFunc) {
 	}
 }
 
-func msg(user herald.UserID, data string) *herald.Message {
+// Msg returns a message for user with data as its payload.
+func Msg(user herald.UserID, data string) *herald.Message {
 	return &herald.Message{User: user, Data: []byte(data)}
 }
 
-func mustAppend(t *testing.T, s herald.Store, msgs ...*herald.Message) {
+// MustAppend appends msgs and fails the test on error.
+func MustAppend(t *testing.T, s herald.Store, msgs ...*herald.Message) {
 	t.Helper()
 	if err := s.Append(context.Background(), msgs, nil); err != nil {
 		t.Fatalf("Append: %v", err)
 	}
 }
 
-// all pages through Since from offset 0 and returns the whole stream.
-func all(t *testing.T, s herald.Store, user herald.UserID) []herald.Message {
+// All pages through Since from offset 0 and returns the whole stream.
+func All(t *testing.T, s herald.Store, user herald.UserID) []herald.Message {
 	t.Helper()
 	var out []herald.Message
 	var since uint64
@@ -85,11 +92,11 @@ func all(t *testing.T, s herald.Store, user herald.UserID) []herald.Message {
 	}
 }
 
-// checkStream asserts the stream of user is offsets 1..len(want) with
+// CheckStream asserts the stream of user is offsets 1..len(want) with
 // payloads want, in order, each carrying the store's epoch.
-func checkStream(t *testing.T, s herald.Store, user herald.UserID, want []string) {
+func CheckStream(t *testing.T, s herald.Store, user herald.UserID, want []string) {
 	t.Helper()
-	got := all(t, s, user)
+	got := All(t, s, user)
 	if len(got) != len(want) {
 		t.Fatalf("stream %q: %d messages, want %d", user, len(got), len(want))
 	}
@@ -112,10 +119,10 @@ func testOffsets(t *testing.T, s herald.Store) {
 	for _, size := range []int{1, 3, 2} {
 		batch := make([]*herald.Message, size)
 		for i := range batch {
-			batch[i] = msg("u", fmt.Sprintf("m%d", len(want)))
+			batch[i] = Msg("u", fmt.Sprintf("m%d", len(want)))
 			want = append(want, string(batch[i].Data))
 		}
-		mustAppend(t, s, batch...)
+		MustAppend(t, s, batch...)
 		for _, m := range batch {
 			if m.Offset != next || m.Epoch != s.Epoch() {
 				t.Fatalf("%s: Offset=%d Epoch=%q, want %d %q", m.Data, m.Offset, m.Epoch, next, s.Epoch())
@@ -123,7 +130,7 @@ func testOffsets(t *testing.T, s herald.Store) {
 			next++
 		}
 	}
-	checkStream(t, s, "u", want)
+	CheckStream(t, s, "u", want)
 }
 
 func testInterleavedUsers(t *testing.T, s herald.Store) {
@@ -133,20 +140,20 @@ func testInterleavedUsers(t *testing.T, s herald.Store) {
 	// offsets are its own, dense from 1.
 	var mixed []*herald.Message
 	for _, u := range users {
-		mixed = append(mixed, msg(u, string(u)+"-0"))
+		mixed = append(mixed, Msg(u, string(u)+"-0"))
 		want[u] = append(want[u], string(u)+"-0")
 	}
-	mixed = append(mixed, msg("alice", "alice-1"))
+	mixed = append(mixed, Msg("alice", "alice-1"))
 	want["alice"] = append(want["alice"], "alice-1")
-	mustAppend(t, s, mixed...)
+	MustAppend(t, s, mixed...)
 	if mixed[0].Offset != 1 || mixed[1].Offset != 1 || mixed[4].Offset != 2 {
 		t.Fatalf("mixed append offsets: %d %d %d, want 1 1 2", mixed[0].Offset, mixed[1].Offset, mixed[4].Offset)
 	}
 	for round := 1; round < 5; round++ {
 		for _, u := range users {
 			d := fmt.Sprintf("%s-r%d", u, round)
-			m := msg(u, d)
-			mustAppend(t, s, m)
+			m := Msg(u, d)
+			MustAppend(t, s, m)
 			want[u] = append(want[u], d)
 			if m.Offset != uint64(len(want[u])) {
 				t.Fatalf("%s: Offset=%d, want %d", d, m.Offset, len(want[u]))
@@ -154,7 +161,7 @@ func testInterleavedUsers(t *testing.T, s herald.Store) {
 		}
 	}
 	for _, u := range users {
-		checkStream(t, s, u, want[u])
+		CheckStream(t, s, u, want[u])
 	}
 }
 
@@ -164,9 +171,9 @@ func testDefaults(t *testing.T, s herald.Store) {
 	before := time.Now()
 	batch := []*herald.Message{given}
 	for i := range 200 {
-		batch = append(batch, msg("u", fmt.Sprint(i)))
+		batch = append(batch, Msg("u", fmt.Sprint(i)))
 	}
-	mustAppend(t, s, batch...)
+	MustAppend(t, s, batch...)
 	if given.ID != "my-id" || !given.Time.Equal(fixed) {
 		t.Fatalf("given ID/Time changed: %q %v", given.ID, given.Time)
 	}
@@ -180,7 +187,7 @@ func testDefaults(t *testing.T, s herald.Store) {
 			t.Fatalf("Time %v not set to now", m.Time)
 		}
 	}
-	got := all(t, s, "u")
+	got := All(t, s, "u")
 	for i, m := range got {
 		if m.ID != batch[i].ID || !m.Time.Equal(batch[i].Time) {
 			t.Fatalf("[%d] stored {ID:%q Time:%v}, appended {ID:%q Time:%v}", i, m.ID, m.Time, batch[i].ID, batch[i].Time)
@@ -190,13 +197,13 @@ func testDefaults(t *testing.T, s herald.Store) {
 	// Stored payloads are not aliased to the caller's or to earlier results.
 	got[0].Data[0] = 'X'
 	given.Data[0] = 'Y'
-	if again := all(t, s, "u"); string(again[0].Data) != "given" {
+	if again := All(t, s, "u"); string(again[0].Data) != "given" {
 		t.Fatalf("stored payload changed to %q", again[0].Data)
 	}
 
 	// Empty and nil payloads are fine.
-	mustAppend(t, s, &herald.Message{User: "empty"}, &herald.Message{User: "empty", Data: []byte{}})
-	for _, m := range all(t, s, "empty") {
+	MustAppend(t, s, &herald.Message{User: "empty"}, &herald.Message{User: "empty", Data: []byte{}})
+	for _, m := range All(t, s, "empty") {
 		if len(m.Data) != 0 {
 			t.Fatalf("empty payload came back as %q", m.Data)
 		}
@@ -226,7 +233,7 @@ func testConcurrentSameUser(t *testing.T, s herald.Store) {
 				}
 				batch := make([]*herald.Message, size)
 				for k := range batch {
-					batch[k] = msg("shared", fmt.Sprintf("w%d-a%d-m%d", w, j, k))
+					batch[k] = Msg("shared", fmt.Sprintf("w%d-a%d-m%d", w, j, k))
 				}
 				if err := s.Append(context.Background(), batch, nil); err != nil {
 					errs <- err
@@ -270,17 +277,17 @@ func testConcurrentSameUser(t *testing.T, s herald.Store) {
 		}
 		want[off-1] = d
 	}
-	checkStream(t, s, "shared", want)
+	CheckStream(t, s, "shared", want)
 }
 
 func testSince(t *testing.T, s herald.Store) {
 	const n = 1100 // more than one page, in a single (oversized) Append
 	batch := make([]*herald.Message, n)
 	for i := range batch {
-		batch[i] = msg("u", fmt.Sprintf("u-%d", i+1))
+		batch[i] = Msg("u", fmt.Sprintf("u-%d", i+1))
 	}
-	mustAppend(t, s, batch...)
-	mustAppend(t, s, msg("v", "v-1"), msg("v", "v-2"), msg("v", "v-3"))
+	MustAppend(t, s, batch...)
+	MustAppend(t, s, Msg("v", "v-1"), Msg("v", "v-2"), Msg("v", "v-3"))
 
 	tests := []struct {
 		name         string
@@ -325,7 +332,7 @@ func testSince(t *testing.T, s herald.Store) {
 func testCancelledContext(t *testing.T, s herald.Store) {
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	m := msg("u", "never")
+	m := Msg("u", "never")
 	if err := s.Append(ctx, []*herald.Message{m}, nil); !errors.Is(err, context.Canceled) {
 		t.Fatalf("Append with cancelled ctx: %v, want context.Canceled", err)
 	}
@@ -333,12 +340,12 @@ func testCancelledContext(t *testing.T, s herald.Store) {
 		t.Fatalf("cancelled message got Offset %d", m.Offset)
 	}
 	// Nothing stored, and no offset consumed.
-	m = msg("u", "first")
-	mustAppend(t, s, m)
+	m = Msg("u", "first")
+	MustAppend(t, s, m)
 	if m.Offset != 1 {
 		t.Fatalf("after a cancelled Append, Offset = %d, want 1", m.Offset)
 	}
-	checkStream(t, s, "u", []string{"first"})
+	CheckStream(t, s, "u", []string{"first"})
 }
 
 // testCancelRace cancels Appends while they are in flight: each must either
@@ -356,7 +363,7 @@ func testCancelRace(t *testing.T, s herald.Store) {
 		wg.Go(func() {
 			for j := range appends {
 				ctx, cancel := context.WithCancel(context.Background())
-				m := msg("u", fmt.Sprintf("w%d-%d", w, j))
+				m := Msg("u", fmt.Sprintf("w%d-%d", w, j))
 				if j%3 != 0 {
 					go cancel()
 				}
@@ -376,7 +383,7 @@ func testCancelRace(t *testing.T, s herald.Store) {
 		})
 	}
 	wg.Wait()
-	stream := all(t, s, "u")
+	stream := All(t, s, "u")
 	if len(stream) != len(succeeded) {
 		t.Fatalf("%d messages stored, %d Appends succeeded", len(stream), len(succeeded))
 	}
@@ -400,8 +407,8 @@ func testInvalidMessages(t *testing.T, s herald.Store) {
 		name string
 		msgs []*herald.Message
 	}{
-		{"nil message", []*herald.Message{msg("u", "ok"), nil}},
-		{"no user", []*herald.Message{msg("u", "ok"), msg("", "nobody")}},
+		{"nil message", []*herald.Message{Msg("u", "ok"), nil}},
+		{"no user", []*herald.Message{Msg("u", "ok"), Msg("", "nobody")}},
 	}
 	for _, tc := range tests {
 		if err := s.Append(context.Background(), tc.msgs, nil); err == nil {
@@ -411,18 +418,18 @@ func testInvalidMessages(t *testing.T, s herald.Store) {
 	if err := s.Append(context.Background(), nil, nil); err != nil {
 		t.Errorf("empty Append: %v", err)
 	}
-	checkStream(t, s, "u", nil) // a rejected Append stores none of its messages
+	CheckStream(t, s, "u", nil) // a rejected Append stores none of its messages
 }
 
 func testAfterClose(t *testing.T, s herald.Store) {
-	mustAppend(t, s, msg("u", "before"))
+	MustAppend(t, s, Msg("u", "before"))
 	if err := s.Close(); err != nil {
 		t.Fatalf("Close: %v", err)
 	}
 	if err := s.Close(); err != nil {
 		t.Fatalf("second Close: %v", err)
 	}
-	for _, msgs := range [][]*herald.Message{{msg("u", "after")}, nil} {
+	for _, msgs := range [][]*herald.Message{{Msg("u", "after")}, nil} {
 		err := s.Append(context.Background(), msgs, nil)
 		if err == nil {
 			t.Fatalf("Append(%d messages) after Close succeeded", len(msgs))
@@ -455,7 +462,7 @@ func testAfterClose(t *testing.T, s herald.Store) {
 func testOnCommit(t *testing.T, s herald.Store) {
 	ctx := context.Background()
 	// Called once, after the offsets are set, before Append returns.
-	a, b := msg("u", "a"), msg("v", "b")
+	a, b := Msg("u", "a"), Msg("v", "b")
 	calls := 0
 	err := s.Append(ctx, []*herald.Message{a, b}, func() {
 		calls++
@@ -476,8 +483,8 @@ func testOnCommit(t *testing.T, s herald.Store) {
 	cancelled, cancel := context.WithCancel(ctx)
 	cancel()
 	for name, try := range map[string]func() error{
-		"invalid":   func() error { return s.Append(ctx, []*herald.Message{msg("", "x")}, func() { calls++ }) },
-		"cancelled": func() error { return s.Append(cancelled, []*herald.Message{msg("u", "x")}, func() { calls++ }) },
+		"invalid":   func() error { return s.Append(ctx, []*herald.Message{Msg("", "x")}, func() { calls++ }) },
+		"cancelled": func() error { return s.Append(cancelled, []*herald.Message{Msg("u", "x")}, func() { calls++ }) },
 	} {
 		if err := try(); err == nil || calls != 0 {
 			t.Fatalf("%s Append: err %v, onCommit called %d times", name, err, calls)
@@ -500,9 +507,9 @@ func testOnCommitOrder(t *testing.T, s herald.Store) {
 		wg.Go(func() {
 			for j := range appends {
 				// Mostly single messages, sometimes a batch over two users.
-				batch := []*herald.Message{msg(users[(w+j)%len(users)], fmt.Sprint(w, j))}
+				batch := []*herald.Message{Msg(users[(w+j)%len(users)], fmt.Sprint(w, j))}
 				if j%5 == 0 {
-					batch = append(batch, msg(users[(w+j+1)%len(users)], fmt.Sprint(w, j, "+")))
+					batch = append(batch, Msg(users[(w+j+1)%len(users)], fmt.Sprint(w, j, "+")))
 				}
 				err := s.Append(context.Background(), batch, func() {
 					mu.Lock()
@@ -539,7 +546,7 @@ func testOnCommitOrder(t *testing.T, s herald.Store) {
 
 // at returns a message of user with payload data and Time t.
 func at(user herald.UserID, data string, t time.Time) *herald.Message {
-	m := msg(user, data)
+	m := Msg(user, data)
 	m.Time = t
 	return m
 }
@@ -555,7 +562,8 @@ func checkBounds(t *testing.T, s herald.Store, user herald.UserID, first, last u
 	}
 }
 
-func trim(t *testing.T, s herald.Store, keep int, before time.Time) int {
+// Trim applies retention and fails the test on error.
+func Trim(t *testing.T, s herald.Store, keep int, before time.Time) int {
 	t.Helper()
 	n, err := s.Trim(context.Background(), keep, before)
 	if err != nil {
@@ -564,11 +572,11 @@ func trim(t *testing.T, s herald.Store, keep int, before time.Time) int {
 	return n
 }
 
-// checkOffsets asserts the retained stream of user is exactly offsets
+// CheckOffsets asserts the retained stream of user is exactly offsets
 // first..last, in order, with payloads "<user>-<offset>".
-func checkOffsets(t *testing.T, s herald.Store, user herald.UserID, first, last uint64) {
+func CheckOffsets(t *testing.T, s herald.Store, user herald.UserID, first, last uint64) {
 	t.Helper()
-	got := all(t, s, user)
+	got := All(t, s, user)
 	var want uint64
 	if first != 0 {
 		want = last - first + 1
@@ -585,15 +593,15 @@ func checkOffsets(t *testing.T, s herald.Store, user herald.UserID, first, last 
 	checkBounds(t, s, user, first, last)
 }
 
-// fill appends n messages to user, with payloads "<user>-<offset>" (it
+// Fill appends n messages to user, with payloads "<user>-<offset>" (it
 // assumes user's stream is at last offset from).
-func fill(t *testing.T, s herald.Store, user herald.UserID, from uint64, n int) {
+func Fill(t *testing.T, s herald.Store, user herald.UserID, from uint64, n int) {
 	t.Helper()
 	batch := make([]*herald.Message, n)
 	for i := range batch {
-		batch[i] = msg(user, fmt.Sprintf("%s-%d", user, from+uint64(i)+1))
+		batch[i] = Msg(user, fmt.Sprintf("%s-%d", user, from+uint64(i)+1))
 	}
-	mustAppend(t, s, batch...)
+	MustAppend(t, s, batch...)
 }
 
 func testBounds(t *testing.T, s herald.Store) {
@@ -605,24 +613,24 @@ func testBounds(t *testing.T, s herald.Store) {
 		first, last uint64
 	}{
 		{"never written", nil, "u", 0, 0},
-		{"after one Append", func(t *testing.T) { fill(t, s, "u", 0, 3) }, "u", 1, 3},
+		{"after one Append", func(t *testing.T) { Fill(t, s, "u", 0, 3) }, "u", 1, 3},
 		{"other users unaffected", nil, "other", 0, 0},
-		{"after another", func(t *testing.T) { fill(t, s, "u", 3, 2) }, "u", 1, 5},
-		{"count trim moves first", func(t *testing.T) { trim(t, s, 2, time.Time{}) }, "u", 4, 5},
-		{"age trim of all: first 0, last kept", func(t *testing.T) { trim(t, s, 0, future) }, "u", 0, 5},
-		{"Append continues after last", func(t *testing.T) { fill(t, s, "u", 5, 1) }, "u", 6, 6},
+		{"after another", func(t *testing.T) { Fill(t, s, "u", 3, 2) }, "u", 1, 5},
+		{"count trim moves first", func(t *testing.T) { Trim(t, s, 2, time.Time{}) }, "u", 4, 5},
+		{"age trim of all: first 0, last kept", func(t *testing.T) { Trim(t, s, 0, future) }, "u", 0, 5},
+		{"Append continues after last", func(t *testing.T) { Fill(t, s, "u", 5, 1) }, "u", 6, 6},
 	}
 	for _, st := range steps {
 		if st.do != nil {
 			st.do(t)
 		}
-		t.Run(st.name, func(t *testing.T) { checkOffsets(t, s, st.user, st.first, st.last) })
+		t.Run(st.name, func(t *testing.T) { CheckOffsets(t, s, st.user, st.first, st.last) })
 	}
 }
 
 func testTrimCount(t *testing.T, s herald.Store) {
-	fill(t, s, "a", 0, 5)
-	fill(t, s, "b", 0, 2)
+	Fill(t, s, "a", 0, 5)
+	Fill(t, s, "b", 0, 2)
 	steps := []struct {
 		name       string
 		do         func(t *testing.T) // appends before the Trim
@@ -635,21 +643,21 @@ func testTrimCount(t *testing.T, s herald.Store) {
 		{name: "again: nothing to do", keep: 3, deleted: 0, a: [2]uint64{3, 5}, b: [2]uint64{1, 2}},
 		{name: "keep more than there is", keep: 100, deleted: 0, a: [2]uint64{3, 5}, b: [2]uint64{1, 2}},
 		{name: "new users and Appends since", do: func(t *testing.T) {
-			fill(t, s, "a", 5, 2)
-			fill(t, s, "c", 0, 4)
-			fill(t, s, "d", 0, 3)
+			Fill(t, s, "a", 5, 2)
+			Fill(t, s, "c", 0, 4)
+			Fill(t, s, "d", 0, 3)
 		}, keep: 3, deleted: 3, a: [2]uint64{5, 7}, b: [2]uint64{1, 2}, c: [2]uint64{2, 4}, d: [2]uint64{1, 3}},
 		// A smaller keep applies to streams that did not grow since.
 		{name: "keep 1", keep: 1, deleted: 2 + 1 + 2 + 2, a: [2]uint64{7, 7}, b: [2]uint64{2, 2}, c: [2]uint64{4, 4}, d: [2]uint64{3, 3}},
 		{name: "keep negative: no count limit", keep: -1, deleted: 0, a: [2]uint64{7, 7}, b: [2]uint64{2, 2}, c: [2]uint64{4, 4}, d: [2]uint64{3, 3}},
-		{name: "Appends after trimming continue", do: func(t *testing.T) { fill(t, s, "b", 2, 3) },
+		{name: "Appends after trimming continue", do: func(t *testing.T) { Fill(t, s, "b", 2, 3) },
 			keep: 2, deleted: 2, a: [2]uint64{7, 7}, b: [2]uint64{4, 5}, c: [2]uint64{4, 4}, d: [2]uint64{3, 3}},
 	}
 	for _, st := range steps {
 		if st.do != nil {
 			st.do(t)
 		}
-		if n := trim(t, s, st.keep, time.Time{}); n != st.deleted {
+		if n := Trim(t, s, st.keep, time.Time{}); n != st.deleted {
 			t.Fatalf("%s: Trim deleted %d, want %d", st.name, n, st.deleted)
 		}
 		t.Run(st.name, func(t *testing.T) {
@@ -658,7 +666,7 @@ func testTrimCount(t *testing.T, s herald.Store) {
 				if want[0] == 0 { // never written: 0, 0
 					last = 0
 				}
-				checkOffsets(t, s, u, want[0], last)
+				CheckOffsets(t, s, u, want[0], last)
 			}
 		})
 	}
@@ -673,9 +681,9 @@ func testTrimAge(t *testing.T, s herald.Store) {
 	for i := range 5 {
 		batch = append(batch, at("u", fmt.Sprintf("u-%d", i+1), minute(i)))
 	}
-	mustAppend(t, s, batch...)
-	mustAppend(t, s, at("v", "v-1", minute(10)))
-	mustAppend(t, s, at("w", "w-1", minute(0)), at("w", "w-2", minute(5)), at("w", "w-3", minute(1)))
+	MustAppend(t, s, batch...)
+	MustAppend(t, s, at("v", "v-1", minute(10)))
+	MustAppend(t, s, at("w", "w-1", minute(0)), at("w", "w-2", minute(5)), at("w", "w-3", minute(1)))
 
 	steps := []struct {
 		name    string
@@ -694,27 +702,27 @@ func testTrimAge(t *testing.T, s herald.Store) {
 		{"everything", 0, minute(60), 2, [2]uint64{0, 5}, [2]uint64{0, 1}, [2]uint64{0, 3}},
 	}
 	for _, st := range steps {
-		if n := trim(t, s, st.keep, st.before); n != st.deleted {
+		if n := Trim(t, s, st.keep, st.before); n != st.deleted {
 			t.Fatalf("%s: Trim deleted %d, want %d", st.name, n, st.deleted)
 		}
 		t.Run(st.name, func(t *testing.T) {
-			checkOffsets(t, s, "u", st.u[0], st.u[1])
-			checkOffsets(t, s, "v", st.v[0], st.v[1])
-			checkOffsets(t, s, "w", st.w[0], st.w[1])
+			CheckOffsets(t, s, "u", st.u[0], st.u[1])
+			CheckOffsets(t, s, "v", st.v[0], st.v[1])
+			CheckOffsets(t, s, "w", st.w[0], st.w[1])
 		})
 	}
 }
 
 func testTrimEverything(t *testing.T, s herald.Store) {
 	ctx := context.Background()
-	fill(t, s, "u", 0, 4)
+	Fill(t, s, "u", 0, 4)
 	if _, err := s.Mark(ctx, "u", herald.MarkRead, nil, true); err != nil {
 		t.Fatal(err)
 	}
-	if n := trim(t, s, 0, time.Now().Add(time.Minute)); n != 4 {
+	if n := Trim(t, s, 0, time.Now().Add(time.Minute)); n != 4 {
 		t.Fatalf("Trim deleted %d, want 4", n)
 	}
-	checkOffsets(t, s, "u", 0, 4)
+	CheckOffsets(t, s, "u", 0, 4)
 	if got, err := s.Since(ctx, "u", 0, 0); err != nil || len(got) != 0 {
 		t.Fatalf("Since after trimming everything: %d messages, %v", len(got), err)
 	}
@@ -725,19 +733,19 @@ func testTrimEverything(t *testing.T, s herald.Store) {
 		t.Fatalf("Counts after trimming everything: %+v, %v", c, err)
 	}
 	// Offsets never restart: the next message is 5, unread.
-	m := msg("u", "u-5")
-	mustAppend(t, s, m)
+	m := Msg("u", "u-5")
+	MustAppend(t, s, m)
 	if m.Offset != 5 {
 		t.Fatalf("Append after trimming everything: offset %d, want 5", m.Offset)
 	}
-	checkOffsets(t, s, "u", 5, 5)
+	CheckOffsets(t, s, "u", 5, 5)
 	if c, err := s.Counts(ctx, "u"); err != nil || c != (herald.InboxCounts{Unread: 1, Unseen: 1}) {
 		t.Fatalf("Counts: %+v, %v", c, err)
 	}
 	// And again, now that the newest offset is the only record of last.
-	trim(t, s, 0, time.Now().Add(time.Minute))
-	m = msg("u", "u-6")
-	mustAppend(t, s, m)
+	Trim(t, s, 0, time.Now().Add(time.Minute))
+	m = Msg("u", "u-6")
+	MustAppend(t, s, m)
 	if m.Offset != 6 {
 		t.Fatalf("second Append after trimming everything: offset %d, want 6", m.Offset)
 	}
@@ -768,7 +776,7 @@ func testTrimConcurrentAppends(t *testing.T, s herald.Store) {
 	for w := range workers {
 		wg.Go(func() {
 			for j := range appends {
-				if err := s.Append(context.Background(), []*herald.Message{msg(users[j%2], fmt.Sprint(w, j))}, nil); err != nil {
+				if err := s.Append(context.Background(), []*herald.Message{Msg(users[j%2], fmt.Sprint(w, j))}, nil); err != nil {
 					t.Errorf("Append: %v", err)
 					return
 				}
@@ -780,7 +788,7 @@ func testTrimConcurrentAppends(t *testing.T, s herald.Store) {
 	if err := <-trimmed; err != nil {
 		t.Fatal(err)
 	}
-	trim(t, s, keep, time.Time{})
+	Trim(t, s, keep, time.Time{})
 	for _, u := range users {
 		first, last, err := s.Bounds(context.Background(), u)
 		if err != nil {
@@ -789,7 +797,7 @@ func testTrimConcurrentAppends(t *testing.T, s herald.Store) {
 		if last != workers*appends/2 || first != last-keep+1 {
 			t.Fatalf("%q: bounds %d, %d, want %d, %d", u, first, last, workers*appends/2-keep+1, workers*appends/2)
 		}
-		got := all(t, s, u)
+		got := All(t, s, u)
 		for i, m := range got {
 			if m.Offset != first+uint64(i) {
 				t.Fatalf("%q: [%d] offset %d, want %d", u, i, m.Offset, first+uint64(i))
@@ -798,9 +806,9 @@ func testTrimConcurrentAppends(t *testing.T, s herald.Store) {
 	}
 }
 
-// flagsOf returns the inbox flags of every retained message of user by id,
+// FlagsOf returns the inbox flags of every retained message of user by id,
 // as "srA"-style strings: s seen, r read, a archived, - for unset.
-func flagsOf(t *testing.T, s herald.Store, user herald.UserID) map[string]string {
+func FlagsOf(t *testing.T, s herald.Store, user herald.UserID) map[string]string {
 	t.Helper()
 	out := map[string]string{}
 	for _, status := range []herald.InboxStatus{herald.InboxAll, herald.InboxArchived} {
@@ -832,7 +840,8 @@ func flagsOf(t *testing.T, s herald.Store, user herald.UserID) map[string]string
 	return out
 }
 
-func mark(t *testing.T, s herald.Store, user herald.UserID, m herald.Mark, ids []string, all bool) []string {
+// Mark sets mark on ids (or all) and fails the test on error.
+func Mark(t *testing.T, s herald.Store, user herald.UserID, m herald.Mark, ids []string, all bool) []string {
 	t.Helper()
 	changed, err := s.Mark(context.Background(), user, m, ids, all)
 	if err != nil {
@@ -849,11 +858,11 @@ func testInbox(t *testing.T, s herald.Store) {
 	for i := 1; i <= 10; i++ {
 		batch = append(batch, &herald.Message{User: "u", ID: fmt.Sprintf("id%d", i), Time: fixed.Add(time.Duration(i)), Data: []byte(fmt.Sprintf("u-%d", i))})
 	}
-	mustAppend(t, s, batch...)
-	mustAppend(t, s, &herald.Message{User: "other", ID: "o1", Data: []byte("other-1")})
-	mark(t, s, "u", herald.MarkSeen, []string{"id1"}, false)
-	mark(t, s, "u", herald.MarkRead, []string{"id2", "id4"}, false)
-	mark(t, s, "u", herald.MarkArchived, []string{"id6", "id8"}, false)
+	MustAppend(t, s, batch...)
+	MustAppend(t, s, &herald.Message{User: "other", ID: "o1", Data: []byte("other-1")})
+	Mark(t, s, "u", herald.MarkSeen, []string{"id1"}, false)
+	Mark(t, s, "u", herald.MarkRead, []string{"id2", "id4"}, false)
+	Mark(t, s, "u", herald.MarkArchived, []string{"id6", "id8"}, false)
 
 	tests := []struct {
 		name string
@@ -912,7 +921,7 @@ func testInbox(t *testing.T, s herald.Store) {
 }
 
 func testInboxPageSize(t *testing.T, s herald.Store) {
-	fill(t, s, "u", 0, herald.MaxInboxLimit+10)
+	Fill(t, s, "u", 0, herald.MaxInboxLimit+10)
 	tests := []struct {
 		limit, want int
 	}{
@@ -939,8 +948,8 @@ func testMark(t *testing.T, s herald.Store) {
 	for _, id := range []string{"a", "b", "c", "d", "e"} {
 		batch = append(batch, &herald.Message{User: "u", ID: id, Data: []byte(id)})
 	}
-	mustAppend(t, s, batch...)
-	mustAppend(t, s, &herald.Message{User: "v", ID: "x"}, &herald.Message{User: "v", ID: "y"})
+	MustAppend(t, s, batch...)
+	MustAppend(t, s, &herald.Message{User: "v", ID: "x"}, &herald.Message{User: "v", ID: "y"})
 
 	steps := []struct {
 		name    string
@@ -964,11 +973,11 @@ func testMark(t *testing.T, s herald.Store) {
 		{"all archived again", herald.MarkArchived, nil, true, nil, "sra sra sra sra sra"},
 	}
 	for _, st := range steps {
-		changed := mark(t, s, "u", st.mark, st.ids, st.all)
+		changed := Mark(t, s, "u", st.mark, st.ids, st.all)
 		if !slices.Equal(changed, st.changed) {
 			t.Fatalf("%s: changed %q, want %q", st.name, changed, st.changed)
 		}
-		flags := flagsOf(t, s, "u")
+		flags := FlagsOf(t, s, "u")
 		var got []string
 		for _, id := range []string{"a", "b", "c", "d", "e"} {
 			got = append(got, flags[id])
@@ -977,10 +986,10 @@ func testMark(t *testing.T, s herald.Store) {
 			t.Fatalf("%s: flags %q, want %q", st.name, g, st.flags)
 		}
 	}
-	if f := flagsOf(t, s, "v"); f["x"] != "---" || f["y"] != "---" {
+	if f := FlagsOf(t, s, "v"); f["x"] != "---" || f["y"] != "---" {
 		t.Fatalf("other user's flags changed: %v", f)
 	}
-	if changed := mark(t, s, "nobody", herald.MarkRead, nil, true); len(changed) != 0 {
+	if changed := Mark(t, s, "nobody", herald.MarkRead, nil, true); len(changed) != 0 {
 		t.Fatalf("Mark all of an unknown user changed %q", changed)
 	}
 	for _, m := range []herald.Mark{0, herald.MarkArchived + 1} {
@@ -990,8 +999,8 @@ func testMark(t *testing.T, s herald.Store) {
 	}
 	// Two messages may share a caller-given id: both are marked, the id is
 	// listed once.
-	mustAppend(t, s, &herald.Message{User: "w", ID: "same"}, &herald.Message{User: "w", ID: "same"})
-	if changed := mark(t, s, "w", herald.MarkRead, []string{"same"}, false); !slices.Equal(changed, []string{"same"}) {
+	MustAppend(t, s, &herald.Message{User: "w", ID: "same"}, &herald.Message{User: "w", ID: "same"})
+	if changed := Mark(t, s, "w", herald.MarkRead, []string{"same"}, false); !slices.Equal(changed, []string{"same"}) {
 		t.Fatalf("shared id: changed %q", changed)
 	}
 	if c, err := s.Counts(context.Background(), "w"); err != nil || c != (herald.InboxCounts{}) {
@@ -1005,23 +1014,23 @@ func testCounts(t *testing.T, s herald.Store) {
 	for i := 1; i <= 6; i++ {
 		batch = append(batch, &herald.Message{User: "u", ID: fmt.Sprint(i)})
 	}
-	mustAppend(t, s, batch...)
-	mustAppend(t, s, &herald.Message{User: "v", ID: "v1"})
+	MustAppend(t, s, batch...)
+	MustAppend(t, s, &herald.Message{User: "v", ID: "v1"})
 	steps := []struct {
 		name string
 		do   func(t *testing.T)
 		want herald.InboxCounts
 	}{
 		{"all new", nil, herald.InboxCounts{Unread: 6, Unseen: 6}},
-		{"seen 1", func(t *testing.T) { mark(t, s, "u", herald.MarkSeen, []string{"1"}, false) }, herald.InboxCounts{Unread: 6, Unseen: 5}},
-		{"read 2", func(t *testing.T) { mark(t, s, "u", herald.MarkRead, []string{"2"}, false) }, herald.InboxCounts{Unread: 5, Unseen: 4}},
-		{"archived 3 (unseen)", func(t *testing.T) { mark(t, s, "u", herald.MarkArchived, []string{"3"}, false) }, herald.InboxCounts{Unread: 4, Unseen: 3}},
-		{"archived 2 (read)", func(t *testing.T) { mark(t, s, "u", herald.MarkArchived, []string{"2"}, false) }, herald.InboxCounts{Unread: 4, Unseen: 3}},
-		{"a new message", func(t *testing.T) { mustAppend(t, s, &herald.Message{User: "u", ID: "7"}) }, herald.InboxCounts{Unread: 5, Unseen: 4}},
+		{"seen 1", func(t *testing.T) { Mark(t, s, "u", herald.MarkSeen, []string{"1"}, false) }, herald.InboxCounts{Unread: 6, Unseen: 5}},
+		{"read 2", func(t *testing.T) { Mark(t, s, "u", herald.MarkRead, []string{"2"}, false) }, herald.InboxCounts{Unread: 5, Unseen: 4}},
+		{"archived 3 (unseen)", func(t *testing.T) { Mark(t, s, "u", herald.MarkArchived, []string{"3"}, false) }, herald.InboxCounts{Unread: 4, Unseen: 3}},
+		{"archived 2 (read)", func(t *testing.T) { Mark(t, s, "u", herald.MarkArchived, []string{"2"}, false) }, herald.InboxCounts{Unread: 4, Unseen: 3}},
+		{"a new message", func(t *testing.T) { MustAppend(t, s, &herald.Message{User: "u", ID: "7"}) }, herald.InboxCounts{Unread: 5, Unseen: 4}},
 		// Offsets 1..3 go: 1 was seen, 2 and 3 archived.
-		{"trimmed to 4", func(t *testing.T) { trim(t, s, 4, time.Time{}) }, herald.InboxCounts{Unread: 4, Unseen: 4}},
-		{"all seen", func(t *testing.T) { mark(t, s, "u", herald.MarkSeen, nil, true) }, herald.InboxCounts{Unread: 4, Unseen: 0}},
-		{"all read", func(t *testing.T) { mark(t, s, "u", herald.MarkRead, nil, true) }, herald.InboxCounts{}},
+		{"trimmed to 4", func(t *testing.T) { Trim(t, s, 4, time.Time{}) }, herald.InboxCounts{Unread: 4, Unseen: 4}},
+		{"all seen", func(t *testing.T) { Mark(t, s, "u", herald.MarkSeen, nil, true) }, herald.InboxCounts{Unread: 4, Unseen: 0}},
+		{"all read", func(t *testing.T) { Mark(t, s, "u", herald.MarkRead, nil, true) }, herald.InboxCounts{}},
 	}
 	for _, st := range steps {
 		if st.do != nil {
