@@ -148,6 +148,16 @@ func readBodyLimit(r *http.Request, limit int) ([]byte, error) {
 	return b, nil
 }
 
+// readJSON reads a JSON request body (see readBody) and decodes it into v
+// (see decodeJSON).
+func readJSON(r *http.Request, v any) error {
+	body, err := readBody(r)
+	if err != nil {
+		return err
+	}
+	return decodeJSON(body, v)
+}
+
 // decodeJSON decodes body into v, telling malformed JSON and wrong types
 // apart from each other in the message (both are invalid_json).
 func decodeJSON(body []byte, v any) error {

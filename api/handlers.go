@@ -94,13 +94,9 @@ func handleNotify(s *Server) http.Handler {
 		JSON *string `json:"json"`
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		body, err := readBody(r)
-		if err != nil {
-			writeError(w, r, s.log, err)
-			return
-		}
 		var req request
-		if err := decodeJSON(body, &req); err != nil {
+		err := readJSON(r, &req)
+		if err != nil {
 			writeError(w, r, s.log, err)
 			return
 		}
@@ -175,13 +171,9 @@ func handleMultiMessage(s *Server) http.Handler {
 		Connections int             `json:"connections"`
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		body, err := readBody(r)
-		if err != nil {
-			writeError(w, r, s.log, err)
-			return
-		}
 		var req request
-		if err := decodeJSON(body, &req); err != nil {
+		err := readJSON(r, &req)
+		if err != nil {
 			writeError(w, r, s.log, err)
 			return
 		}
@@ -226,13 +218,9 @@ func handleBroadcast(s *Server) http.Handler {
 		Data json.RawMessage `json:"data"`
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		body, err := readBody(r)
-		if err != nil {
-			writeError(w, r, s.log, err)
-			return
-		}
 		var req request
-		if err := decodeJSON(body, &req); err != nil {
+		err := readJSON(r, &req)
+		if err != nil {
 			writeError(w, r, s.log, err)
 			return
 		}

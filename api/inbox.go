@@ -183,13 +183,8 @@ func handleInboxMark(s *Server, mark herald.Mark, userOf func(*http.Request) (he
 			writeError(w, r, s.log, err)
 			return
 		}
-		body, err := readBody(r)
-		if err != nil {
-			writeError(w, r, s.log, err)
-			return
-		}
 		var req request
-		if err := decodeJSON(body, &req); err != nil {
+		if err = readJSON(r, &req); err != nil {
 			writeError(w, r, s.log, err)
 			return
 		}
