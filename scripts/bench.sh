@@ -8,7 +8,11 @@
 #             FANOUT_CONNS, Herald and the raw baseline
 #                                                    fanout.csv  fanout.png  fanout-last.png
 #   latency   notify latency p50/p90/p99 at LAT_RATES messages/s to
-#             LAT_CONNS connected users               latency.csv latency.png
+#             LAT_CONNS connected users, one POST per message, and the
+#             server's CPU per 1,000 messages         latency.csv latency.png latency-cpu.png
+#             the same through POST /v1/batch (-batch LAT_BATCH, partial
+#             batches sent after 1ms)                latency-batch.csv latency-batch.png
+#                                                    latency-batch-cpu.png
 #   results.txt  every run's table;  run.txt  the machine and every command
 #
 # usage: scripts/bench.sh [OUT_DIR]   (from anywhere; a relative OUT_DIR is
@@ -27,6 +31,7 @@
 #   MEM_CONNS [1000 2000 5000 10000 19000]  HOLD [30s]
 #   FANOUT_CONNS [1000 5000 10000 19000]    FANOUT_MESSAGES [10]
 #   LAT_CONNS [10000]  LAT_RATES [1000 2000 5000 10000]  LAT_DURATION [10s]
+#   LAT_BATCH [100]
 #   CONNECT_RATE [2000]  SENDERS [256]  SUITE_TIMEOUT [2700]
 #   BUILD_FROM [worktree]: or a git ref (e.g. HEAD) to build herald from
 #     that commit (git archive), e.g. while others edit the working tree;
@@ -46,6 +51,7 @@ FANOUT_MESSAGES=${FANOUT_MESSAGES:-10}
 LAT_CONNS=${LAT_CONNS:-10000}
 LAT_RATES=${LAT_RATES:-1000 2000 5000 10000}
 LAT_DURATION=${LAT_DURATION:-10s}
+LAT_BATCH=${LAT_BATCH:-100}
 CONNECT_RATE=${CONNECT_RATE:-2000}
 SENDERS=${SENDERS:-256}
 SUITE_TIMEOUT=${SUITE_TIMEOUT:-2700}
@@ -204,8 +210,9 @@ HERALD_TOKEN_SECRET=$(od -An -tx1 -N32 /dev/urandom | tr -d ' \n')
 HERALD_API_KEY=$(od -An -tx1 -N24 /dev/urandom | tr -d ' \n')
 export HERALD_TOKEN_SECRET HERALD_API_KEY
 
-rm -f "$OUT"/memory.csv "$OUT"/fanout.csv "$OUT"/latency.csv "$OUT"/results.txt \
-	"$OUT"/memory.png "$OUT"/memory-rss.png "$OUT"/fanout.png "$OUT"/fanout-last.png "$OUT"/latency.png
+rm -f "$OUT"/memory.csv "$OUT"/fanout.csv "$OUT"/latency.csv "$OUT"/latency-batch.csv "$OUT"/results.txt \
+	"$OUT"/memory.png "$OUT"/memory-rss.png "$OUT"/fanout.png "$OUT"/fanout-last.png "$OUT"/latency.png \
+	"$OUT"/latency-cpu.png "$OUT"/latency-batch.png "$OUT"/latency-batch-cpu.png
 {
 	echo "# Herald measurement suite: scripts/bench.sh $*"
 	echo "date:    $(date -u +%Y-%m-%dT%H:%M:%SZ)"
@@ -216,7 +223,7 @@ rm -f "$OUT"/memory.csv "$OUT"/fanout.csv "$OUT"/latency.csv "$OUT"/results.txt 
 	echo "memory:  $(grep -m1 MemTotal /proc/meminfo 2>/dev/null | awk '{printf "%.1f GiB", $2/1048576}')"
 	echo "files:   ulimit -n $(ulimit -n)"
 	echo "load:    $(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null) (load average at the start; each point's is in results.txt)"
-	echo "knobs:   MEM_CONNS='$MEM_CONNS' HOLD=$HOLD FANOUT_CONNS='$FANOUT_CONNS' FANOUT_MESSAGES=$FANOUT_MESSAGES LAT_CONNS=$LAT_CONNS LAT_RATES='$LAT_RATES' LAT_DURATION=$LAT_DURATION CONNECT_RATE=$CONNECT_RATE SENDERS=$SENDERS"
+	echo "knobs:   MEM_CONNS='$MEM_CONNS' HOLD=$HOLD FANOUT_CONNS='$FANOUT_CONNS' FANOUT_MESSAGES=$FANOUT_MESSAGES LAT_CONNS=$LAT_CONNS LAT_RATES='$LAT_RATES' LAT_DURATION=$LAT_DURATION LAT_BATCH=$LAT_BATCH CONNECT_RATE=$CONNECT_RATE SENDERS=$SENDERS"
 	echo "server:  fresh herald process per point, HERALD_ADDR=127.0.0.1:0 HERALD_DB=<new file> HERALD_LOG_LEVEL=warn HERALD_DRAIN_TIMEOUT=1s, defaults otherwise"
 	echo "# herald-load runs, in order (-url is each point's fresh server):"
 } >"$OUT/run.txt"
@@ -241,6 +248,16 @@ for r in $LAT_RATES; do
 		-duration "$LAT_DURATION" -senders "$SENDERS" -local-addrs "$(local_addrs "$LAT_CONNS")" -csv "$OUT/latency.csv"
 done
 
+# The same rates through POST /v1/batch: the sender groups up to LAT_BATCH
+# messages per request and sends a partial batch after -batch-wait (1ms),
+# so at these rates a batch holds rate/1000 messages or so.
+for r in $LAT_RATES; do
+	limit=$((LAT_CONNS / CONNECT_RATE + $(secs "$LAT_DURATION") + 180))
+	point "latency-batch-$r" "$limit" -scenario notify -conns "$LAT_CONNS" -rate "$CONNECT_RATE" -msg-rate "$r" \
+		-duration "$LAT_DURATION" -senders "$SENDERS" -batch "$LAT_BATCH" -local-addrs "$(local_addrs "$LAT_CONNS")" \
+		-csv "$OUT/latency-batch.csv"
+done
+
 log "plotting"
 plot() {
 	[ -f "$1" ] || { log "no $1: nothing to plot"; return 0; }
@@ -257,6 +274,18 @@ plot "$OUT/fanout.csv" -x conns -y last_ms,baseline_last_ms -names "Herald,raw b
 	-title "Broadcast: time to the last connection (median of $FANOUT_MESSAGES)" -xlabel "connections" -ylabel "ms" -o "$OUT/fanout-last.png"
 plot "$OUT/latency.csv" -x target_rate -y p50_ms,p90_ms,p99_ms -names "p50,p90,p99" \
 	-title "Notify latency, $LAT_CONNS connected users" -xlabel "notifications per second (asked)" -ylabel "API call to delivery (ms)" -o "$OUT/latency.png"
+plot "$OUT/latency-batch.csv" -x target_rate -y p50_ms,p90_ms,p99_ms -names "p50,p90,p99" \
+	-title "Notify latency via POST /v1/batch (up to $LAT_BATCH, 1ms wait), $LAT_CONNS connected users" \
+	-xlabel "notifications per second (asked)" -ylabel "message created to delivery (ms)" -o "$OUT/latency-batch.png"
+plot "$OUT/latency.csv" -x target_rate -y server_cpu_ms_per_1k_msgs -names "one POST per message" \
+	-title "Server CPU per 1,000 notifications (send window)" -xlabel "notifications per second (asked)" \
+	-ylabel "server CPU ms per 1,000 messages" -o "$OUT/latency-cpu.png" || log "latency-cpu.png: no server CPU figures (pid not found?)"
+plot "$OUT/latency-batch.csv" -x target_rate -y server_cpu_ms_per_1k_msgs -names "POST /v1/batch, up to $LAT_BATCH" \
+	-title "Server CPU per 1,000 notifications via POST /v1/batch (send window)" -xlabel "notifications per second (asked)" \
+	-ylabel "server CPU ms per 1,000 messages" -o "$OUT/latency-batch-cpu.png" || log "latency-batch-cpu.png: no server CPU figures (pid not found?)"
+
+# The record is committed: keep this machine's paths out of it.
+sed -i "s#$ROOT/##g" "$OUT/run.txt" "$OUT/results.txt"
 
 if [ "$POINT_FAILURES" != 0 ]; then
 	log "$POINT_FAILURES point(s) failed (see results.txt); the charts show the others"

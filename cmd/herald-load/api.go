@@ -92,3 +92,23 @@ func (a *apiClient) userConns(ctx context.Context, user string) (int, error) {
 	err := a.do(ctx, "GET", "/v1/users/"+url.PathEscape(user)+"/connections", nil, &r)
 	return len(r.Connections), err
 }
+
+// batchItem is one message's result in a POST /v1/batch reply: its
+// delivery, or its error.
+type batchItem struct {
+	Connections int `json:"connections"`
+	Error       *struct {
+		Code    string `json:"code"`
+		Message string `json:"message"`
+	} `json:"error"`
+}
+
+// sendBatch posts body, a {"messages":[…]} request, to /v1/batch and
+// returns the per-message results, in request order.
+func (a *apiClient) sendBatch(ctx context.Context, body []byte) ([]batchItem, error) {
+	var r struct {
+		Results []batchItem `json:"results"`
+	}
+	err := a.do(ctx, "POST", "/v1/batch", body, &r)
+	return r.Results, err
+}

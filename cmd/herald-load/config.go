@@ -41,6 +41,8 @@ type config struct {
 	Interval   time.Duration // fanout: pause between broadcasts
 	MsgRate    float64       // notify
 	Senders    int           // notify: concurrent API requests
+	Batch      int           // notify: messages per POST /v1/batch at most; 1 = one POST /v1/users/{u}/messages each
+	BatchWait  time.Duration // notify with Batch > 1: longest a partial batch waits for more messages
 	ChurnRate  float64       // churn: reconnects/s over all workers
 	MsgTimeout time.Duration // how long to wait for deliveries to finish
 
@@ -61,6 +63,7 @@ usage: herald-load [flags]
   herald-load -scenario idle   -conns 19000 -hold 60s
   herald-load -scenario fanout -conns 10000 -messages 5
   herald-load -scenario notify -conns 10000 -msg-rate 5000 -duration 10s
+  herald-load -scenario notify -conns 10000 -msg-rate 5000 -duration 10s -batch 100
   herald-load -scenario churn  -conns 5000 -churn-rate 500 -duration 10s
   herald-load -scenario fanout -conns 10000 -baseline -csv fanout.csv
   herald-load -plot fanout.csv -x conns -y deliveries_per_s,baseline_deliveries_per_s -o fanout.png
@@ -75,6 +78,16 @@ with -worker) and, for a loopback server, over source addresses 127.0.0.1,
 ephemeral ports is the ceiling. The server's memory is read from
 /proc/<pid>/status; its pid is found from the listening port or given with
 -pid.
+
+notify sends -msg-rate messages a second (messages, not requests) and
+measures each one's latency from its timestamp to its delivery. With
+-batch 1 every message is a POST /v1/users/{user}/messages, stamped just
+before the request; with -batch N the messages are stamped as they are
+created on the schedule and grouped into POST /v1/batch requests of up to
+N, a partial batch going after -batch-wait at most (the wait is part of
+the latency). notify also reports the server's CPU time (utime+stime from
+/proc/<pid>/stat, 10ms resolution) over the send window, from the first
+message to the last reply, as ms per 1,000 messages.
 
 For the idle scenario's memory per connection, start the server afresh
 (Go keeps freed memory for a while, so an earlier run inflates the
@@ -132,6 +145,8 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	fs.DurationVar(&c.Interval, "interval", time.Second, "fanout: pause between one broadcast's last delivery and the next broadcast")
 	fs.Float64Var(&c.MsgRate, "msg-rate", 1000, "notify: notifications per second, to users in turn")
 	fs.IntVar(&c.Senders, "senders", 64, "notify: concurrent API requests at most")
+	fs.IntVar(&c.Batch, "batch", 1, fmt.Sprintf("notify: messages per POST /v1/batch request at most (1 = one POST /v1/users/{user}/messages per message; at most %d)", maxBatch))
+	fs.DurationVar(&c.BatchWait, "batch-wait", time.Millisecond, "notify with -batch > 1: the longest a partial batch waits for more messages before it is sent")
 	fs.Float64Var(&c.ChurnRate, "churn-rate", 100, "churn: disconnects (each followed by a reconnect) per second")
 	fs.DurationVar(&c.MsgTimeout, "msg-timeout", 10*time.Second, "how long to wait for outstanding deliveries before counting them missing")
 	fs.IntVar(&c.DialConcurrency, "dial-concurrency", 256, "handshakes in flight at most, over all workers")
@@ -184,6 +199,12 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 		return c, errors.New("no way to get client tokens: set -secret or HERALD_TOKEN_SECRET, or -token-file")
 	case c.Scenario != "idle" && c.APIKey == "":
 		return c, fmt.Errorf("scenario %s calls the server API: set -api-key or HERALD_API_KEY", c.Scenario)
+	case c.Batch < 1 || c.Batch > maxBatch:
+		return c, fmt.Errorf("-batch must be between 1 and %d (the server's limit per POST /v1/batch)", maxBatch)
+	case c.Batch > 1 && c.Scenario != "notify":
+		return c, fmt.Errorf("-batch works with the notify scenario, not %s", c.Scenario)
+	case c.Batch > 1 && c.BatchWait <= 0:
+		return c, errors.New("-batch-wait must be positive")
 	case c.Baseline && c.Scenario != "idle" && c.Scenario != "fanout":
 		// The baseline has no users: it can only hold and broadcast.
 		return c, fmt.Errorf("-baseline works with the idle and fanout scenarios, not %s", c.Scenario)
@@ -224,6 +245,10 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	return c, nil
 }
 
+// maxBatch is the server's limit of messages per POST /v1/batch
+// (docs/api.md, Limits).
+const maxBatch = 1000
+
 // estimate is how long the run should take when all goes well.
 func (c *config) estimate() time.Duration {
 	connect := time.Duration(float64(c.Conns) / c.Rate * float64(time.Second))
@@ -234,7 +259,7 @@ func (c *config) estimate() time.Duration {
 	case "fanout":
 		scenario = time.Duration(c.Messages) * (c.Interval + c.MsgTimeout)
 	case "notify":
-		scenario = c.Duration + c.MsgTimeout
+		scenario = c.Duration + c.BatchWait + c.MsgTimeout
 	case "churn":
 		scenario = c.Duration + c.DialTimeout + 5*time.Second
 	}

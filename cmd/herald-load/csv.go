@@ -88,12 +88,22 @@ func csvColumns(res *result) (header, row []string) {
 		}
 		add("users", i(int64(res.Users)))
 		add("target_rate", f(n.TargetRate))
+		add("batch", i(int64(n.Batch)))
 		add("rate", f2(n.Rate))
+		add("requests_per_s", f2(n.RequestRate))
 		add("sent", i(n.Sent))
 		add("delivered", i(n.Delivered))
 		add("expected", i(n.Expected))
 		add("api_errors", i(n.APIErrors))
 		lat("", res.Latency)
+		// Empty when the server's pid was not known, so -plot skips it.
+		if c := n.ServerCPU; c != nil {
+			add("server_cpu_ms", i(c.Ms))
+			add("server_cpu_ms_per_1k_msgs", f2(c.MsPer1000Msgs))
+		} else {
+			add("server_cpu_ms", "")
+			add("server_cpu_ms_per_1k_msgs", "")
+		}
 	case "churn":
 		c := res.Churn
 		if c == nil {

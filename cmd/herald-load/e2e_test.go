@@ -83,6 +83,29 @@ func TestEndToEnd(t *testing.T) {
 		if res.Latency == nil || res.Latency.Count != uint64(n.Sent) {
 			t.Fatalf("latency %+v, sent %d", res.Latency, n.Sent)
 		}
+		// One request per message; the server's CPU is read (its value is
+		// a timing, not checked).
+		if n.Batch != 1 || n.Requests != n.Sent || n.ServerCPU == nil || n.ServerCPU.PID != srv.pid {
+			t.Fatalf("batch %d requests %d sent %d server cpu %+v %s", n.Batch, n.Requests, n.Sent, n.ServerCPU, n.ServerCPUNote)
+		}
+	})
+	// -batch 50: the same messages through POST /v1/batch. A wait longer
+	// than 50 messages take to come makes nearly every batch full.
+	t.Run("notify batch", func(t *testing.T) {
+		res := runLoad(t, getenv, "-scenario", "notify", "-conns", "50", "-msg-rate", "1000", "-duration", "1s", "-batch", "50", "-batch-wait", "100ms")
+		n := res.Notify
+		if n == nil || n.Sent == 0 || n.APIErrors != 0 || n.Delivered != n.Sent || n.Expected != n.Sent || res.Errors != 0 || res.Missing != 0 {
+			t.Fatalf("notify %+v errors %d %v", n, res.Errors, res.ErrorSamples)
+		}
+		if res.Latency == nil || res.Latency.Count != uint64(n.Sent) || res.Deliveries != n.Sent {
+			t.Fatalf("latency %+v deliveries %d, sent %d", res.Latency, res.Deliveries, n.Sent)
+		}
+		if n.Batch != 50 || n.Requests < (n.Sent+49)/50 || n.Requests >= n.Sent {
+			t.Fatalf("batch %d: %d requests for %d messages", n.Batch, n.Requests, n.Sent)
+		}
+		if n.ServerCPU == nil || n.ServerCPU.PID != srv.pid {
+			t.Fatalf("server cpu %+v %s", n.ServerCPU, n.ServerCPUNote)
+		}
 	})
 	t.Run("churn", func(t *testing.T) {
 		res := runLoad(t, getenv, "-scenario", "churn", "-conns", "100", "-users", "50", "-churn-rate", "100", "-duration", "1s")

@@ -30,6 +30,46 @@ func readRSSKB(pid int) (int64, error) {
 	return 0, fmt.Errorf("no VmRSS in /proc/%d/status", pid)
 }
 
+// clockTicks is USER_HZ, the unit of the CPU times in /proc/<pid>/stat:
+// 100 on every Linux architecture Go runs on (sysconf(_SC_CLK_TCK) would
+// need cgo).
+const clockTicks = 100
+
+// readCPUms returns the CPU time a process has used so far, user plus
+// system (utime+stime in /proc/<pid>/stat), in milliseconds, to the
+// resolution of a clock tick (10ms).
+func readCPUms(pid int) (int64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, fmt.Errorf("read CPU time: %w", err)
+	}
+	return parseStatCPUms(b)
+}
+
+// parseStatCPUms parses utime+stime out of a /proc/<pid>/stat line.
+func parseStatCPUms(b []byte) (int64, error) {
+	// "pid (comm) state ppid …": comm may hold spaces and parentheses, so
+	// the fields are counted from the last ')'. After it come field 3
+	// (state) onwards; utime and stime are fields 14 and 15.
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return 0, errors.New("read CPU time: /proc/<pid>/stat has no ')'")
+	}
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 13 {
+		return 0, fmt.Errorf("read CPU time: /proc/<pid>/stat has %d fields after the command", len(f))
+	}
+	var ticks int64
+	for _, s := range f[11:13] {
+		v, err := strconv.ParseInt(s, 10, 64)
+		if err != nil {
+			return 0, fmt.Errorf("read CPU time: %w", err)
+		}
+		ticks += v
+	}
+	return ticks * 1000 / clockTicks, nil
+}
+
 // serverPID finds the process listening on target's port, when target is
 // on this machine: a socket in /proc/net/tcp{,6} in state LISTEN on that
 // port, then the process holding that socket's inode among /proc/*/fd.

@@ -119,13 +119,34 @@ type fanoutMsg struct {
 }
 
 type notifyResult struct {
-	TargetRate      float64  `json:"target_rate"`
-	Rate            float64  `json:"rate"`
-	Sent            int64    `json:"sent"`
-	APIErrors       int64    `json:"api_errors"`
-	Expected        int64    `json:"expected"` // connections the server queued the sent messages to
-	Delivered       int64    `json:"delivered"`
+	TargetRate  float64 `json:"target_rate"` // messages/s asked
+	Rate        float64 `json:"rate"`        // messages/s the server accepted
+	Batch       int     `json:"batch"`       // messages per request at most (1: POST /v1/users/{u}/messages)
+	BatchWaitMs float64 `json:"batch_wait_ms,omitempty"`
+	Sent        int64   `json:"sent"`       // messages the server accepted
+	APIErrors   int64   `json:"api_errors"` // messages that failed (a failed batch request counts all of its messages)
+	Expected    int64   `json:"expected"`   // connections the server queued the sent messages to
+	Delivered   int64   `json:"delivered"`
+	Requests    int64   `json:"requests"` // API requests made
+	RequestRate float64 `json:"requests_per_second"`
+	SendSeconds float64 `json:"send_seconds"` // the send window: first message due to last reply
+
+	// The server's CPU time over the send window; nil, with a note, when
+	// its pid is not known.
+	ServerCPU     *cpuResult `json:"server_cpu,omitempty"`
+	ServerCPUNote string     `json:"server_cpu_note,omitempty"`
+
 	APIErrorSamples []string `json:"api_error_samples,omitempty"`
+}
+
+// cpuResult is a process's CPU time (user plus system, from
+// /proc/<pid>/stat, 10ms resolution) over a window.
+type cpuResult struct {
+	PID           int     `json:"pid"`
+	Ms            int64   `json:"ms"`
+	WindowS       float64 `json:"window_s"`
+	Cores         float64 `json:"cores"`                // Ms over the window: the cores busy on average
+	MsPer1000Msgs float64 `json:"ms_per_1000_messages"` // per 1,000 messages sent (accepted)
 }
 
 type churnResult struct {
@@ -323,6 +344,21 @@ func writeRows(row func(label, format string, args ...any), res *result) {
 	}
 	if n := res.Notify; n != nil {
 		row("notify", "%d sent (%.0f/s of %.0f/s asked), %d API errors, %d/%d delivered", n.Sent, n.Rate, n.TargetRate, n.APIErrors, n.Delivered, n.Expected)
+		if n.Batch > 1 {
+			perReq := 0.0
+			if n.Requests > 0 {
+				perReq = float64(n.Sent+n.APIErrors) / float64(n.Requests)
+			}
+			row("requests", "%d POST /v1/batch (%.0f/s), %.1f messages each on average (at most %d, partial batches sent after %s)",
+				n.Requests, n.RequestRate, perReq, n.Batch, fmtMs(n.BatchWaitMs))
+		} else {
+			row("requests", "%d POST /v1/users/{user}/messages (%.0f/s), one message each", n.Requests, n.RequestRate)
+		}
+		if c := n.ServerCPU; c != nil {
+			row("server cpu", "pid %d: %d ms over the %.1fs send window (%.2f cores): %.1f ms per 1,000 messages", c.PID, c.Ms, c.WindowS, c.Cores, c.MsPer1000Msgs)
+		} else if n.ServerCPUNote != "" {
+			row("server cpu", "%s", n.ServerCPUNote)
+		}
 	}
 	if ch := res.Churn; ch != nil {
 		row("churn", "%d closed and %d reopened (%.0f/s of %.0f/s asked), %d failed", ch.Closed, ch.Reconnected, ch.Rate, ch.TargetRate, ch.Failed)

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"strconv"
@@ -254,60 +255,136 @@ func (r *runner) fanout(ctx context.Context) (*fanoutResult, error) {
 	return out, nil
 }
 
+// notifyMsg is one notification: its sequence number and, once stamped,
+// its timestamp (unix nanos).
+type notifyMsg struct {
+	seq, t int64
+}
+
 // notify sends MsgRate notifications a second for Duration, to the users
-// in turn, each stamped with its send time, then waits for the deliveries.
-// Senders stamp just before their request; should they fall behind the
-// schedule, the achieved rate (reported) drops rather than the latency
-// hiding the queueing.
+// in turn, each stamped with a timestamp, then waits for the deliveries.
+// With Batch 1 each is one POST /v1/users/{u}/messages, stamped by its
+// sender just before the request. With Batch > 1 each is stamped when the
+// pacer creates it on the schedule and joins a batch, sent as one POST
+// /v1/batch when Batch messages are in it or its first has waited
+// BatchWait: the wait counts in the latency, as it would for a real
+// sender. Should the senders fall behind the schedule, the pacer blocks
+// and the achieved rate (reported) drops rather than the latency hiding
+// the queueing. The server's CPU time is read around the send window.
 func (r *runner) notify(ctx context.Context) (*notifyResult, error) {
-	out := &notifyResult{TargetRate: r.cfg.MsgRate}
-	var sent, expected atomic.Int64
+	cfg := r.cfg
+	out := &notifyResult{TargetRate: cfg.MsgRate, Batch: cfg.Batch}
+	if cfg.Batch > 1 {
+		out.BatchWaitMs = ms(int64(cfg.BatchWait))
+	}
+	var sent, expected, requests atomic.Int64
 	var emu sync.Mutex
-	jobs := make(chan int64, r.cfg.Senders)
+	// failed counts n messages as failed API calls, keeping a few samples.
+	failed := func(n int64, sample func() string) {
+		r.apiErrs.Add(n)
+		emu.Lock()
+		if len(out.APIErrorSamples) < maxErrorSamples {
+			out.APIErrorSamples = append(out.APIErrorSamples, sample())
+		}
+		emu.Unlock()
+	}
+	userOf := func(seq int64) string { return r.users[int((seq-1)%int64(len(r.users)))] }
+	// JSON-quoted users for batch bodies, once rather than per message.
+	var quoted [][]byte
+	if cfg.Batch > 1 {
+		quoted = make([][]byte, len(r.users))
+		for i, u := range r.users {
+			quoted[i], _ = json.Marshal(u) // a string always marshals
+		}
+	}
+	jobs := make(chan []notifyMsg, cfg.Senders)
 	var senders sync.WaitGroup
-	for range r.cfg.Senders {
+	for range cfg.Senders {
 		senders.Go(func() {
-			for seq := range jobs {
-				user := r.users[int((seq-1)%int64(len(r.users)))]
-				body := fmt.Appendf(nil, `{"t":%d,"seq":%d}`, time.Now().UnixNano(), seq)
-				n, err := r.api.sendUser(ctx, user, body)
-				if err != nil {
-					if ctx.Err() != nil {
-						return
+			for msgs := range jobs {
+				if cfg.Batch == 1 {
+					seq := msgs[0].seq
+					body := fmt.Appendf(nil, `{"t":%d,"seq":%d}`, time.Now().UnixNano(), seq)
+					n, err := r.api.sendUser(ctx, userOf(seq), body)
+					if err != nil && ctx.Err() != nil {
+						return // stopped, not the server's failure
 					}
-					r.apiErrs.Add(1)
-					emu.Lock()
-					if len(out.APIErrorSamples) < maxErrorSamples {
-						out.APIErrorSamples = append(out.APIErrorSamples, err.Error())
+					requests.Add(1)
+					if err != nil {
+						failed(1, err.Error)
+						continue
 					}
-					emu.Unlock()
+					sent.Add(1)
+					expected.Add(int64(n))
 					continue
 				}
-				sent.Add(1)
-				expected.Add(int64(n))
+				results, err := r.api.sendBatch(ctx, batchBody(msgs, quoted))
+				if err != nil && ctx.Err() != nil {
+					return
+				}
+				requests.Add(1)
+				if err != nil { // the whole request failed: every message in it did
+					failed(int64(len(msgs)), func() string { return fmt.Sprintf("%d messages: %v", len(msgs), err) })
+					continue
+				}
+				if len(results) != len(msgs) {
+					failed(int64(len(msgs)), func() string {
+						return fmt.Sprintf("POST /v1/batch: %d results for %d messages", len(results), len(msgs))
+					})
+					continue
+				}
+				var ok, conns int64
+				for i, res := range results {
+					if e := res.Error; e != nil {
+						failed(1, func() string {
+							return fmt.Sprintf("POST /v1/batch: message seq %d (user %s): %s: %s", msgs[i].seq, userOf(msgs[i].seq), e.Code, e.Message)
+						})
+						continue
+					}
+					ok++
+					conns += int64(res.Connections)
+				}
+				sent.Add(ok)
+				expected.Add(conns)
 			}
 		})
 	}
-	start := time.Now()
-	var seq int64
-pace:
-	for seq = 1; ; seq++ {
-		due := start.Add(time.Duration(float64(seq-1) / r.cfg.MsgRate * float64(time.Second)))
-		if due.Sub(start) >= r.cfg.Duration || !sleepUntil(ctx, due) {
-			break
-		}
-		select {
-		case jobs <- seq:
-		case <-ctx.Done():
-			break pace
-		}
+
+	// The send window: from the first message due to the last reply. The
+	// server's CPU is read at both ends, so the connect phase is not in it.
+	cpuStart, cpuErr := int64(0), error(nil)
+	if r.pid != 0 {
+		cpuStart, cpuErr = readCPUms(r.pid)
 	}
+	start := time.Now()
+	r.pace(ctx, start, jobs)
 	close(jobs)
 	senders.Wait()
 	elapsed := time.Since(start)
+	var cpuEnd int64
+	if r.pid != 0 && cpuErr == nil {
+		cpuEnd, cpuErr = readCPUms(r.pid)
+	}
+
 	out.Sent, out.Expected = sent.Load(), expected.Load()
 	out.APIErrors = r.apiErrs.Load()
+	out.Requests = requests.Load()
+	out.SendSeconds = elapsed.Seconds()
 	out.Rate = float64(out.Sent) / elapsed.Seconds()
+	out.RequestRate = float64(out.Requests) / elapsed.Seconds()
+	switch {
+	case r.pid == 0:
+		out.ServerCPUNote = "server CPU not measured: its pid is not known"
+	case cpuErr != nil:
+		out.ServerCPUNote = "server CPU not measured: " + cpuErr.Error()
+	default:
+		c := &cpuResult{PID: r.pid, Ms: cpuEnd - cpuStart, WindowS: elapsed.Seconds()}
+		c.Cores = float64(c.Ms) / 1000 / c.WindowS
+		if out.Sent > 0 {
+			c.MsPer1000Msgs = float64(c.Ms) * 1000 / float64(out.Sent)
+		}
+		out.ServerCPU = c
+	}
 	if ctx.Err() != nil {
 		return out, context.Cause(ctx)
 	}
@@ -316,6 +393,82 @@ pace:
 	})
 	out.Delivered = r.fleet.totals().Delivered
 	return out, err
+}
+
+// pace hands the notify senders their messages on the MsgRate schedule
+// for Duration: one per job with Batch 1; with Batch > 1, stamped as they
+// are created and grouped, a batch going when it is full or when its first
+// message has waited BatchWait, whichever comes first. It returns when
+// Duration has passed (and the last batch has gone) or ctx ends.
+func (r *runner) pace(ctx context.Context, start time.Time, jobs chan<- []notifyMsg) {
+	cfg := r.cfg
+	var batch []notifyMsg
+	var flushAt time.Time // when the first message of batch has waited BatchWait
+	give := func(msgs []notifyMsg) bool {
+		select {
+		case jobs <- msgs:
+			return true
+		case <-ctx.Done():
+			return false
+		}
+	}
+	for seq := int64(1); ; seq++ {
+		due := start.Add(time.Duration(float64(seq-1) / cfg.MsgRate * float64(time.Second)))
+		if due.Sub(start) >= cfg.Duration {
+			break
+		}
+		// A partial batch goes once it has waited long enough, even when
+		// the next message is not due yet.
+		if len(batch) > 0 && flushAt.Before(due) {
+			if !sleepUntil(ctx, flushAt) || !give(batch) {
+				return
+			}
+			batch = nil
+		}
+		if !sleepUntil(ctx, due) {
+			return
+		}
+		if cfg.Batch == 1 {
+			if !give([]notifyMsg{{seq: seq}}) { // the sender stamps it
+				return
+			}
+			continue
+		}
+		now := time.Now()
+		if len(batch) == 0 {
+			batch = make([]notifyMsg, 0, cfg.Batch)
+			flushAt = now.Add(cfg.BatchWait)
+		}
+		batch = append(batch, notifyMsg{seq: seq, t: now.UnixNano()})
+		if len(batch) == cfg.Batch {
+			if !give(batch) {
+				return
+			}
+			batch = nil
+		}
+	}
+	// The last, partial batch waits as any other would: a sender cannot
+	// know that no more messages are coming.
+	if len(batch) > 0 && sleepUntil(ctx, flushAt) {
+		give(batch)
+	}
+}
+
+// batchBody is the POST /v1/batch request for msgs:
+// {"messages":[{"user":"…","data":{"t":…,"seq":…}},…]}. quoted holds the
+// users JSON-quoted, in r.users order.
+func batchBody(msgs []notifyMsg, quoted [][]byte) []byte {
+	b := make([]byte, 0, 16+len(msgs)*(64+len(quoted[0])))
+	b = append(b, `{"messages":[`...)
+	for i, m := range msgs {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, `{"user":`...)
+		b = append(b, quoted[int((m.seq-1)%int64(len(quoted)))]...)
+		b = fmt.Appendf(b, `,"data":{"t":%d,"seq":%d}}`, m.t, m.seq)
+	}
+	return append(b, "]}"...)
 }
 
 // churn has every worker close random connections and open them again,
