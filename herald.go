@@ -269,6 +269,21 @@ func NewEpoch() string {
 	return hex.EncodeToString(b[:])
 }
 
+// CheckMessages reports the first message a Store cannot append: a nil one
+// or one without a user. Stores call it before writing anything, so an
+// Append is all or nothing.
+func CheckMessages(msgs []*Message) error {
+	for i, m := range msgs {
+		if m == nil {
+			return fmt.Errorf("message %d is nil", i)
+		}
+		if m.User == "" {
+			return fmt.Errorf("message %d has no user", i)
+		}
+	}
+	return nil
+}
+
 // EnvelopeData returns the payload as it is embedded in a herald.v1 envelope:
 // the payload itself when it is valid JSON, otherwise a JSON string holding
 // it, so an envelope is always valid JSON whatever the API server sent.

@@ -81,26 +81,35 @@ func (h *Handlers) authorize(w http.ResponseWriter, r *http.Request, maxBody int
 	return body, true
 }
 
+// connection authorizes the request and finds the connection named in its
+// path, answering GoneException when there is none. ok is false when a
+// reply was already written.
+func (h *Handlers) connection(w http.ResponseWriter, r *http.Request) (c hub.Conn, body []byte, ok bool) {
+	body, ok = h.authorize(w, r, MaxPostSize)
+	if !ok {
+		return nil, nil, false
+	}
+	id := r.PathValue("id")
+	if c = h.hub.Get(herald.ConnID(id)); c == nil {
+		gone(w, id)
+		return nil, nil, false
+	}
+	return c, body, true
+}
+
 // PostToConnection sends the raw body to one connection: exactly those
 // bytes to a raw connection, wrapped in a (non-durable) envelope on
 // herald.v1.
 func (h *Handlers) PostToConnection() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		body, ok := h.authorize(w, r, MaxPostSize)
+		c, body, ok := h.connection(w, r)
 		if !ok {
 			return
 		}
-		id := r.PathValue("id")
 		now := h.now()
-		f := hub.Frames{Msg: &herald.Message{ID: herald.NewMessageID(now), Time: now, Data: body}}
-		c := h.hub.Get(herald.ConnID(id))
-		if c == nil {
-			gone(w, id)
-			return
-		}
-		f.Msg.User = c.User()
+		f := hub.Frames{Msg: &herald.Message{ID: herald.NewMessageID(now), User: c.User(), Time: now, Data: body}}
 		if !c.Send(f.For(c.Protocol()), 0) {
-			gone(w, id)
+			gone(w, string(c.ID()))
 			return
 		}
 		w.WriteHeader(http.StatusOK)
@@ -120,13 +129,8 @@ type connectionInfo struct {
 // GetConnection describes one connection.
 func (h *Handlers) GetConnection() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if _, ok := h.authorize(w, r, MaxPostSize); !ok {
-			return
-		}
-		id := r.PathValue("id")
-		c := h.hub.Get(herald.ConnID(id))
-		if c == nil {
-			gone(w, id)
+		c, _, ok := h.connection(w, r)
+		if !ok {
 			return
 		}
 		info := c.Info()
@@ -143,13 +147,8 @@ func (h *Handlers) GetConnection() http.Handler {
 // DeleteConnection closes one connection (close code 4003).
 func (h *Handlers) DeleteConnection() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if _, ok := h.authorize(w, r, MaxPostSize); !ok {
-			return
-		}
-		id := r.PathValue("id")
-		c := h.hub.Get(herald.ConnID(id))
-		if c == nil {
-			gone(w, id)
+		c, _, ok := h.connection(w, r)
+		if !ok {
 			return
 		}
 		c.Close(wire.CloseDisconnected, "disconnected by the server")

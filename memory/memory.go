@@ -108,13 +108,8 @@ func (s *Store) Append(ctx context.Context, msgs []*herald.Message, onCommit fun
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	for i, m := range msgs {
-		if m == nil {
-			return fmt.Errorf("memory: append: message %d is nil", i)
-		}
-		if m.User == "" {
-			return fmt.Errorf("memory: append: message %d has no user", i)
-		}
+	if err := herald.CheckMessages(msgs); err != nil {
+		return fmt.Errorf("memory: append: %w", err)
 	}
 	now := time.Now()
 

@@ -398,13 +398,8 @@ func (s *Store) Append(ctx context.Context, msgs []*herald.Message, onCommit fun
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	for i, m := range msgs {
-		if m == nil {
-			return fmt.Errorf("sqlite: append: message %d is nil", i)
-		}
-		if m.User == "" {
-			return fmt.Errorf("sqlite: append: message %d has no user", i)
-		}
+	if err := herald.CheckMessages(msgs); err != nil {
+		return fmt.Errorf("sqlite: append: %w", err)
 	}
 	if len(msgs) == 0 {
 		if err := s.checkOpen(); err != nil {
