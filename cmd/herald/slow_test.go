@@ -24,12 +24,7 @@ func rawDial(t *testing.T, h *server, user string, rcvbuf int) *net.TCPConn {
 		if rcvbuf == 0 {
 			return nil
 		}
-		var serr error
-		err := rc.Control(func(fd uintptr) { serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, rcvbuf) })
-		if err != nil {
-			return err
-		}
-		return serr
+		return setRcvBuf(rc, rcvbuf)
 	}}
 	nc, err := d.Dial("tcp", strings.TrimPrefix(h.URL, "http://"))
 	if err != nil {
