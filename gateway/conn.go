@@ -266,6 +266,13 @@ func (c *conn) teardown(cause error) {
 func (c *conn) finish(cause error) {
 	c.mu.Lock()
 	c.queue, c.spare, c.qbytes = nil, nil, 0
+	if c.replay != nil {
+		// Wake a replay waiting for queue room: it sees the state and stops.
+		select {
+		case c.replay.drained <- struct{}{}:
+		default:
+		}
+	}
 	c.mu.Unlock()
 
 	c.g.hub.Remove(c)
