@@ -324,13 +324,39 @@ func (p *baselineProc) stop() {
 	})
 }
 
-// runWithBaseline runs cfg's load against a fresh baseline server, stops
-// it, then runs the same load against cfg.URL, and returns the latter's
-// result with the baseline's and the comparison attached. Baseline first,
-// so that Herald's run is the last thing the machine did, as in a run
-// without -baseline; the baseline is stopped before Herald's run starts so
-// that it holds no CPU, memory or sockets while Herald is measured.
+// runWithBaseline runs cfg's load against a fresh baseline server and
+// against cfg.URL, and returns the latter's result with the baseline's and
+// the comparison attached. By default the baseline runs first, so that
+// Herald's run is the last thing the machine did, as in a run without
+// -baseline; -baseline-after swaps the order, because on a small shared
+// machine the second run of a pair can measure slower than the first. The
+// baseline is stopped before the other run starts so that it holds no CPU,
+// memory or sockets while Herald is measured.
 func runWithBaseline(ctx context.Context, cfg config, stderr io.Writer) (*result, error) {
+	var bres *result
+	var berr error
+	if !cfg.BaselineAfter {
+		if bres, berr = runBaselineOnce(ctx, cfg, stderr); ctx.Err() != nil {
+			res := &result{Scenario: cfg.Scenario, URL: cfg.URL.String(), Requested: cfg.Conns, Baseline: bres, Aborted: context.Cause(ctx).Error()}
+			return res, berr
+		}
+	}
+	fmt.Fprintf(stderr, "target at %s: %s with %d connections\n", cfg.URL, cfg.Scenario, cfg.Conns)
+	res, err := (&runner{cfg: cfg, stderr: stderr}).run(ctx)
+	if res == nil {
+		res = &result{Scenario: cfg.Scenario, URL: cfg.URL.String(), Requested: cfg.Conns}
+	}
+	if cfg.BaselineAfter && ctx.Err() == nil {
+		bres, berr = runBaselineOnce(ctx, cfg, stderr)
+	}
+	res.Baseline = bres
+	res.VsBaseline = compare(res, bres)
+	return res, errors.Join(berr, err)
+}
+
+// runBaselineOnce starts the baseline server, runs cfg's load against it
+// and stops it again.
+func runBaselineOnce(ctx context.Context, cfg config, stderr io.Writer) (*result, error) {
 	fmt.Fprintln(stderr, "starting the raw baseline server")
 	bp, err := startBaseline(ctx, stderr)
 	if err != nil {
@@ -356,19 +382,7 @@ func runWithBaseline(ctx context.Context, cfg config, stderr io.Writer) (*result
 	if berr != nil {
 		berr = fmt.Errorf("baseline run: %w", berr)
 	}
-	if ctx.Err() != nil {
-		res := &result{Scenario: cfg.Scenario, URL: cfg.URL.String(), Requested: cfg.Conns, Baseline: bres, Aborted: context.Cause(ctx).Error()}
-		return res, berr
-	}
-
-	fmt.Fprintf(stderr, "target at %s: %s with %d connections\n", cfg.URL, cfg.Scenario, cfg.Conns)
-	res, err := (&runner{cfg: cfg, stderr: stderr}).run(ctx)
-	if res == nil {
-		res = &result{Scenario: cfg.Scenario, URL: cfg.URL.String(), Requested: cfg.Conns}
-	}
-	res.Baseline = bres
-	res.VsBaseline = compare(res, bres)
-	return res, errors.Join(berr, err)
+	return bres, berr
 }
 
 // prefixWriter prefixes every write (each is one line here) with prefix,

@@ -51,6 +51,7 @@ type config struct {
 	Timeout         time.Duration // cap on the whole run
 	JSON            bool
 	Baseline        bool   // idle, fanout: run the same load against the raw baseline first
+	BaselineAfter   bool   // run the baseline after the target instead
 	CSV             string // append the run's summary as a CSV row to this file
 }
 
@@ -153,6 +154,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	fs.DurationVar(&c.DialTimeout, "dial-timeout", 10*time.Second, "connect plus handshake timeout")
 	fs.DurationVar(&c.Timeout, "timeout", 0, "stop everything after this long whatever happens (0 = estimated from the other flags, plus a minute)")
 	fs.BoolVar(&c.JSON, "json", false, "print the result as one JSON object")
+	fs.BoolVar(&c.BaselineAfter, "baseline-after", false, "with -baseline: measure the target first and the baseline second (the second run of a pair can measure slower on a small machine; try both orders)")
 	fs.BoolVar(&c.Baseline, "baseline", false, "idle, fanout: run the same load against a raw WebSocket baseline server first (started and stopped by this run) and report the ratio Herald/baseline")
 	fs.StringVar(&c.CSV, "csv", "", "append a summary of the run as one CSV row to this file (header written when the file is new; one file per scenario)")
 	if err := fs.Parse(args); err != nil {
@@ -205,6 +207,8 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 		return c, fmt.Errorf("-batch works with the notify scenario, not %s", c.Scenario)
 	case c.Batch > 1 && c.BatchWait <= 0:
 		return c, errors.New("-batch-wait must be positive")
+	case c.BaselineAfter && !c.Baseline:
+		return c, errors.New("-baseline-after needs -baseline")
 	case c.Baseline && c.Scenario != "idle" && c.Scenario != "fanout":
 		// The baseline has no users: it can only hold and broadcast.
 		return c, fmt.Errorf("-baseline works with the idle and fanout scenarios, not %s", c.Scenario)
