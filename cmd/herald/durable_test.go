@@ -44,7 +44,7 @@ func readEnv(t *testing.T, c *websocket.Conn) envelope {
 
 func (h *server) dialURL(t *testing.T, user, query string, subprotocols ...string) *websocket.Conn {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
 	defer cancel()
 	c, resp, err := websocket.Dial(ctx, h.WSURL+"/ws?token="+h.token(t, user)+query, &websocket.DialOptions{Subprotocols: subprotocols})
 	if err != nil {

@@ -129,7 +129,7 @@ func (h *server) token(t *testing.T, user string) string {
 // implementation than the server's) with the token in the query string.
 func (h *server) dial(t *testing.T, user string, subprotocols ...string) *websocket.Conn {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
 	defer cancel()
 	c, resp, err := websocket.Dial(ctx, h.WSURL+"/ws?token="+h.token(t, user), &websocket.DialOptions{Subprotocols: subprotocols})
 	if err != nil {
@@ -183,9 +183,13 @@ func (h *server) waitConns(t *testing.T, user string, n int) []map[string]any {
 	}
 }
 
+// testTimeout bounds one read or dial in tests: generous, because CI machines are
+// noisy and a passing read returns at once anyway.
+const testTimeout = 20 * time.Second
+
 func read(t *testing.T, c *websocket.Conn) (websocket.MessageType, []byte) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
 	defer cancel()
 	typ, b, err := c.Read(ctx)
 	if err != nil {
