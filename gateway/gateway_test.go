@@ -1,0 +1,68 @@
+package gateway
+
+import (
+	"fmt"
+	"log/slog"
+	"net/http/httptest"
+	"testing"
+	"unsafe"
+
+	"github.com/herald-gw/herald/hub"
+	"github.com/herald-gw/herald/memory"
+	"github.com/herald-gw/herald/token"
+)
+
+func TestTokenFrom(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		url     string
+		headers map[string]string
+		want    string
+	}{
+		{"query", "/ws?token=q", nil, "q"},
+		{"query wins over header", "/ws?token=q", map[string]string{"Authorization": "Bearer h"}, "q"},
+		{"bearer", "/ws", map[string]string{"Authorization": "Bearer h"}, "h"},
+		{"bearer any case", "/ws", map[string]string{"Authorization": "bEaReR  h "}, "h"},
+		{"basic is not a token", "/ws", map[string]string{"Authorization": "Basic eDp5"}, ""},
+		{"subprotocol", "/ws", map[string]string{"Sec-WebSocket-Protocol": "herald.v1, herald.token.s"}, "s"},
+		{"none", "/ws", nil, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := httptest.NewRequest("GET", tc.url, nil)
+			for k, v := range tc.headers {
+				r.Header.Set(k, v)
+			}
+			if got := TokenFrom(r); got != tc.want {
+				t.Fatalf("TokenFrom = %q, want %q", got, tc.want)
+			}
+		})
+	}
+}
+
+func TestConfigRejectsUnknownIO(t *testing.T) {
+	iss, _ := token.NewIssuer([]byte("0123456789abcdef0123456789abcdef"))
+	if _, err := New(Config{IO: "kqueue"}, hub.New(0), iss, memory.New(), slog.New(slog.DiscardHandler)); err == nil {
+		t.Fatal("unknown I/O strategy accepted")
+	}
+}
+
+// The User-Agent intern table shares equal strings and stops growing at
+// its bound, so clients sending random agents cannot grow it forever.
+func TestInternBounded(t *testing.T) {
+	iss, _ := token.NewIssuer([]byte("0123456789abcdef0123456789abcdef"))
+	g, err := New(Config{IO: IOGoroutine}, hub.New(0), iss, memory.New(), slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := g.intern(string([]byte("Mozilla/5.0")))
+	b := g.intern(string([]byte("Mozilla/5.0")))
+	if unsafe.StringData(a) != unsafe.StringData(b) {
+		t.Fatal("equal agents are not shared")
+	}
+	for i := range maxInterned + 100 {
+		g.intern(fmt.Sprint("agent-", i))
+	}
+	if n := g.nagents.Load(); n != maxInterned {
+		t.Fatalf("intern table holds %d, bound %d", n, maxInterned)
+	}
+}
