@@ -5,7 +5,6 @@
 package api
 
 import (
-	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"io"
@@ -20,6 +19,7 @@ import (
 	"github.com/herald-gw/herald/gateway"
 	"github.com/herald-gw/herald/hub"
 	"github.com/herald-gw/herald/stream"
+	"github.com/herald-gw/herald/token"
 )
 
 // MaxPayload is the largest notification payload, as on API Gateway.
@@ -193,22 +193,13 @@ func checkPayload(p []byte) error {
 func requireAPIKey(log *slog.Logger, key string) func(http.Handler) http.Handler {
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			if !APIKeyMatches(r, key) {
+			if !token.BearerIs(r, key) {
 				writeError(w, r, log, herald.Errorf(herald.EUnauthorized, "missing or invalid API key"))
 				return
 			}
 			next.ServeHTTP(w, r)
 		})
 	}
-}
-
-// APIKeyMatches reports whether r carries "Authorization: Bearer <key>".
-func APIKeyMatches(r *http.Request, key string) bool {
-	a := r.Header.Get("Authorization")
-	if key == "" || len(a) < 7 || !strings.EqualFold(a[:7], "bearer ") {
-		return false
-	}
-	return subtle.ConstantTimeCompare([]byte(strings.TrimSpace(a[7:])), []byte(key)) == 1
 }
 
 // allowCORS lets browsers on the configured origins call a route. Tokens

@@ -9,16 +9,15 @@
 package awsapi
 
 import (
-	"crypto/subtle"
 	"encoding/json"
 	"io"
 	"log/slog"
 	"net/http"
-	"strings"
 	"time"
 
 	"github.com/herald-gw/herald"
 	"github.com/herald-gw/herald/hub"
+	"github.com/herald-gw/herald/token"
 	"github.com/herald-gw/herald/wire"
 )
 
@@ -64,9 +63,7 @@ func (h *Handlers) authorize(w http.ResponseWriter, r *http.Request, maxBody int
 		awsError(w, http.StatusRequestEntityTooLarge, "PayloadTooLargeException", "payload exceeds 131072 bytes")
 		return nil, false
 	}
-	a := r.Header.Get("Authorization")
-	if h.apiKey != "" && len(a) > 7 && strings.EqualFold(a[:7], "bearer ") &&
-		subtle.ConstantTimeCompare([]byte(strings.TrimSpace(a[7:])), []byte(h.apiKey)) == 1 {
+	if token.BearerIs(r, h.apiKey) {
 		return body, true
 	}
 	if h.creds.AccessKeyID == "" {

@@ -210,8 +210,8 @@ func TokenFrom(r *http.Request) string {
 	if t := r.URL.Query().Get("token"); t != "" {
 		return t
 	}
-	if a := r.Header.Get("Authorization"); len(a) > 7 && strings.EqualFold(a[:7], "bearer ") {
-		return strings.TrimSpace(a[7:])
+	if t := token.Bearer(r); t != "" {
+		return t
 	}
 	for _, p := range subprotocols(r) {
 		if t, ok := strings.CutPrefix(p, herald.SubprotocolTokenPrefix); ok {

@@ -244,13 +244,6 @@ func (h *Hub) sendFrames(u herald.UserID, f *Frames) Result {
 	return res
 }
 
-// SendConn queues frame f to the connection with id. It reports false when
-// there is no such connection or it could not take the frame.
-func (h *Hub) SendConn(id herald.ConnID, f *Frames) bool {
-	c := h.Get(id)
-	return c != nil && c.Send(f.For(c.Protocol()), f.Msg.Offset)
-}
-
 // Broadcast queues m (whose User is ignored) to every connection and
 // returns how many took it. The shards are split between one goroutine
 // per core: a socket write costs microseconds of kernel time, and one

@@ -2,6 +2,7 @@ package token
 
 import (
 	"encoding/base64"
+	"net/http/httptest"
 	"strconv"
 	"strings"
 	"testing"
@@ -83,3 +84,31 @@ func TestNewIssuerShortSecret(t *testing.T) {
 }
 
 func itoa(n int64) string { return strconv.FormatInt(n, 10) }
+
+func TestBearer(t *testing.T) {
+	for _, tc := range []struct {
+		header, want string
+		is           bool
+	}{
+		{"Bearer k1", "k1", true},
+		{"bearer   k1 ", "k1", true},
+		{"Basic k1", "", false},
+		{"Bearer", "", false},
+		{"", "", false},
+		{"Bearer k2", "k2", false},
+	} {
+		r := httptest.NewRequest("GET", "/", nil)
+		if tc.header != "" {
+			r.Header.Set("Authorization", tc.header)
+		}
+		if got := Bearer(r); got != tc.want {
+			t.Errorf("Bearer(%q) = %q, want %q", tc.header, got, tc.want)
+		}
+		if got := BearerIs(r, "k1"); got != tc.is {
+			t.Errorf("BearerIs(%q, k1) = %v", tc.header, got)
+		}
+		if BearerIs(r, "") {
+			t.Errorf("empty key matched %q", tc.header)
+		}
+	}
+}
