@@ -304,11 +304,10 @@ func (c *conn) fail(err error) {
 
 // readLoop is the goroutine-per-connection reader.
 func (c *conn) readLoop() {
-	// A small array on the goroutine's stack: client frames (pongs, acks)
-	// are tiny, a larger one is assembled in readState, and a 4 KiB heap
-	// buffer per idle connection would cost more than the goroutine.
-	var arr [512]byte
-	buf := arr[:]
+	// Small on purpose: client frames (pongs, acks) are tiny, a larger one
+	// is assembled in readState, and this buffer lives as long as the
+	// connection (it escapes to the heap through the Read call).
+	buf := make([]byte, 512)
 	for {
 		n, err := c.nc.Read(buf)
 		if n > 0 {
