@@ -96,7 +96,8 @@ func (a *apiClient) userConns(ctx context.Context, user string) (int, error) {
 // batchItem is one message's result in a POST /v1/batch reply: its
 // delivery, or its error.
 type batchItem struct {
-	Connections int `json:"connections"`
+	Connections int   `json:"connections"`
+	Offset      int64 `json:"offset"` // in the user's stream
 	Error       *struct {
 		Code    string `json:"code"`
 		Message string `json:"message"`

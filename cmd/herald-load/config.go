@@ -37,7 +37,7 @@ type config struct {
 
 	Hold       time.Duration // idle
 	Duration   time.Duration // notify, churn
-	Messages   int           // fanout
+	Messages   int           // fanout: broadcasts; resume: messages per user stored while away
 	Interval   time.Duration // fanout: pause between broadcasts
 	MsgRate    float64       // notify
 	Senders    int           // notify: concurrent API requests
@@ -57,7 +57,7 @@ type config struct {
 
 const usage = `herald-load opens many WebSocket connections to a Herald server and
 measures it: memory per idle connection, broadcast fan-out, notification
-latency and connect/disconnect churn.
+latency, connect/disconnect churn and a storm of resuming clients.
 
 usage: herald-load [flags]
 
@@ -66,6 +66,7 @@ usage: herald-load [flags]
   herald-load -scenario notify -conns 10000 -msg-rate 5000 -duration 10s
   herald-load -scenario notify -conns 10000 -msg-rate 5000 -duration 10s -batch 100
   herald-load -scenario churn  -conns 5000 -churn-rate 500 -duration 10s
+  herald-load -scenario resume -conns 10000 -messages 10 -rate 5000
   herald-load -scenario fanout -conns 10000 -baseline -csv fanout.csv
   herald-load -plot fanout.csv -x conns -y deliveries_per_s,baseline_deliveries_per_s -o fanout.png
   herald-load -serve-baseline 127.0.0.1:9000
@@ -89,6 +90,19 @@ N, a partial batch going after -batch-wait at most (the wait is part of
 the latency). notify also reports the server's CPU time (utime+stime from
 /proc/<pid>/stat, 10ms resolution) over the send window, from the first
 message to the last reply, as ms per 1,000 messages.
+
+resume is many clients reconnecting at once, e.g. after a network
+outage: the connections speak herald.v1 and each first receives one
+message (POST /v1/batch) so that it knows its offset and epoch; then all
+close together, the server stores -messages more per user (POST
+/v1/batch) while they are away, and all reconnect at -rate, each sending
+{"type":"resume","since":<its last offset>,"epoch":...} first. It reports
+the time from the first reconnect to the last client having every message
+it missed, reconnects/s, replayed messages/s, per-connection catch-up
+time (its dial to its last missed message) and the server's CPU over
+that window. A gap (an offset skipped), a duplicate, a reset or a missed
+message never replayed fails the run. Keep -messages within the server's
+HERALD_RETENTION_COUNT (1000), or it resets.
 
 For the idle scenario's memory per connection, start the server afresh
 (Go keeps freed memory for a while, so an earlier run inflates the
@@ -126,10 +140,10 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 		return fallback
 	}
 	rawURL := fs.String("url", def("HERALD_URL", "http://127.0.0.1:8080"), "Herald server base URL ($HERALD_URL)")
-	fs.StringVar(&c.Scenario, "scenario", "idle", "idle, fanout, notify or churn")
+	fs.StringVar(&c.Scenario, "scenario", "idle", "idle, fanout, notify, churn or resume")
 	fs.IntVar(&c.Conns, "conns", 1000, "WebSocket connections to open")
 	fs.IntVar(&c.Users, "users", 0, "distinct users the connections belong to (0 = one per connection); connection i is user i mod users")
-	fs.Float64Var(&c.Rate, "rate", 1000, "connects per second, over all workers")
+	fs.Float64Var(&c.Rate, "rate", 1000, "connects per second, over all workers (resume: reconnects too)")
 	fs.IntVar(&c.Workers, "workers", 0, "worker processes (0 = one per -per-worker connections)")
 	fs.IntVar(&c.PerWorker, "per-worker", 10000, "connections per worker process when -workers is 0; at most the open-file limit minus a few")
 	local := fs.String("local-addrs", "auto", `source addresses to bind, comma-separated; "auto" = 127.0.0.1..127.0.0.K (one per 8000 connections) for a loopback server, else none; "none" = let the kernel choose`)
@@ -142,7 +156,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	fs.IntVar(&c.PID, "pid", 0, "server process id for memory readings (default: found from the port, local servers only)")
 	fs.DurationVar(&c.Hold, "hold", 10*time.Second, "idle: how long to hold the connections before reading the server's memory (its GC needs a few seconds to settle)")
 	fs.DurationVar(&c.Duration, "duration", 10*time.Second, "notify, churn: how long to send or churn")
-	fs.IntVar(&c.Messages, "messages", 5, "fanout: broadcasts to send, one after the other")
+	fs.IntVar(&c.Messages, "messages", 5, "fanout: broadcasts to send, one after the other; resume: messages per user stored while the clients are away")
 	fs.DurationVar(&c.Interval, "interval", time.Second, "fanout: pause between one broadcast's last delivery and the next broadcast")
 	fs.Float64Var(&c.MsgRate, "msg-rate", 1000, "notify: notifications per second, to users in turn")
 	fs.IntVar(&c.Senders, "senders", 64, "notify: concurrent API requests at most")
@@ -183,8 +197,8 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	c.URL = u
 
 	switch {
-	case c.Scenario != "idle" && c.Scenario != "fanout" && c.Scenario != "notify" && c.Scenario != "churn":
-		return c, fmt.Errorf("-scenario %q: want idle, fanout, notify or churn", c.Scenario)
+	case c.Scenario != "idle" && c.Scenario != "fanout" && c.Scenario != "notify" && c.Scenario != "churn" && c.Scenario != "resume":
+		return c, fmt.Errorf("-scenario %q: want idle, fanout, notify, churn or resume", c.Scenario)
 	case c.Conns <= 0:
 		return c, errors.New("-conns must be positive")
 	case c.Users < 0 || c.Users > c.Conns:
@@ -266,8 +280,26 @@ func (c *config) estimate() time.Duration {
 		scenario = c.Duration + c.BatchWait + c.MsgTimeout
 	case "churn":
 		scenario = c.Duration + c.DialTimeout + 5*time.Second
+	case "resume":
+		// Priming and its deliveries; the clients closing and the server
+		// noticing (each bounded by DialTimeout); storing at a pessimistic
+		// 5,000 messages/s; the reconnects at Rate, and the replays after
+		// the last of them.
+		stored := time.Duration(c.Users*c.Messages) * (time.Second / 5000)
+		scenario = c.MsgTimeout + 2*c.DialTimeout + stored + connect + c.DialTimeout + c.MsgTimeout
 	}
 	return connect + c.DialTimeout + scenario
+}
+
+// workerShare is worker w's (0-based) part of the connections: the global
+// index of its first one and how many it holds.
+func (c *config) workerShare(w int) (first, n int) {
+	n = c.Conns / c.Workers
+	first = w*n + min(w, c.Conns%c.Workers)
+	if w < c.Conns%c.Workers {
+		n++
+	}
+	return first, n
 }
 
 // wsURL is the gateway endpoint of the server.

@@ -115,6 +115,32 @@ func csvColumns(res *result) (header, row []string) {
 		add("reconnected", i(c.Reconnected))
 		add("failed", i(c.Failed))
 		lat("reconnect_", c.Reconnect)
+	case "resume":
+		rs := res.Resume
+		if rs == nil {
+			rs = &resumeResult{}
+		}
+		add("users", i(int64(res.Users)))
+		add("messages_per_user", i(int64(rs.Messages)))
+		add("stored", i(rs.Stored))
+		add("reconnected", i(rs.Reconnected))
+		add("reconnect_failed", i(rs.Failed))
+		add("reconnects_per_s", f2(rs.ReconnectRate))
+		add("expected", i(rs.Expected))
+		add("replayed", i(rs.Replayed))
+		add("storm_s", strconv.FormatFloat(rs.Seconds, 'f', 3, 64))
+		add("replayed_per_s", f0(rs.ReplayRate))
+		add("gaps", i(rs.Gaps))
+		add("duplicates", i(rs.Duplicates))
+		add("resets", i(rs.Resets))
+		lat("catchup_", rs.CatchUp)
+		if c := rs.ServerCPU; c != nil {
+			add("server_cpu_ms", i(c.Ms))
+			add("server_cpu_ms_per_1k_replayed", f2(c.MsPer1000Msgs))
+		} else {
+			add("server_cpu_ms", "")
+			add("server_cpu_ms_per_1k_replayed", "")
+		}
 	}
 	add("errors", i(res.Errors))
 	add("missing", i(res.Missing))

@@ -116,6 +116,58 @@ func TestEndToEnd(t *testing.T) {
 			t.Fatalf("hub check: %s %v", c.HubCheck, c.HubMismatches)
 		}
 	})
+	// resume: every client leaves, 3 messages per user are stored, every
+	// client comes back with resume and must get exactly those, each
+	// offset once. Two workers, two connections per user, both client I/O
+	// modes: each connection resumes from its own offset.
+	for _, tc := range []struct {
+		name string
+		args []string
+	}{
+		{"resume", []string{"-conns", "50"}},
+		{"resume shared users", []string{"-conns", "50", "-users", "25", "-workers", "2", "-client-io", "goroutine"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			const conns, messages = 50, 3
+			csvPath := filepath.Join(t.TempDir(), "resume.csv")
+			res := runLoad(t, getenv, append([]string{"-scenario", "resume", "-messages", fmt.Sprint(messages), "-csv", csvPath}, tc.args...)...)
+			rs := res.Resume
+			if res.Connect.Established != conns || rs == nil || res.Errors != 0 || res.Missing != 0 {
+				t.Fatalf("established %d resume %+v errors %d missing %d %v", res.Connect.Established, rs, res.Errors, res.Missing, res.ErrorSamples)
+			}
+			// Primed live, one message per user reaching each connection.
+			if rs.Primed != conns || rs.PrimeDelivered != conns || rs.PrimeExpected != conns || res.Deliveries != conns {
+				t.Fatalf("primed %d, priming %d/%d, deliveries %d", rs.Primed, rs.PrimeDelivered, rs.PrimeExpected, res.Deliveries)
+			}
+			if rs.Disconnected != conns || rs.Stored != int64(res.Users*messages) || rs.StoredLive != 0 {
+				t.Fatalf("disconnected %d, stored %d (%d users), stored live %d", rs.Disconnected, rs.Stored, res.Users, rs.StoredLive)
+			}
+			// Every connection got every message stored while it was away,
+			// each offset once, and nothing else.
+			if rs.Reconnected != conns || rs.Failed != 0 || rs.CaughtUp != conns ||
+				rs.Expected != conns*messages || rs.Replayed != conns*messages || rs.Behind != 0 ||
+				rs.Gaps != 0 || rs.Duplicates != 0 || rs.Resets != 0 {
+				t.Fatalf("resume %+v", rs)
+			}
+			if rs.CatchUp == nil || rs.CatchUp.Count != conns || rs.Reconnect == nil || rs.Reconnect.Count != conns {
+				t.Fatalf("catch-up %+v reconnect %+v", rs.CatchUp, rs.Reconnect)
+			}
+			if rs.ServerCPU == nil || rs.ServerCPU.PID != srv.pid {
+				t.Fatalf("server cpu %+v %s", rs.ServerCPU, rs.ServerCPUNote)
+			}
+			var table bytes.Buffer
+			if err := writeResult(&table, &res, false); err != nil {
+				t.Fatal(err)
+			}
+			if !regexp.MustCompile(`replay integrity\s+gaps 0, duplicates 0, resets 0, never replayed 0`).MatchString(table.String()) {
+				t.Fatalf("table:\n%s", table.String())
+			}
+			rows := readCSVFile(t, csvPath)
+			if len(rows) != 2 || csvField(t, rows, "replayed") != fmt.Sprint(conns*messages) || csvField(t, rows, "gaps") != "0" {
+				t.Fatalf("csv %q", rows)
+			}
+		})
+	}
 	// -baseline runs the identical load against the raw baseline first and
 	// compares; the baseline child must be gone afterwards.
 	t.Run("fanout baseline", func(t *testing.T) {

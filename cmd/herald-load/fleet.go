@@ -171,6 +171,22 @@ func (f *fleet) totals() workerStats {
 		t.ChurnClosed += s.ChurnClosed
 		t.ChurnReconnected += s.ChurnReconnected
 		t.ChurnFailed += s.ChurnFailed
+		t.Positioned += s.Positioned
+		t.Disconnected += s.Disconnected
+		t.ResumeReconnected += s.ResumeReconnected
+		t.ResumeFailed += s.ResumeFailed
+		if s.ResumeStart != 0 && (t.ResumeStart == 0 || s.ResumeStart < t.ResumeStart) {
+			t.ResumeStart = s.ResumeStart
+		}
+		t.ResumeDialEnd = max(t.ResumeDialEnd, s.ResumeDialEnd)
+		t.ResumeEnd = max(t.ResumeEnd, s.ResumeEnd)
+		t.ResumeExpected += s.ResumeExpected
+		t.Replayed += s.Replayed
+		t.CaughtUp += s.CaughtUp
+		t.Behind += s.Behind
+		t.Gaps += s.Gaps
+		t.Duplicates += s.Duplicates
+		t.Resets += s.Resets
 		t.RSSKB += s.RSSKB
 		t.Errors = append(t.Errors, s.Errors...)
 		for k, v := range s.Seqs {

@@ -35,14 +35,21 @@ type workerSpec struct {
 	DialTimeout     time.Duration `json:"dial_timeout"`
 	IO              string        `json:"io"`         // "epoll" or "goroutine"
 	TrackSeqs       bool          `json:"track_seqs"` // keep per-message delivery counts (fanout)
-	Deadline        time.Time     `json:"deadline"`   // the worker stops by itself then, whatever happens
+	// Protocol is the subprotocol to ask for: "" for raw frames, or
+	// herald.v1 (resume), whose envelopes carry each message's offset and
+	// epoch, which the worker then tracks per connection.
+	Protocol string    `json:"protocol,omitempty"`
+	Deadline time.Time `json:"deadline"` // the worker stops by itself then, whatever happens
 }
 
 // command is a coordinator → worker line after the spec.
 type command struct {
-	Op       string        `json:"op"`                 // "stop" or "churn"
+	Op       string        `json:"op"`                 // "stop", "churn", "disconnect" or "resume"
 	Rate     float64       `json:"rate,omitempty"`     // churn: reconnects/s for this worker
 	Duration time.Duration `json:"duration,omitempty"` // churn: for how long
+	// resume: per connection of this worker, the last offset of its
+	// user's stream: the connection has caught up once it has that one.
+	Targets []int64 `json:"targets,omitempty"`
 }
 
 // seqStat is what one worker saw of one tracked message.
@@ -73,6 +80,24 @@ type workerStats struct {
 	ChurnFailed      int64 `json:"churn_failed,omitempty"`
 	ChurnDone        bool  `json:"churn_done,omitempty"`
 
+	// Resume scenario (herald.v1 connections).
+	Positioned        int64 `json:"positioned,omitempty"`         // connections that received a stored message (know an offset)
+	DisconnectDone    bool  `json:"disconnect_done,omitempty"`    // every connection was closed for the resume
+	Disconnected      int64 `json:"disconnected,omitempty"`       // connections closed for it
+	ResumeReconnected int64 `json:"resume_reconnected,omitempty"` // handshakes completed and resume sent
+	ResumeFailed      int64 `json:"resume_failed,omitempty"`      // reconnects that failed
+	ResumeDone        bool  `json:"resume_done,omitempty"`        // every reconnect was attempted
+	ResumeStart       int64 `json:"resume_start,omitempty"`       // unix nanos: first reconnect dial started
+	ResumeDialEnd     int64 `json:"resume_dial_end,omitempty"`    // unix nanos: last reconnect handshake done
+	ResumeEnd         int64 `json:"resume_end,omitempty"`         // unix nanos: last connection caught up
+	ResumeExpected    int64 `json:"resume_expected,omitempty"`    // messages the reconnected connections had missed
+	Replayed          int64 `json:"replayed,omitempty"`           // new offsets received after a resume
+	CaughtUp          int64 `json:"caught_up,omitempty"`          // reconnected connections that reached their target
+	Behind            int64 `json:"behind,omitempty"`             // offsets reconnected connections still lack (their tails)
+	Gaps              int64 `json:"gaps,omitempty"`               // offsets skipped: a message arrived after a missing one
+	Duplicates        int64 `json:"duplicates,omitempty"`         // offsets received again
+	Resets            int64 `json:"resets,omitempty"`             // reset messages, and epochs that changed without one
+
 	RSSKB  int64              `json:"rss_kb"` // the worker's own VmRSS
 	Errors []string           `json:"errors,omitempty"`
 	Seqs   map[int64]*seqStat `json:"seqs,omitempty"`
@@ -82,11 +107,12 @@ type workerStats struct {
 type event struct {
 	Ev    string      `json:"ev"` // "stats", "final" or "fatal"
 	Stats workerStats `json:"stats"`
-	// final only: latency of deliveries, of first connects and of churn
-	// reconnects.
+	// final only: latency of deliveries, of first connects, of churn or
+	// resume reconnects, and of resumes (dial to caught up).
 	Latency   *histogram `json:"latency,omitempty"`
 	Connect   *histogram `json:"connect,omitempty"`
 	Reconnect *histogram `json:"reconnect,omitempty"`
+	CatchUp   *histogram `json:"catch_up,omitempty"`
 	Error     string     `json:"error,omitempty"` // fatal only
 }
 

@@ -26,6 +26,7 @@ type result struct {
 	Fanout  *fanoutResult  `json:"fanout,omitempty"`
 	Notify  *notifyResult  `json:"notify,omitempty"`
 	Churn   *churnResult   `json:"churn,omitempty"`
+	Resume  *resumeResult  `json:"resume,omitempty"`
 	Latency *latencyResult `json:"delivery_latency_ms,omitempty"`
 
 	Deliveries int64 `json:"deliveries"`     // messages with our timestamp, all connections
@@ -35,7 +36,8 @@ type result struct {
 	// Errors counts everything that went wrong: failed connects and
 	// reconnects, connections the server or network dropped, protocol
 	// violations, failed API calls, deliveries that never came, server
-	// registry mismatches, workers that did not report.
+	// registry mismatches, gaps, duplicates and resets in resumed streams,
+	// workers that did not report.
 	Errors       int64    `json:"errors"`
 	Dropped      int64    `json:"dropped"`
 	BadFrames    int64    `json:"bad_frames"`
@@ -161,6 +163,50 @@ type churnResult struct {
 	HubMismatches []string       `json:"hub_mismatches,omitempty"`
 }
 
+// resumeResult is the resume storm: priming, the clients away while
+// messages are stored, and their reconnecting with resume.
+type resumeResult struct {
+	Messages       int   `json:"messages_per_user"` // stored per user while the clients were away
+	Primed         int64 `json:"primed"`            // connections that knew an offset before leaving
+	PrimeExpected  int64 `json:"prime_expected"`    // priming deliveries the server queued
+	PrimeDelivered int64 `json:"prime_delivered"`
+	Disconnected   int64 `json:"disconnected"`
+
+	Stored       int64   `json:"stored"`      // messages stored while the clients were away
+	StoredLive   int64   `json:"stored_live"` // deliveries of those to connections the server still had (0 in a clean run)
+	StoreSeconds float64 `json:"store_s"`
+	StoreRate    float64 `json:"stored_per_second"`
+
+	// From the first reconnect dial to the last handshake, by the workers'
+	// clocks.
+	Reconnected      int64          `json:"reconnected"`
+	Failed           int64          `json:"failed"`
+	ReconnectSeconds float64        `json:"reconnect_s"`
+	ReconnectRate    float64        `json:"reconnects_per_second"`
+	Reconnect        *latencyResult `json:"reconnect_latency_ms,omitempty"` // dial to handshake
+
+	// Seconds runs from the first reconnect dial until the last client
+	// had every message it missed; ReplayRate is Replayed over it.
+	Expected   int64          `json:"expected"` // messages the reconnected clients had missed
+	Replayed   int64          `json:"replayed"` // of those, received (each offset once)
+	CaughtUp   int64          `json:"caught_up"`
+	Behind     int64          `json:"behind"` // missed messages never replayed (counted as missing deliveries)
+	Gaps       int64          `json:"gaps"`   // offsets skipped
+	Duplicates int64          `json:"duplicates"`
+	Resets     int64          `json:"resets"`
+	Seconds    float64        `json:"seconds"`
+	ReplayRate float64        `json:"replayed_per_second"`
+	CatchUp    *latencyResult `json:"catch_up_ms,omitempty"` // per client: its dial to its last missed message
+
+	// The server's CPU time from the resume commands to the last client
+	// caught up, per 1,000 replayed messages.
+	ServerCPU     *cpuResult `json:"server_cpu,omitempty"`
+	ServerCPUNote string     `json:"server_cpu_note,omitempty"`
+
+	Note            string   `json:"note,omitempty"`
+	APIErrorSamples []string `json:"api_error_samples,omitempty"`
+}
+
 // latencyResult is a histogram summary in milliseconds.
 type latencyResult struct {
 	Count uint64  `json:"count"`
@@ -186,17 +232,18 @@ func summarize(h *histogram) *latencyResult {
 
 // finish fills the totals in from the workers' final reports.
 func (res *result) finish(t workerStats, finals []*event, apiErrs int64) {
-	lat, con, recon := newHistogram(), newHistogram(), newHistogram()
+	lat, con, recon, catchUp := newHistogram(), newHistogram(), newHistogram(), newHistogram()
 	for _, f := range finals {
 		lat.merge(f.Latency)
 		con.merge(f.Connect)
 		recon.merge(f.Reconnect)
+		catchUp.merge(f.CatchUp)
 	}
 	res.Latency = summarize(lat)
 	res.Connect.Latency = summarize(con)
 	res.Deliveries, res.Other, res.OutOfOrder = t.Delivered, t.Other, t.OutOfOrder
 	res.Dropped, res.BadFrames = t.Dropped, t.BadFrames
-	res.Errors = t.ConnectFailed + t.Dropped + t.BadFrames + t.ChurnFailed + apiErrs
+	res.Errors = t.ConnectFailed + t.Dropped + t.BadFrames + t.ChurnFailed + t.ResumeFailed + apiErrs
 	res.ErrorSamples = t.Errors
 	if missing := res.Workers - len(finals); missing > 0 {
 		res.Errors += int64(missing)
@@ -223,6 +270,12 @@ func (res *result) finish(t workerStats, finals []*event, apiErrs int64) {
 		c.Reconnect = summarize(recon)
 		res.Errors += int64(len(c.HubMismatches))
 		res.ErrorSamples = append(res.ErrorSamples, c.HubMismatches...)
+	}
+	if rs := res.Resume; rs != nil {
+		rs.Reconnect, rs.CatchUp = summarize(recon), summarize(catchUp)
+		res.Missing += max(0, rs.PrimeExpected-rs.PrimeDelivered) + rs.Behind
+		res.Errors += rs.Gaps + rs.Duplicates + rs.Resets
+		res.ErrorSamples = append(res.ErrorSamples, rs.APIErrorSamples...)
 	}
 	res.Errors += res.Missing
 }
@@ -367,11 +420,42 @@ func writeRows(row func(label, format string, args ...any), res *result) {
 		}
 		row("server registry", "%s", ch.HubCheck)
 	}
+	if rs := res.Resume; rs != nil {
+		row("prime", "%d connections knew their offset (%d/%d priming messages delivered)", rs.Primed, rs.PrimeDelivered, rs.PrimeExpected)
+		row("away", "%d disconnected at once; %d messages stored meanwhile (%d per user) in %.1fs (%.0f/s)",
+			rs.Disconnected, rs.Stored, rs.Messages, rs.StoreSeconds, rs.StoreRate)
+		if rs.StoredLive > 0 {
+			row("", "the server still queued %d of those to connections it had not yet seen close", rs.StoredLive)
+		}
+		row("reconnect", "%d reconnected with resume, %d failed, in %.1fs (%.0f reconnects/s)", rs.Reconnected, rs.Failed, rs.ReconnectSeconds, rs.ReconnectRate)
+		if rs.Reconnect != nil {
+			row("reconnect latency", "%s", rs.Reconnect)
+		}
+		row("replay", "%d/%d missed messages replayed, %d/%d clients caught up; the last %.2fs after the first reconnect (%.0f replayed messages/s)",
+			rs.Replayed, rs.Expected, rs.CaughtUp, rs.Reconnected, rs.Seconds, rs.ReplayRate)
+		row("replay integrity", "gaps %d, duplicates %d, resets %d, never replayed %d", rs.Gaps, rs.Duplicates, rs.Resets, rs.Behind)
+		if rs.CatchUp != nil {
+			row("catch-up time", "%s (per client: its dial to its last missed message)", rs.CatchUp)
+		}
+		if c := rs.ServerCPU; c != nil {
+			row("server cpu", "pid %d: %d ms over the %.1fs storm (%.2f cores): %.1f ms per 1,000 replayed messages", c.PID, c.Ms, c.WindowS, c.Cores, c.MsPer1000Msgs)
+		} else if rs.ServerCPUNote != "" {
+			row("server cpu", "%s", rs.ServerCPUNote)
+		}
+		if rs.Note != "" {
+			row("note", "%s", rs.Note)
+		}
+	}
 	if res.Latency != nil {
 		row("delivery latency", "%s", res.Latency)
 	}
 	row("deliveries", "%d (other messages %d, out of order %d)", res.Deliveries, res.Other, res.OutOfOrder)
-	row("errors", "%d (dropped connections %d, bad frames %d, missing deliveries %d)", res.Errors, res.Dropped, res.BadFrames, res.Missing)
+	if rs := res.Resume; rs != nil {
+		row("errors", "%d (dropped connections %d, bad frames %d, missing deliveries %d, failed reconnects %d, gaps %d, duplicates %d, resets %d)",
+			res.Errors, res.Dropped, res.BadFrames, res.Missing, rs.Failed, rs.Gaps, rs.Duplicates, rs.Resets)
+	} else {
+		row("errors", "%d (dropped connections %d, bad frames %d, missing deliveries %d)", res.Errors, res.Dropped, res.BadFrames, res.Missing)
+	}
 	for _, e := range res.ErrorSamples {
 		row("", "%s", e)
 	}

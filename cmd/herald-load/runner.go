@@ -9,6 +9,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/herald-gw/herald"
 )
 
 // runner drives one run: set-up, connect phase, scenario, tear-down.
@@ -107,6 +109,8 @@ func (r *runner) run(ctx context.Context) (*result, error) {
 			res.Notify, err = r.notify(ctx)
 		case "churn":
 			res.Churn, err = r.churn(ctx)
+		case "resume":
+			res.Resume, err = r.resume(ctx)
 		}
 	}
 	if r.pid != 0 {
@@ -173,12 +177,8 @@ func (r *runner) resolveUsers() error {
 func (r *runner) specs(start time.Time) []workerSpec {
 	cfg := r.cfg
 	specs := make([]workerSpec, cfg.Workers)
-	first := 0
 	for w := range specs {
-		n := cfg.Conns / cfg.Workers
-		if w < cfg.Conns%cfg.Workers {
-			n++
-		}
+		first, n := cfg.workerShare(w)
 		share := float64(n) / float64(cfg.Conns)
 		s := workerSpec{
 			ID: w + 1, WSURL: cfg.wsURL(), First: first, Count: n,
@@ -197,8 +197,10 @@ func (r *runner) specs(start time.Time) []workerSpec {
 		} else {
 			s.Secret, s.UserPrefix, s.Users, s.TokenTTL = cfg.Secret, cfg.UserPrefix, cfg.Users, cfg.TokenTTL
 		}
+		if cfg.Scenario == "resume" {
+			s.Protocol = herald.SubprotocolV1 // offsets and epochs to resume from
+		}
 		specs[w] = s
-		first += n
 	}
 	return specs
 }
@@ -546,11 +548,16 @@ func (r *runner) progress(ctx context.Context, start time.Time) {
 					srv = fmt.Sprintf(" | server rss %s", mib(rss))
 				}
 			}
-			errs := s.ConnectFailed + s.Dropped + s.BadFrames + s.ChurnFailed + r.apiErrs.Load()
-			fmt.Fprintf(r.stderr, "[%4.0fs] %-7s conns %d/%d open %d (+%.0f/s) | delivered %d (%.0f/s) | errors %d%s | workers rss %s\n",
+			errs := s.ConnectFailed + s.Dropped + s.BadFrames + s.ChurnFailed + s.ResumeFailed +
+				s.Gaps + s.Duplicates + s.Resets + r.apiErrs.Load()
+			replayed := ""
+			if r.cfg.Scenario == "resume" {
+				replayed = fmt.Sprintf(" | replayed %d (%.0f/s)", s.Replayed, float64(s.Replayed-prev.Replayed)/dt)
+			}
+			fmt.Fprintf(r.stderr, "[%4.0fs] %-7s conns %d/%d open %d (+%.0f/s) | delivered %d (%.0f/s)%s | errors %d%s | workers rss %s\n",
 				now.Sub(start).Seconds(), r.phase.Load(), s.Established, r.cfg.Conns, s.Open,
-				float64(s.Established+s.ChurnReconnected-prev.Established-prev.ChurnReconnected)/dt,
-				s.Delivered, float64(s.Delivered-prev.Delivered)/dt, errs, srv, mib(s.RSSKB))
+				float64(s.Established+s.ChurnReconnected+s.ResumeReconnected-prev.Established-prev.ChurnReconnected-prev.ResumeReconnected)/dt,
+				s.Delivered, float64(s.Delivered-prev.Delivered)/dt, replayed, errs, srv, mib(s.RSSKB))
 			prev, prevAt = s, now
 		}
 	}

@@ -39,11 +39,46 @@ type worker struct {
 	connectDone, churnDone                               atomic.Bool
 	connectStart, connectEnd                             atomic.Int64 // unix nanos
 
-	hmu                         sync.Mutex // guards what follows
-	latency, connect, reconnect *histogram
-	seqs                        map[int64]*seqStat
-	errs                        []string
+	// Resume scenario. streams is each connection's place in its user's
+	// stream, by index; nil unless the spec asks for herald.v1. It is
+	// written by the connection's reader and by its reconnect and read by
+	// snapshots, hence its own lock (taken inside hmu, never around it).
+	pmu                                   sync.Mutex
+	streams                               []streamPos
+	positioned, disconnected              atomic.Int64
+	resumeReconnected, resumeFailed       atomic.Int64
+	replayed, gaps, duplicates, resets    atomic.Int64
+	disconnectDone, resumeDone            atomic.Bool
+	resumeStart, resumeDialEnd, resumeEnd atomic.Int64 // unix nanos
+
+	hmu                                  sync.Mutex // guards what follows
+	latency, connect, reconnect, catchUp *histogram
+	seqs                                 map[int64]*seqStat
+	errs                                 []string
 }
+
+// streamPos is what one herald.v1 connection knows of its user's stream.
+// It outlives the connection: a reconnect resumes from it.
+type streamPos struct {
+	offset int64  // the last offset received (or that a reset moved it to)
+	epoch  string // the epoch that offset belongs to
+
+	// Set by a resume reconnect.
+	resumed  bool
+	from     int64 // the offset it resumed from
+	target   int64 // the user's last offset: caught up once it has this one
+	dialAt   int64 // unix nanos: its reconnect dial started
+	caughtUp bool
+}
+
+// connKind says why a connection is being opened.
+type connKind int
+
+const (
+	connFirst  connKind = iota // the connect phase
+	connChurn                  // churn: a reconnect after a random close
+	connResume                 // resume: a reconnect that sends resume first
+)
 
 // eventWriter writes JSON lines to the coordinator, one at a time.
 type eventWriter struct {
@@ -114,8 +149,13 @@ loop:
 			if !ok || c.Op == "stop" {
 				break loop
 			}
-			if c.Op == "churn" {
+			switch c.Op {
+			case "churn":
 				work.Go(func() { w.churn(workCtx, c.Rate, c.Duration) })
+			case "disconnect":
+				work.Go(w.disconnectAll)
+			case "resume":
+				work.Go(func() { w.resumeAll(workCtx, c.Targets) })
 			}
 		case <-tick.C:
 			if ticks%10 == 0 { // once a second: reading /proc more often is noise
@@ -135,7 +175,7 @@ loop:
 
 	rss, _ = readRSSKB(os.Getpid())
 	w.hmu.Lock()
-	final := event{Ev: "final", Stats: w.snapshotLocked(rss), Latency: w.latency, Connect: w.connect, Reconnect: w.reconnect}
+	final := event{Ev: "final", Stats: w.snapshotLocked(rss), Latency: w.latency, Connect: w.connect, Reconnect: w.reconnect, CatchUp: w.catchUp}
 	err = out.send(final)
 	w.hmu.Unlock()
 	return err
@@ -155,6 +195,14 @@ func newWorker(spec workerSpec, out *eventWriter) (*worker, error) {
 	}
 	if spec.TrackSeqs {
 		w.seqs = make(map[int64]*seqStat)
+	}
+	switch spec.Protocol {
+	case "":
+	case herald.SubprotocolV1:
+		w.streams = make([]streamPos, spec.Count)
+		w.catchUp = newHistogram()
+	default:
+		return nil, fmt.Errorf("unsupported subprotocol %q", spec.Protocol)
 	}
 	switch {
 	case len(spec.Tokens) > 0:
@@ -185,11 +233,15 @@ func newWorker(spec workerSpec, out *eventWriter) (*worker, error) {
 			}
 			nd.LocalAddr = &net.TCPAddr{IP: ip}
 		}
-		w.dialers = append(w.dialers, ws.Dialer{
+		d := ws.Dialer{
 			Timeout: spec.DialTimeout,
 			NetDial: nd.DialContext,
 			Header:  ws.HandshakeHeaderString("User-Agent: herald-load\r\n"),
-		})
+		}
+		if spec.Protocol != "" {
+			d.Protocols = []string{spec.Protocol}
+		}
+		w.dialers = append(w.dialers, d)
 	}
 	if spec.IO == "epoll" {
 		p, err := newPoller()
@@ -214,13 +266,20 @@ func (w *worker) tokenFor(i int) (string, error) {
 // connect rate, with at most DialConcurrency handshakes in flight.
 func (w *worker) connectAll(ctx context.Context) {
 	defer w.connectDone.Store(true)
+	w.dialAll(ctx, &w.connectStart, connFirst)
+}
+
+// dialAll opens every connection at the worker's share of the connect
+// rate, at most DialConcurrency handshakes in flight, having stored the
+// time of the first dial in start.
+func (w *worker) dialAll(ctx context.Context, start *atomic.Int64, kind connKind) {
 	sem := make(chan struct{}, w.spec.DialConcurrency)
 	var wg sync.WaitGroup
 	defer wg.Wait()
-	start := time.Now()
-	w.connectStart.Store(start.UnixNano())
+	t0 := time.Now()
+	start.Store(t0.UnixNano())
 	for i := range w.spec.Count {
-		due := start.Add(time.Duration(float64(i) / w.spec.Rate * float64(time.Second)))
+		due := t0.Add(time.Duration(float64(i) / w.spec.Rate * float64(time.Second)))
 		if !sleepUntil(ctx, due) {
 			return
 		}
@@ -231,21 +290,24 @@ func (w *worker) connectAll(ctx context.Context) {
 		}
 		wg.Go(func() {
 			defer func() { <-sem }()
-			w.connectOne(ctx, i, false)
+			w.connectOne(ctx, i, kind)
 		})
 	}
 }
 
 // connectOne dials connection i and starts reading it.
-func (w *worker) connectOne(ctx context.Context, i int, churn bool) bool {
+func (w *worker) connectOne(ctx context.Context, i int, kind connKind) bool {
 	gi := w.spec.First + i
 	fail := func(err error) bool {
 		if ctx.Err() != nil {
 			return false // we are stopping: not the server's failure
 		}
-		if churn {
+		switch kind {
+		case connChurn:
 			w.churnFailed.Add(1)
-		} else {
+		case connResume:
+			w.resumeFailed.Add(1)
+		default:
 			w.connectFailed.Add(1)
 		}
 		w.addError(fmt.Sprintf("connect %d: %v", gi, err))
@@ -256,13 +318,27 @@ func (w *worker) connectOne(ctx context.Context, i int, churn bool) bool {
 		return fail(err)
 	}
 	t0 := time.Now()
-	nc, br, _, err := w.dialers[gi%len(w.dialers)].Dial(ctx, w.spec.WSURL+"?token="+url.QueryEscape(tok))
+	nc, br, hs, err := w.dialers[gi%len(w.dialers)].Dial(ctx, w.spec.WSURL+"?token="+url.QueryEscape(tok))
 	if err != nil {
 		return fail(err)
 	}
 	took := time.Since(t0)
+	if hs.Protocol != w.spec.Protocol {
+		// Without the envelope there are no offsets to check.
+		_ = nc.Close()
+		return fail(fmt.Errorf("server chose subprotocol %q, not %q", hs.Protocol, w.spec.Protocol))
+	}
 	c := &wconn{w: w, nc: nc, idx: i}
 	w.open.Add(1)
+	if kind == connResume {
+		// Before anything is read: the first message must find the
+		// connection resumed.
+		if err := w.sendResume(c, t0.UnixNano()); err != nil {
+			c.state.Store(stClosing) // counted as a failed reconnect, not a drop
+			c.finish(nil)
+			return fail(fmt.Errorf("send resume: %w", err))
+		}
+	}
 	if br != nil {
 		// The server wrote right behind its handshake; those bytes are in
 		// the dialer's buffer, not the socket.
@@ -282,21 +358,138 @@ func (w *worker) connectOne(ctx context.Context, i int, churn bool) bool {
 	w.conns[i] = c
 	w.mu.Unlock()
 	w.hmu.Lock()
-	if churn {
-		w.reconnect.record(int64(took))
-	} else {
+	if kind == connFirst {
 		w.connect.record(int64(took))
+	} else {
+		w.reconnect.record(int64(took))
 	}
 	w.hmu.Unlock()
-	if churn {
+	switch kind {
+	case connChurn:
 		w.churnReconnected.Add(1)
-	} else {
+	case connResume:
+		w.resumeReconnected.Add(1)
+		storeMax(&w.resumeDialEnd, time.Now().UnixNano())
+	default:
 		w.established.Add(1)
-		end := time.Now().UnixNano()
-		for prev := w.connectEnd.Load(); prev < end && !w.connectEnd.CompareAndSwap(prev, end); prev = w.connectEnd.Load() {
-		}
+		storeMax(&w.connectEnd, time.Now().UnixNano())
 	}
 	return true
+}
+
+// storeMax raises a to v unless it already holds more.
+func storeMax(a *atomic.Int64, v int64) {
+	for prev := a.Load(); prev < v && !a.CompareAndSwap(prev, v); prev = a.Load() {
+	}
+}
+
+// sendResume writes {"type":"resume","since":…,"epoch":"…"} from where
+// connection c's stream left off, and marks it resumed (dialed at
+// dialAt) once the server has it.
+func (w *worker) sendResume(c *wconn, dialAt int64) error {
+	w.pmu.Lock()
+	since, epoch := w.streams[c.idx].offset, w.streams[c.idx].epoch
+	w.pmu.Unlock()
+	quoted, _ := json.Marshal(epoch) // a string always marshals
+	if err := c.writeFrame(opText, fmt.Appendf(nil, `{"type":"resume","since":%d,"epoch":%s}`, since, quoted)); err != nil {
+		return err
+	}
+	w.pmu.Lock()
+	s := &w.streams[c.idx]
+	s.resumed, s.from, s.dialAt = true, since, dialAt
+	s.caughtUp = since >= s.target // nothing was missed
+	caught := s.caughtUp
+	w.pmu.Unlock()
+	if caught {
+		w.caughtUpAt(time.Now().UnixNano(), dialAt)
+	}
+	return nil
+}
+
+// caughtUpAt records that a resumed connection dialed at dialAt had
+// everything it missed at now.
+func (w *worker) caughtUpAt(now, dialAt int64) {
+	storeMax(&w.resumeEnd, now)
+	w.hmu.Lock()
+	w.catchUp.record(now - dialAt)
+	w.hmu.Unlock()
+}
+
+// advance moves connection i's place in its stream to a stored message's
+// offset (or, with reset, to where a reset message says to continue),
+// counting what a resumed stream must never show: offsets skipped (gaps)
+// and offsets seen again (duplicates). It reports whether the connection
+// is a resumed one, whose messages are replays rather than live
+// deliveries.
+func (w *worker) advance(i int, off int64, epoch []byte, now int64, reset bool) (resumed bool) {
+	var problem string // reported after unlocking: addError takes hmu
+	w.pmu.Lock()
+	s := &w.streams[i]
+	switch {
+	case reset:
+		s.offset = off
+	case s.offset == 0 && !s.resumed:
+		// A fresh connection joins the stream wherever it stands.
+		s.offset = off
+		w.positioned.Add(1)
+	case s.epoch != "" && string(epoch) != s.epoch:
+		// Another history without a reset: the offsets cannot be compared.
+		w.resets.Add(1)
+		problem = fmt.Sprintf("connection %d: epoch changed from %s to %s without a reset", w.spec.First+i, s.epoch, epoch)
+		s.offset = off
+	case off <= s.offset:
+		w.duplicates.Add(1)
+	default:
+		if off > s.offset+1 {
+			w.gaps.Add(off - s.offset - 1)
+		}
+		if s.resumed {
+			w.replayed.Add(1)
+		}
+		s.offset = off
+	}
+	if string(epoch) != s.epoch { // compared without a copy; copied only on change
+		s.epoch = string(epoch)
+	}
+	caught := s.resumed && !s.caughtUp && s.offset >= s.target
+	if caught {
+		s.caughtUp = true
+	}
+	resumed, dialAt := s.resumed, s.dialAt
+	w.pmu.Unlock()
+	if problem != "" {
+		w.addError(problem)
+	}
+	if caught {
+		w.caughtUpAt(now, dialAt)
+	}
+	return resumed
+}
+
+// disconnectAll closes every connection at once, as clients that all lose
+// their network do, keeping what each knows of its stream.
+func (w *worker) disconnectAll() {
+	w.disconnected.Add(int64(w.closeAll()))
+	w.disconnectDone.Store(true)
+}
+
+// resumeAll reconnects every connection at the worker's share of the
+// connect rate, each sending resume from its last offset as its first
+// message: the storm of clients coming back after an outage. targets[i]
+// is the last offset of connection i's user.
+func (w *worker) resumeAll(ctx context.Context, targets []int64) {
+	defer w.resumeDone.Store(true)
+	if w.streams == nil || len(targets) != len(w.streams) {
+		w.resumeFailed.Add(int64(w.spec.Count))
+		w.addError(fmt.Sprintf("resume: %d targets for %d connections (subprotocol %q)", len(targets), w.spec.Count, w.spec.Protocol))
+		return
+	}
+	w.pmu.Lock()
+	for i := range w.streams {
+		w.streams[i].target = targets[i]
+	}
+	w.pmu.Unlock()
+	w.dialAll(ctx, &w.resumeStart, connResume)
 }
 
 // churn closes random connections and opens them again, rate a second for
@@ -328,7 +521,7 @@ func (w *worker) churn(ctx context.Context, rate float64, d time.Duration) {
 		}
 		wg.Go(func() {
 			defer func() { <-sem }()
-			w.connectOne(ctx, i, true)
+			w.connectOne(ctx, i, connChurn)
 		})
 	}
 }
@@ -347,17 +540,21 @@ func (w *worker) pickOpen() (int, *wconn) {
 	return 0, nil
 }
 
-// closeAll closes every connection, with a close frame each.
-func (w *worker) closeAll() {
+// closeAll closes every connection, with a close frame each, and returns
+// how many it closed.
+func (w *worker) closeAll() int {
 	w.mu.Lock()
 	conns := append([]*wconn(nil), w.conns...)
 	clear(w.conns)
 	w.mu.Unlock()
+	n := 0
 	for _, c := range conns {
 		if c != nil {
 			c.close()
+			n++
 		}
 	}
+	return n
 }
 
 func (w *worker) recordDelivery(seq, latency, now int64) {
@@ -399,26 +596,55 @@ func (w *worker) snapshot(rss int64) workerStats {
 
 func (w *worker) snapshotLocked(rss int64) workerStats {
 	s := workerStats{
-		Assigned:         w.spec.Count,
-		Established:      w.established.Load(),
-		ConnectFailed:    w.connectFailed.Load(),
-		ConnectDone:      w.connectDone.Load(),
-		ConnectStart:     w.connectStart.Load(),
-		ConnectEnd:       w.connectEnd.Load(),
-		Open:             w.open.Load(),
-		Dropped:          w.dropped.Load(),
-		BadFrames:        w.badFrames.Load(),
-		Delivered:        w.delivered.Load(),
-		Other:            w.other.Load(),
-		OutOfOrder:       w.outOfOrder.Load(),
-		Pings:            w.pings.Load(),
-		ChurnClosed:      w.churnClosed.Load(),
-		ChurnReconnected: w.churnReconnected.Load(),
-		ChurnFailed:      w.churnFailed.Load(),
-		ChurnDone:        w.churnDone.Load(),
-		RSSKB:            rss,
-		Errors:           append([]string(nil), w.errs...),
+		Assigned:          w.spec.Count,
+		Established:       w.established.Load(),
+		ConnectFailed:     w.connectFailed.Load(),
+		ConnectDone:       w.connectDone.Load(),
+		ConnectStart:      w.connectStart.Load(),
+		ConnectEnd:        w.connectEnd.Load(),
+		Open:              w.open.Load(),
+		Dropped:           w.dropped.Load(),
+		BadFrames:         w.badFrames.Load(),
+		Delivered:         w.delivered.Load(),
+		Other:             w.other.Load(),
+		OutOfOrder:        w.outOfOrder.Load(),
+		Pings:             w.pings.Load(),
+		ChurnClosed:       w.churnClosed.Load(),
+		ChurnReconnected:  w.churnReconnected.Load(),
+		ChurnFailed:       w.churnFailed.Load(),
+		ChurnDone:         w.churnDone.Load(),
+		Positioned:        w.positioned.Load(),
+		DisconnectDone:    w.disconnectDone.Load(),
+		Disconnected:      w.disconnected.Load(),
+		ResumeReconnected: w.resumeReconnected.Load(),
+		ResumeFailed:      w.resumeFailed.Load(),
+		ResumeDone:        w.resumeDone.Load(),
+		ResumeStart:       w.resumeStart.Load(),
+		ResumeDialEnd:     w.resumeDialEnd.Load(),
+		ResumeEnd:         w.resumeEnd.Load(),
+		Replayed:          w.replayed.Load(),
+		Gaps:              w.gaps.Load(),
+		Duplicates:        w.duplicates.Load(),
+		Resets:            w.resets.Load(),
+		RSSKB:             rss,
+		Errors:            append([]string(nil), w.errs...),
 	}
+	// After ResumeDone was loaded: when it says done, every reconnected
+	// connection is already marked resumed, so none is missed here.
+	w.pmu.Lock()
+	for i := range w.streams {
+		st := &w.streams[i]
+		if !st.resumed {
+			continue
+		}
+		s.ResumeExpected += max(0, st.target-st.from)
+		if st.caughtUp {
+			s.CaughtUp++
+		} else {
+			s.Behind += max(0, st.target-st.offset)
+		}
+	}
+	w.pmu.Unlock()
 	if len(w.seqs) > 0 {
 		s.Seqs = make(map[int64]*seqStat, len(w.seqs))
 		for k, v := range w.seqs {

@@ -27,7 +27,7 @@ type wconn struct {
 	fd    int32           // epoll mode only
 	idx   int             // position in worker.conns
 	state atomic.Int32
-	wmu   sync.Mutex // serializes the rare writes: pongs and close frames
+	wmu   sync.Mutex // serializes the rare writes: pongs, close frames, resume
 
 	// Parser state, owned by the one reader.
 	pend    []byte // an incomplete frame; nil almost always
@@ -189,7 +189,12 @@ func (c *wconn) handleFrame(f frame, now int64) bool {
 
 // onMessage records one message. Ours look like {"t":<unix nanos>,"seq":n}
 // (the scenarios send exactly that); anything else is counted as other.
+// On herald.v1 they arrive inside an envelope.
 func (c *wconn) onMessage(p []byte, now int64) {
+	if c.w.streams != nil {
+		c.onEnvelope(p, now)
+		return
+	}
 	t, ok := jsonInt(p, `"t":`)
 	if !ok {
 		c.w.other.Add(1)
@@ -201,6 +206,71 @@ func (c *wconn) onMessage(p []byte, now int64) {
 	}
 	c.lastSeq = seq
 	c.w.recordDelivery(seq, now-t, now)
+}
+
+// onEnvelope handles one herald.v1 server message. A stored message moves
+// the connection along its user's stream (and is checked against it); on a
+// resumed connection it is a replay, else a live delivery whose latency
+// counts. A reset is counted as an error: the resume scenario never gives
+// the server a reason for one.
+func (c *wconn) onEnvelope(p []byte, now int64) {
+	w := c.w
+	typ, _ := jsonString(p, `"type":`)
+	switch string(typ) {
+	case "message":
+	case "reset":
+		off, _ := jsonInt(p, `"offset":`)
+		epoch, _ := jsonString(p, `"epoch":`)
+		w.resets.Add(1)
+		w.addError(fmt.Sprintf("connection %d: %s", w.spec.First+c.idx, p))
+		w.advance(c.idx, off, epoch, now, true)
+		return
+	case "error":
+		// Our resume (the only thing we send) was not understood.
+		w.badFrames.Add(1)
+		w.addError(fmt.Sprintf("connection %d: %s", w.spec.First+c.idx, p))
+		return
+	default: // pings, pongs, inbox counts
+		w.other.Add(1)
+		return
+	}
+	// The envelope's fields come before its data, so these find the
+	// envelope's own and never the payload's.
+	off, stored := jsonInt(p, `"offset":`)
+	if !stored { // a broadcast: no place in any stream
+		w.other.Add(1)
+		return
+	}
+	epoch, _ := jsonString(p, `"epoch":`)
+	if w.advance(c.idx, off, epoch, now, false) {
+		return // a replay: its age says nothing about delivery latency
+	}
+	t, ok := jsonInt(p, `"t":`)
+	if !ok {
+		w.other.Add(1)
+		return
+	}
+	seq, _ := jsonInt(p, `"seq":`)
+	w.recordDelivery(seq, now-t, now)
+}
+
+// jsonString finds key in p and returns the string value after it,
+// without unescaping: the values read this way (types, hex epochs) have
+// nothing to escape.
+func jsonString(p []byte, key string) ([]byte, bool) {
+	i := bytes.Index(p, []byte(key))
+	if i < 0 {
+		return nil, false
+	}
+	p = bytes.TrimLeft(p[i+len(key):], " ")
+	if len(p) == 0 || p[0] != '"' {
+		return nil, false
+	}
+	end := bytes.IndexByte(p[1:], '"')
+	if end < 0 {
+		return nil, false
+	}
+	return p[1 : 1+end], true
 }
 
 // jsonInt finds key in p and parses the non-negative integer after it. A
@@ -221,21 +291,46 @@ func jsonInt(p []byte, key string) (int64, bool) {
 	return v, n > 0
 }
 
-// writeControl writes one masked control frame (payload ≤ 125 bytes).
+// writeControl writes one masked control frame (payload cut to 125 bytes,
+// the most a control frame may carry).
 func (c *wconn) writeControl(op byte, payload []byte) error {
-	var b [2 + 4 + 125]byte
-	n := min(len(payload), 125)
-	b[0], b[1] = 0x80|op, 0x80|byte(n)
-	binary.LittleEndian.PutUint32(b[2:6], rand.Uint32()) // the mask key
+	return c.writeFrame(op, payload[:min(len(payload), 125)])
+}
+
+// maxClientFrame bounds what writeFrame sends: the resume message is
+// under 100 bytes, and a 16-bit length covers any epoch a server might
+// choose.
+const maxClientFrame = 1<<16 - 1
+
+// writeFrame writes one masked, unfragmented frame.
+func (c *wconn) writeFrame(op byte, payload []byte) error {
+	n := len(payload)
+	if n > maxClientFrame {
+		return fmt.Errorf("client frame of %d bytes exceeds %d", n, maxClientFrame)
+	}
+	var stack [4 + 4 + 125]byte // header, mask key, a control frame's payload
+	b := stack[:0]
+	if 8+n > len(stack) {
+		b = make([]byte, 0, 8+n)
+	}
+	b = append(b, 0x80|op)
+	if n <= 125 {
+		b = append(b, 0x80|byte(n))
+	} else {
+		b = append(b, 0x80|126)
+		b = binary.BigEndian.AppendUint16(b, uint16(n))
+	}
+	b = binary.LittleEndian.AppendUint32(b, rand.Uint32()) // the mask key
+	key := len(b) - 4
 	for i := range n {
-		b[6+i] = payload[i] ^ b[2+i%4]
+		b = append(b, payload[i]^b[key+i%4])
 	}
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
 	// A deadline, because a worker must never hang on a peer that stopped
 	// reading: in epoll mode this write runs on the loop every socket shares.
 	_ = c.nc.SetWriteDeadline(time.Now().Add(2 * time.Second))
-	_, err := c.nc.Write(b[:6+n])
+	_, err := c.nc.Write(b)
 	return err
 }
 

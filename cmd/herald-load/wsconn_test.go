@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/binary"
+	"fmt"
 	"io"
 	"net"
 	"testing"
@@ -138,6 +139,99 @@ func TestJSONInt(t *testing.T) {
 	} {
 		if got, ok := jsonInt([]byte(tc.in), tc.key); got != tc.want || ok != tc.ok {
 			t.Errorf("jsonInt(%s, %s) = %d %v", tc.in, tc.key, got, ok)
+		}
+	}
+}
+
+// v1Conn is a herald.v1 test connection, and its server end.
+func v1Conn(t *testing.T) (*wconn, net.Conn) {
+	t.Helper()
+	c, server := testConn(t, false)
+	c.w.streams = make([]streamPos, 1)
+	c.w.catchUp = newHistogram()
+	return c, server
+}
+
+func envelope(offset int64, epoch string) []byte {
+	return fmt.Appendf(nil, `{"type":"message","id":"x%d","offset":%d,"epoch":%q,"ts":"2026-01-01T00:00:00Z","data":{"t":1,"seq":%d}}`, offset, offset, epoch, offset)
+}
+
+// The stream checks of the resume scenario: a live message positions the
+// connection; after a resume, each offset must follow the last one, and
+// the connection is caught up at its target.
+func TestEnvelopeStreamChecks(t *testing.T) {
+	c, server := v1Conn(t)
+	resumeMsg := make(chan []byte, 1)
+	go func() {
+		b := make([]byte, 256)
+		n, _ := server.Read(b)
+		resumeMsg <- b[:n]
+		_, _ = io.Copy(io.Discard, server)
+	}()
+	w := c.w
+	feed := func(p []byte) {
+		t.Helper()
+		if !c.feed(serverFrame(true, opText, p), 1000) {
+			t.Fatalf("connection ended on %s", p)
+		}
+	}
+	feed([]byte(`{"type":"ping"}`))
+	feed(envelope(7, "e1")) // a fresh connection joins wherever the stream is
+	if w.positioned.Load() != 1 || w.delivered.Load() != 1 || w.other.Load() != 1 || w.gaps.Load() != 0 {
+		t.Fatalf("positioned %d delivered %d other %d gaps %d", w.positioned.Load(), w.delivered.Load(), w.other.Load(), w.gaps.Load())
+	}
+
+	w.streams[0].target = 11
+	if err := w.sendResume(c, 500); err != nil {
+		t.Fatal(err)
+	}
+	// The resume message is a masked text frame with the last offset and epoch.
+	f := <-resumeMsg
+	if f[0] != 0x80|opText || f[1]&0x80 == 0 {
+		t.Fatalf("resume frame header % x", f[:2])
+	}
+	n, mask := int(f[1]&0x7F), f[2:6]
+	payload := make([]byte, n)
+	for i := range payload {
+		payload[i] = f[6+i] ^ mask[i%4]
+	}
+	if string(payload) != `{"type":"resume","since":7,"epoch":"e1"}` {
+		t.Fatalf("resume message %s", payload)
+	}
+
+	feed(envelope(8, "e1"))
+	feed(envelope(8, "e1"))  // duplicate
+	feed(envelope(10, "e1")) // 9 skipped
+	s := w.snapshot(0)
+	if s.Replayed != 2 || s.Duplicates != 1 || s.Gaps != 1 || s.ResumeExpected != 4 || s.Behind != 1 || s.CaughtUp != 0 || w.delivered.Load() != 1 {
+		t.Fatalf("after 8, 8, 10: %+v delivered %d", s, w.delivered.Load())
+	}
+	feed(envelope(11, "e1"))
+	s = w.snapshot(0)
+	if s.Replayed != 3 || s.CaughtUp != 1 || s.Behind != 0 || s.ResumeEnd != 1000 || w.catchUp.count() != 1 || w.catchUp.max != 500 {
+		t.Fatalf("after 11: %+v catch-up n %d max %d", s, w.catchUp.count(), w.catchUp.max)
+	}
+	// A reset, and an epoch that changes without one, are both counted.
+	feed([]byte(`{"type":"reset","epoch":"e2","offset":3}`))
+	feed(envelope(4, "e3"))
+	feed([]byte(`{"type":"error","code":"bad_resume","message":"…"}`))
+	if w.resets.Load() != 2 || w.badFrames.Load() != 1 || w.streams[0].offset != 4 || w.streams[0].epoch != "e3" {
+		t.Fatalf("resets %d bad frames %d stream %+v", w.resets.Load(), w.badFrames.Load(), w.streams[0])
+	}
+}
+
+func TestJSONString(t *testing.T) {
+	for _, tc := range []struct {
+		in, key, want string
+		ok            bool
+	}{
+		{`{"type":"message","epoch":"3f9c"}`, `"type":`, "message", true},
+		{`{"type":"message","epoch": "3f9c"}`, `"epoch":`, "3f9c", true},
+		{`{"offset":17}`, `"offset":`, "", false},
+		{`{"epoch":"unterminated`, `"epoch":`, "", false},
+	} {
+		if got, ok := jsonString([]byte(tc.in), tc.key); string(got) != tc.want || ok != tc.ok {
+			t.Errorf("jsonString(%s, %s) = %q %v", tc.in, tc.key, got, ok)
 		}
 	}
 }
