@@ -24,9 +24,14 @@ import (
 )
 
 // The baseline is the least a WebSocket server can do for the same load:
-// accept any connection (no token check, no routing, no store, no hub),
-// keep it in a slice, and on POST /v1/broadcast write one prebuilt frame to
-// every connection from GOMAXPROCS goroutines. Whatever Herald costs beyond
+// accept any connection (no token check, no store, no hub), keep it in a
+// slice, and on POST /v1/broadcast write one prebuilt frame to every
+// connection from GOMAXPROCS goroutines. For the notify scenario it also
+// remembers each connection's user (the token's "sub", read without
+// checking the signature) and on POST /v1/users/{user}/messages or POST
+// /v1/batch writes each payload, as one text frame, to that user's
+// connections: the HTTP request, the JSON and the socket writes that any
+// server must do, and nothing else. Whatever Herald costs beyond
 // it — in memory per connection, in time to reach the last connection — is
 // Herald's own; what both cost is the machine's. Running it in the same run
 // as Herald, with the same client fleet, makes the ratio meaningful on any
@@ -112,18 +117,23 @@ type baselineServer struct {
 
 	bmu sync.Mutex // one broadcast at a time, as frames must not interleave
 
-	mu    sync.Mutex
-	conns []net.Conn
+	mu     sync.Mutex
+	conns  []net.Conn
+	byUser map[string][]net.Conn // notify: connections by their token's user
 }
 
 func newBaselineServer(writeTimeout time.Duration) *baselineServer {
-	return &baselineServer{writeTimeout: writeTimeout}
+	return &baselineServer{writeTimeout: writeTimeout, byUser: make(map[string][]net.Conn)}
 }
 
 func (b *baselineServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case r.Method == http.MethodPost && r.URL.Path == "/v1/broadcast":
 		b.handleBroadcast(w, r)
+	case r.Method == http.MethodPost && r.URL.Path == "/v1/batch":
+		b.handleBatch(w, r)
+	case r.Method == http.MethodPost && strings.HasPrefix(r.URL.Path, "/v1/users/") && strings.HasSuffix(r.URL.Path, "/messages"):
+		b.handleUserMessage(w, r)
 	case strings.EqualFold(r.Header.Get("Upgrade"), "websocket"):
 		// Any path, any token (or none): authentication is not what the
 		// baseline measures.
@@ -131,13 +141,19 @@ func (b *baselineServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if err != nil {
 			return // the upgrader has answered the client
 		}
+		// The token's user, unverified (tokens.go): a connection with
+		// no readable token is still served broadcasts.
+		user, _ := tokenSubject(r.URL.Query().Get("token"))
 		b.mu.Lock()
 		b.conns = append(b.conns, nc)
+		if user != "" {
+			b.byUser[user] = append(b.byUser[user], nc)
+		}
 		b.mu.Unlock()
 	case r.URL.Path == "/healthz":
 		_, _ = io.WriteString(w, `{"status":"ok"}`)
 	default:
-		http.Error(w, `{"error":{"code":"not_found","message":"the baseline serves /ws (any path) and POST /v1/broadcast"}}`, http.StatusNotFound)
+		http.Error(w, `{"error":{"code":"not_found","message":"the baseline serves /ws (any path), POST /v1/broadcast, POST /v1/users/{user}/messages and POST /v1/batch"}}`, http.StatusNotFound)
 	}
 }
 
@@ -164,6 +180,87 @@ func (b *baselineServer) handleBroadcast(w http.ResponseWriter, r *http.Request)
 	n := b.broadcast(frame)
 	w.Header().Set("Content-Type", "application/json")
 	_, _ = fmt.Fprintf(w, `{"connections":%d}`+"\n", n)
+}
+
+// handleUserMessage serves POST /v1/users/{user}/messages: the body, as
+// is, to the user's connections; the reply says to how many.
+func (b *baselineServer) handleUserMessage(w http.ResponseWriter, r *http.Request) {
+	user, err := url.PathUnescape(strings.TrimSuffix(strings.TrimPrefix(r.URL.Path, "/v1/users/"), "/messages"))
+	if err != nil {
+		baselineError(w, http.StatusBadRequest, "invalid_request", err.Error())
+		return
+	}
+	body, err := io.ReadAll(io.LimitReader(r.Body, 1<<20))
+	if err != nil {
+		baselineError(w, http.StatusBadRequest, "invalid_request", err.Error())
+		return
+	}
+	n := b.sendUser(user, body)
+	w.Header().Set("Content-Type", "application/json")
+	_, _ = fmt.Fprintf(w, `{"connections":%d}`+"\n", n)
+}
+
+// handleBatch serves POST /v1/batch {"messages":[{"user":…,"data":…},…]}:
+// each data to its user's connections, one result per message.
+func (b *baselineServer) handleBatch(w http.ResponseWriter, r *http.Request) {
+	var req struct {
+		Messages []struct {
+			User string          `json:"user"`
+			Data json.RawMessage `json:"data"`
+		} `json:"messages"`
+	}
+	body, err := io.ReadAll(io.LimitReader(r.Body, 16<<20))
+	if err == nil {
+		err = json.Unmarshal(body, &req)
+	}
+	if err != nil {
+		baselineError(w, http.StatusBadRequest, "invalid_request", err.Error())
+		return
+	}
+	out := make([]byte, 0, 16+20*len(req.Messages))
+	out = append(out, `{"results":[`...)
+	for i, m := range req.Messages {
+		if i > 0 {
+			out = append(out, ',')
+		}
+		out = fmt.Appendf(out, `{"connections":%d}`, b.sendUser(m.User, m.Data))
+	}
+	out = append(out, "]}\n"...)
+	w.Header().Set("Content-Type", "application/json")
+	_, _ = w.Write(out)
+}
+
+// sendUser writes data as one text frame to user's connections and returns
+// how many writes succeeded. Connections whose write failed are dropped.
+func (b *baselineServer) sendUser(user string, data []byte) int {
+	frame, err := ws.CompileFrame(ws.NewTextFrame(data))
+	if err != nil {
+		return 0
+	}
+	b.mu.Lock()
+	conns := slices.Clone(b.byUser[user])
+	b.mu.Unlock()
+	n := 0
+	var dead []net.Conn
+	deadline := time.Now().Add(b.writeTimeout)
+	for _, c := range conns {
+		_ = c.SetWriteDeadline(deadline)
+		if _, err := c.Write(frame); err != nil {
+			dead = append(dead, c)
+			continue
+		}
+		n++
+	}
+	if len(dead) > 0 {
+		b.drop(dead)
+	}
+	return n
+}
+
+func baselineError(w http.ResponseWriter, status int, code, msg string) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_, _ = fmt.Fprintf(w, `{"error":{"code":%q,"message":%q}}`+"\n", code, msg)
 }
 
 // broadcast writes frame to every connection, the connections split into
@@ -216,6 +313,13 @@ func (b *baselineServer) drop(conns []net.Conn) {
 	}
 	b.mu.Lock()
 	b.conns = slices.DeleteFunc(b.conns, func(c net.Conn) bool { return gone[c] })
+	for u, cs := range b.byUser {
+		if cs = slices.DeleteFunc(cs, func(c net.Conn) bool { return gone[c] }); len(cs) == 0 {
+			delete(b.byUser, u)
+		} else {
+			b.byUser[u] = cs
+		}
+	}
 	b.mu.Unlock()
 }
 
@@ -223,6 +327,7 @@ func (b *baselineServer) closeAll() {
 	b.mu.Lock()
 	conns := b.conns
 	b.conns = nil
+	clear(b.byUser)
 	b.mu.Unlock()
 	for _, c := range conns {
 		_ = c.Close()

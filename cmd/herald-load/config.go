@@ -50,7 +50,7 @@ type config struct {
 	DialTimeout     time.Duration
 	Timeout         time.Duration // cap on the whole run
 	JSON            bool
-	Baseline        bool   // idle, fanout: run the same load against the raw baseline first
+	Baseline        bool   // idle, fanout, notify: run the same load against the raw baseline first
 	BaselineAfter   bool   // run the baseline after the target instead
 	CSV             string // append the run's summary as a CSV row to this file
 }
@@ -109,12 +109,14 @@ For the idle scenario's memory per connection, start the server afresh
 baseline) and hold past a heartbeat or two (Herald pings every 25s by
 default, which costs memory of its own): -hold 60s.
 
--baseline (idle, fanout) first runs the identical load against a raw
-WebSocket server that does nothing but hold connections and write one
-prebuilt frame to each on POST /v1/broadcast (this binary with
--serve-baseline, started on a free loopback port and stopped afterwards),
-then against -url, and reports both and the ratio Herald/baseline: the
-practical limit of this machine, measured in the same run. -serve-baseline
+-baseline (idle, fanout, notify) first runs the identical load against a
+raw WebSocket server that does nothing but hold connections and write one
+prebuilt frame to each on POST /v1/broadcast, or each payload to its
+user's connections on POST /v1/users/{user}/messages and POST /v1/batch
+(no token check, no store, no envelope; this binary with -serve-baseline,
+started on a free loopback port and stopped afterwards), then against
+-url, and reports both and the ratio Herald/baseline: the practical limit
+of this machine, measured in the same run. -serve-baseline
 ADDR runs that server alone. -plot IN.csv -o OUT.png draws a line chart of
 CSV columns (run "herald-load -plot -h").
 
@@ -169,7 +171,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	fs.DurationVar(&c.Timeout, "timeout", 0, "stop everything after this long whatever happens (0 = estimated from the other flags, plus a minute)")
 	fs.BoolVar(&c.JSON, "json", false, "print the result as one JSON object")
 	fs.BoolVar(&c.BaselineAfter, "baseline-after", false, "with -baseline: measure the target first and the baseline second (the second run of a pair can measure slower on a small machine; try both orders)")
-	fs.BoolVar(&c.Baseline, "baseline", false, "idle, fanout: run the same load against a raw WebSocket baseline server first (started and stopped by this run) and report the ratio Herald/baseline")
+	fs.BoolVar(&c.Baseline, "baseline", false, "idle, fanout, notify: run the same load against a raw WebSocket baseline server first (started and stopped by this run) and report the ratio Herald/baseline")
 	fs.StringVar(&c.CSV, "csv", "", "append a summary of the run as one CSV row to this file (header written when the file is new; one file per scenario)")
 	if err := fs.Parse(args); err != nil {
 		return c, err
@@ -223,9 +225,10 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 		return c, errors.New("-batch-wait must be positive")
 	case c.BaselineAfter && !c.Baseline:
 		return c, errors.New("-baseline-after needs -baseline")
-	case c.Baseline && c.Scenario != "idle" && c.Scenario != "fanout":
-		// The baseline has no users: it can only hold and broadcast.
-		return c, fmt.Errorf("-baseline works with the idle and fanout scenarios, not %s", c.Scenario)
+	case c.Baseline && c.Scenario != "idle" && c.Scenario != "fanout" && c.Scenario != "notify":
+		// The baseline has no streams: it cannot resume, and churn
+		// measures nothing it does differently.
+		return c, fmt.Errorf("-baseline works with the idle, fanout and notify scenarios, not %s", c.Scenario)
 	}
 	if c.TokenFile == "" {
 		// Fail here rather than in every worker.

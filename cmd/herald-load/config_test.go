@@ -15,9 +15,10 @@ func TestParseConfigBaselineFlags(t *testing.T) {
 		{[]string{"-scenario", "fanout", "-baseline"}, ""},
 		{[]string{"-scenario", "fanout", "-baseline", "-baseline-after"}, ""},
 		{[]string{"-scenario", "fanout", "-baseline-after"}, "-baseline-after needs -baseline"},
-		{[]string{"-scenario", "notify", "-baseline", "-secret", "0123456789abcdef0123456789abcdef"}, "-baseline works with the idle and fanout scenarios"},
+		{[]string{"-scenario", "notify", "-baseline"}, ""},
+		{[]string{"-scenario", "churn", "-baseline"}, "-baseline works with the idle, fanout and notify scenarios"},
 		{[]string{"-scenario", "resume"}, ""},
-		{[]string{"-scenario", "resume", "-baseline"}, "-baseline works with the idle and fanout scenarios"},
+		{[]string{"-scenario", "resume", "-baseline"}, "-baseline works with the idle, fanout and notify scenarios"},
 		{[]string{"-scenario", "rewind"}, "want idle, fanout, notify, churn or resume"},
 	} {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {

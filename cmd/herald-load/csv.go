@@ -104,6 +104,14 @@ func csvColumns(res *result) (header, row []string) {
 			add("server_cpu_ms", "")
 			add("server_cpu_ms_per_1k_msgs", "")
 		}
+		if base != nil && base.Notify != nil && base.Notify.ServerCPU != nil && base.Latency != nil {
+			add("baseline_p99_ms", f2(base.Latency.P99))
+			add("baseline_cpu_ms_per_1k_msgs", f2(base.Notify.ServerCPU.MsPer1000Msgs))
+		} else {
+			add("baseline_p99_ms", "")
+			add("baseline_cpu_ms_per_1k_msgs", "")
+		}
+		add("ratio_cpu_per_1k_msgs", ratio(vs.CPUPer1000))
 	case "churn":
 		c := res.Churn
 		if c == nil {

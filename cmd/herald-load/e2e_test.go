@@ -206,6 +206,44 @@ func TestEndToEnd(t *testing.T) {
 			t.Fatalf("csv %q", rows)
 		}
 	})
+	// notify against the baseline: it routes each payload to its user's
+	// connections by the token's sub, so every message must arrive there
+	// too, and the CPU comparison must be filled in.
+	for _, batch := range []string{"1", "20"} {
+		t.Run("notify baseline batch "+batch, func(t *testing.T) {
+			csvPath := filepath.Join(t.TempDir(), "notify.csv")
+			res := runLoad(t, getenv, "-scenario", "notify", "-conns", "60", "-users", "30", "-msg-rate", "300", "-duration", "1s", "-batch", batch, "-baseline", "-csv", csvPath)
+			b := res.Baseline
+			if b == nil || b.Server.PID == 0 || b.Server.PID == srv.pid {
+				t.Fatalf("baseline %+v (herald pid %d)", b, srv.pid)
+			}
+			for name, r := range map[string]*result{"baseline": b, "herald": &res} {
+				n := r.Notify
+				// Two connections per user: each message reaches two.
+				if n == nil || n.Sent == 0 || n.APIErrors != 0 || n.Expected != 2*n.Sent || n.Delivered != n.Expected || r.Missing != 0 || r.Errors != 0 {
+					t.Fatalf("%s: notify %+v missing %d errors %d %v", name, n, r.Missing, r.Errors, r.ErrorSamples)
+				}
+				if n.ServerCPU == nil {
+					t.Fatalf("%s: server cpu %s", name, n.ServerCPUNote)
+				}
+			}
+			if v := res.VsBaseline; v == nil || v.ExtraCPUPer1000 == nil || v.P99Latency <= 0 {
+				t.Fatalf("comparison %+v", v)
+			}
+			checkGone(t, b.Server.PID)
+			var table bytes.Buffer
+			if err := writeResult(&table, &res, false); err != nil {
+				t.Fatal(err)
+			}
+			if !regexp.MustCompile(`server cpu per 1,000 messages: Herald [\d.]+ ms, baseline [\d.]+ ms`).MatchString(table.String()) {
+				t.Fatalf("table:\n%s", table.String())
+			}
+			rows := readCSVFile(t, csvPath)
+			if len(rows) != 2 || csvField(t, rows, "baseline_cpu_ms_per_1k_msgs") == "" {
+				t.Fatalf("csv %q", rows)
+			}
+		})
+	}
 	t.Run("idle baseline", func(t *testing.T) {
 		res := runLoad(t, getenv, "-scenario", "idle", "-conns", "100", "-hold", "500ms", "-baseline")
 		b := res.Baseline

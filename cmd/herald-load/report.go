@@ -65,6 +65,13 @@ type comparison struct {
 	// extra KB per connection over the baseline's.
 	KBPerConn      float64  `json:"kb_per_connection,omitempty"`
 	ExtraKBPerConn *float64 `json:"extra_kb_per_connection,omitempty"`
+	// Notify: server CPU per 1,000 messages and p99 delivery latency as
+	// ratios (above 1 Herald costs more), and Herald's extra CPU per 1,000
+	// messages over the baseline's: what Herald itself adds to the HTTP
+	// requests and socket writes that any server pays.
+	CPUPer1000      float64  `json:"cpu_per_1000_messages,omitempty"`
+	ExtraCPUPer1000 *float64 `json:"extra_cpu_ms_per_1000_messages,omitempty"`
+	P99Latency      float64  `json:"p99_latency,omitempty"`
 }
 
 type connectResult struct {
@@ -315,7 +322,15 @@ func compare(res, base *result) *comparison {
 		extra := s.PerConnKB - b.PerConnKB
 		c.ExtraKBPerConn = &extra
 	}
-	if c.DeliveriesPerSec == 0 && c.LastDelivery == 0 && c.ExtraKBPerConn == nil {
+	if n, b := res.Notify, base.Notify; n != nil && b != nil && n.ServerCPU != nil && b.ServerCPU != nil && b.ServerCPU.MsPer1000Msgs > 0 {
+		c.CPUPer1000 = n.ServerCPU.MsPer1000Msgs / b.ServerCPU.MsPer1000Msgs
+		extra := n.ServerCPU.MsPer1000Msgs - b.ServerCPU.MsPer1000Msgs
+		c.ExtraCPUPer1000 = &extra
+	}
+	if l, b := res.Latency, base.Latency; res.Notify != nil && l != nil && b != nil && b.P99 > 0 {
+		c.P99Latency = l.P99 / b.P99
+	}
+	if c.DeliveriesPerSec == 0 && c.LastDelivery == 0 && c.ExtraKBPerConn == nil && c.ExtraCPUPer1000 == nil && c.P99Latency == 0 {
 		return nil
 	}
 	return c
@@ -351,6 +366,14 @@ func writeResult(w io.Writer, res *result, asJSON bool) error {
 		if c.ExtraKBPerConn != nil {
 			row("vs baseline", "server memory per connection: Herald %.2f KB, baseline %.2f KB, ratio Herald/baseline %s (Herald's own: %+.2f KB)",
 				res.Server.PerConnKB, res.Baseline.Server.PerConnKB, ratioText(c.KBPerConn), *c.ExtraKBPerConn)
+		}
+		if c.ExtraCPUPer1000 != nil {
+			row("vs baseline", "server cpu per 1,000 messages: Herald %.1f ms, baseline %.1f ms, ratio Herald/baseline %s (Herald's own: %+.1f ms)",
+				res.Notify.ServerCPU.MsPer1000Msgs, res.Baseline.Notify.ServerCPU.MsPer1000Msgs, ratioText(c.CPUPer1000), *c.ExtraCPUPer1000)
+		}
+		if c.P99Latency > 0 {
+			row("vs baseline", "delivery latency p99: Herald %.2f ms, baseline %.2f ms, ratio Herald/baseline %.2f",
+				res.Latency.P99, res.Baseline.Latency.P99, c.P99Latency)
 		}
 	}
 	return tw.Flush()
