@@ -5,6 +5,7 @@
 package api
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"io"
@@ -161,7 +162,7 @@ func readJSON(r *http.Request, v any) error {
 // decodeJSON decodes body into v, telling malformed JSON and wrong types
 // apart from each other in the message (both are invalid_json).
 func decodeJSON(body []byte, v any) error {
-	if len(strings.TrimSpace(string(body))) == 0 {
+	if len(bytes.TrimSpace(body)) == 0 {
 		return herald.Errorf(herald.EInvalidJSON, "request body is empty")
 	}
 	err := json.Unmarshal(body, v)

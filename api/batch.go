@@ -45,10 +45,21 @@ func handleBatch(s *Server) http.Handler {
 			writeError(w, r, s.log, err)
 			return
 		}
+		// Fast path: one decoding pass for the whole batch, typed. It fails
+		// only when some message has a field of the wrong type; the
+		// per-message pass below then finds which, so that one bad
+		// message does not fail the others.
+		var typed struct {
+			Messages []item `json:"messages"`
+		}
 		var req request
-		if err := decodeJSON(body, &req); err != nil {
+		if err := json.Unmarshal(body, &typed); err == nil {
+			req.Messages = make([]json.RawMessage, len(typed.Messages)) // only its length is used
+		} else if err := decodeJSON(body, &req); err != nil {
 			writeError(w, r, s.log, err)
 			return
+		} else {
+			typed.Messages = nil
 		}
 		switch {
 		case len(req.Messages) == 0:
@@ -63,15 +74,22 @@ func handleBatch(s *Server) http.Handler {
 		out := reply{Results: make([]result, len(req.Messages))}
 		msgs := make([]*herald.Message, 0, len(req.Messages))
 		index := make([]int, 0, len(req.Messages)) // msgs[i] answers Results[index[i]]
-		for i, raw := range req.Messages {
+		for i := range req.Messages {
 			var it item
-			err := decodeJSON(raw, &it)
+			var err error
+			if typed.Messages != nil {
+				it = typed.Messages[i]
+			} else {
+				err = decodeJSON(req.Messages[i], &it)
+			}
 			switch {
 			case err != nil:
 			case it.User == nil || *it.User == "":
 				err = herald.Errorf(herald.EInvalidRequest, "user is required")
 			default:
-				err = validPayload(it.Data)
+				// Data came out of a body that decoded, so it is valid JSON
+				// already: only its presence and size are left to check.
+				err = decodedPayload(it.Data)
 			}
 			if err != nil {
 				out.Results[i].Error = &itemError{herald.ErrorCodeOf(err), herald.ErrorMessageOf(err)}

@@ -1,6 +1,7 @@
 package api
 
 import (
+	"bytes"
 	"encoding/json"
 	"log/slog"
 	"net/http"
@@ -71,6 +72,12 @@ var integerID = regexp.MustCompile(`^-?[0-9]+$`)
 type userID herald.UserID
 
 func (u *userID) UnmarshalJSON(b []byte) error {
+	// The decoder hands over only valid JSON values, so a quoted string
+	// without escapes is its bytes between the quotes: no second decode.
+	if len(b) >= 2 && b[0] == '"' && bytes.IndexByte(b, '\\') < 0 {
+		*u = userID(b[1 : len(b)-1])
+		return nil
+	}
 	if len(b) > 0 && b[0] == '"' {
 		var s string
 		if err := json.Unmarshal(b, &s); err != nil {
@@ -291,11 +298,20 @@ func pathUser(r *http.Request) (herald.UserID, error) {
 
 // validPayload checks that p is present, valid JSON and within the limit.
 func validPayload(p []byte) error {
-	if len(strings.TrimSpace(string(p))) == 0 {
+	if len(bytes.TrimSpace(p)) == 0 {
 		return herald.Errorf(herald.EInvalidRequest, "data is required")
 	}
 	if !json.Valid(p) {
 		return herald.Errorf(herald.EInvalidJSON, "payload is not valid JSON")
+	}
+	return checkPayload(p)
+}
+
+// decodedPayload is validPayload for a json.RawMessage that a successful
+// json.Unmarshal produced, which is valid JSON by construction.
+func decodedPayload(p json.RawMessage) error {
+	if len(p) == 0 {
+		return herald.Errorf(herald.EInvalidRequest, "data is required")
 	}
 	return checkPayload(p)
 }

@@ -536,4 +536,36 @@ func TestBatch(t *testing.T) {
 			t.Fatalf("%s: %d", bad, status)
 		}
 	}
+
+	// Every message an object with fields of the right types: the one-pass
+	// decoding path. Its per-message errors and escaped user ids must come
+	// out as the per-message path's do.
+	status, body = h.api(t, "POST", "/v1/batch", `{"messages":[
+		{"user":"b\u0061","data":{"n":4}},
+		{"user":"","data":1},
+		{"data":2},
+		{"user":"ba"},
+		{"user":"ba","data":null}]}`)
+	r.Results = nil
+	if err := json.Unmarshal([]byte(body), &r); status != 200 || err != nil || r.Accepted != 2 || len(r.Results) != 5 {
+		t.Fatalf("%d %s", status, body)
+	}
+	for i, want := range []string{"", "invalid_request", "invalid_request", "invalid_request", ""} {
+		got := ""
+		if e := r.Results[i].Error; e != nil {
+			got = e.Code
+		}
+		if got != want {
+			t.Fatalf("result %d: error %q, want %q (%s)", i, got, want, body)
+		}
+	}
+	if r.Results[0].User != "ba" || r.Results[0].Offset != 3 || r.Results[4].Offset != 4 {
+		t.Fatalf("reply %s", body)
+	}
+	if e := readEnv(t, a); e.Offset != 3 || string(e.Data) != `{"n":4}` {
+		t.Fatalf("ba got %+v", e)
+	}
+	if e := readEnv(t, a); e.Offset != 4 || string(e.Data) != `null` {
+		t.Fatalf("ba got %+v", e)
+	}
 }
