@@ -222,3 +222,50 @@ func BenchmarkBounds(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkAppendBatch16ManyUsers is one caller appending batches of 16
+// messages, each to a different user of 10,000: the store's share of a
+// POST /v1/batch in the notify load scenario. One caller, so ns/msg is
+// close to the store's CPU cost per message.
+func BenchmarkAppendBatch16ManyUsers(b *testing.B) {
+	const (
+		users = 10000
+		size  = 16
+	)
+	s := benchStore(b)
+	ctx := context.Background()
+	payload := benchPayload()
+	names := make([]herald.UserID, users)
+	for i := range names {
+		names[i] = herald.UserID(fmt.Sprintf("user-%d", i))
+	}
+	k := 0
+	batch := make([]*herald.Message, size)
+	fill := func() {
+		for i := range batch {
+			k++
+			batch[i] = &herald.Message{User: names[(k*7919)%users], Data: payload}
+		}
+	}
+	// Every user has a stream already, as in a server that has run a while.
+	for range users / size {
+		fill()
+		if err := s.Append(ctx, batch, nil); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportAllocs()
+	txns := s.txns.Load()
+	n := 0
+	for b.Loop() {
+		fill()
+		if err := s.Append(ctx, batch, nil); err != nil {
+			b.Fatal(err)
+		}
+		n += size
+	}
+	if sec := b.Elapsed().Seconds(); sec > 0 {
+		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(n), "ns/msg")
+	}
+	reportRate(b, s, n, txns)
+}

@@ -274,11 +274,12 @@ type writerStmts struct {
 	// committed to the file; the writer's own commits leave it alone.
 	dataVersion *sql.Stmt
 	lastOffset  *sql.Stmt
-	insert      *sql.Stmt
-	deleteUpTo  *sql.Stmt
-	keepLast    *sql.Stmt
-	markIDs     *sql.Stmt
-	markAll     *sql.Stmt
+	// insert[k] inserts 1<<k messages; see insertMessages.
+	insert     [insertSizes]*sql.Stmt
+	deleteUpTo *sql.Stmt
+	keepLast   *sql.Stmt
+	markIDs    *sql.Stmt
+	markAll    *sql.Stmt
 }
 
 // lastOffsetSQL computes a user's last assigned offset from the file: the
@@ -293,13 +294,12 @@ func (w *writerStmts) prepare(ctx context.Context, conn *sql.Conn) error {
 }
 
 func (w *writerStmts) defs() []stmtDef {
-	return []stmtDef{
+	defs := []stmtDef{
 		{&w.begin, "BEGIN IMMEDIATE"},
 		{&w.commit, "COMMIT"},
 		{&w.rollback, "ROLLBACK"},
 		{&w.dataVersion, "PRAGMA data_version"},
 		{&w.lastOffset, "SELECT " + lastOffsetSQL},
-		{&w.insert, `INSERT INTO messages (user, "offset", id, ts, data) VALUES (?, ?, ?, ?, ?)`},
 		{&w.deleteUpTo, `DELETE FROM messages WHERE user = ? AND "offset" <= ?`},
 		{&w.keepLast, `INSERT INTO streams (user, last_offset) VALUES (?1, ?2)
 			ON CONFLICT (user) DO UPDATE SET last_offset = max(last_offset, excluded.last_offset)`},
@@ -312,11 +312,22 @@ func (w *writerStmts) defs() []stmtDef {
 			WHERE user = ?2 AND flags | ?1 <> flags
 			RETURNING id`},
 	}
+	// OR ROLLBACK: a statement of several rows that may abort half way
+	// (ABORT, the default conflict resolution) makes SQLite copy every page
+	// it first touches into a statement journal, so that it can undo just
+	// that statement. A failed insert fails the whole batch anyway, so the
+	// transaction may as well end with it.
+	for k := range w.insert {
+		rows := strings.Repeat("(?, ?, ?, ?, ?), ", 1<<k)
+		defs = append(defs, stmtDef{&w.insert[k],
+			`INSERT OR ROLLBACK INTO messages (user, "offset", id, ts, data) VALUES ` + strings.TrimSuffix(rows, ", ")})
+	}
+	return defs
 }
 
 func (w *writerStmts) all() []*sql.Stmt {
-	return []*sql.Stmt{w.begin, w.commit, w.rollback, w.dataVersion, w.lastOffset, w.insert,
-		w.deleteUpTo, w.keepLast, w.markIDs, w.markAll}
+	return append([]*sql.Stmt{w.begin, w.commit, w.rollback, w.dataVersion, w.lastOffset,
+		w.deleteUpTo, w.keepLast, w.markIDs, w.markAll}, w.insert[:]...)
 }
 
 // readerStmts run on the pool; database/sql prepares each on a connection
@@ -642,7 +653,9 @@ func (s *Store) runOp(op func() error) (err error) {
 // batchState is the writer's scratch space, reused across transactions.
 type batchState struct {
 	last    map[herald.UserID]uint64 // last offset per user in this transaction
+	msgs    []*herald.Message        // the batch's messages, in order
 	offsets []uint64                 // assigned offsets, in batch order
+	args    []any                    // one INSERT's arguments
 }
 
 func newBatchState() *batchState {
@@ -659,6 +672,11 @@ func (s *Store) write(batch []*request, st *batchState) (err error) {
 	ctx := context.Background()
 	clear(st.last)
 	st.offsets = st.offsets[:0]
+	defer func() {
+		// Let the messages be collected; the caller owns them.
+		clear(st.msgs)
+		st.msgs = st.msgs[:0]
+	}()
 
 	if err := s.begin(ctx); err != nil {
 		return fmt.Errorf("sqlite: append: %w", err)
@@ -682,10 +700,11 @@ func (s *Store) write(batch []*request, st *batchState) (err error) {
 			off++
 			st.last[m.User] = off
 			st.offsets = append(st.offsets, off)
-			if _, err := s.w.insert.ExecContext(ctx, string(m.User), int64(off), m.ID, m.Time.UnixNano(), m.Data); err != nil {
-				return fmt.Errorf("sqlite: append: insert %q/%d: %w", m.User, off, err)
-			}
+			st.msgs = append(st.msgs, m)
 		}
+	}
+	if err := s.insertMessages(ctx, st); err != nil {
+		return fmt.Errorf("sqlite: append: %w", err)
 	}
 	if _, err := s.w.commit.ExecContext(ctx); err != nil {
 		return fmt.Errorf("sqlite: append: commit: %w", err)
@@ -706,6 +725,38 @@ func (s *Store) write(batch []*request, st *batchState) (err error) {
 			m.Epoch = s.epoch
 			i++
 		}
+	}
+	return nil
+}
+
+// insertSizes is how many INSERT statements the writer prepares: they write
+// 1, 2, 4, ... 1<<(insertSizes-1) rows each.
+const insertSizes = 5
+
+// insertMessages inserts st.msgs at st.offsets, largest prepared size first
+// (so 16 rows, say, take one statement and 23 take four). Each execution of
+// a statement has a fixed cost, in database/sql, in the driver (stepping,
+// resetting) and in SQLite (opening a cursor on the table and on each
+// index), which a multi-row statement pays once for all its rows: measured,
+// about 7% of the CPU per message in batches of 16.
+func (s *Store) insertMessages(ctx context.Context, st *batchState) error {
+	for i := 0; i < len(st.msgs); {
+		k := insertSizes - 1
+		for 1<<k > len(st.msgs)-i {
+			k--
+		}
+		chunk := st.msgs[i : i+1<<k]
+		args := st.args[:0]
+		for j, m := range chunk {
+			args = append(args, string(m.User), int64(st.offsets[i+j]), m.ID, m.Time.UnixNano(), m.Data)
+		}
+		_, err := s.w.insert[k].ExecContext(ctx, args...)
+		clear(args)
+		st.args = args[:0]
+		if err != nil {
+			return fmt.Errorf("insert %q/%d and %d more: %w", chunk[0].User, st.offsets[i], len(chunk)-1, err)
+		}
+		i += len(chunk)
 	}
 	return nil
 }
