@@ -245,9 +245,10 @@ func (h *Hub) sendFrames(u herald.UserID, f *Frames) Result {
 }
 
 // Broadcast queues m (whose User is ignored) to every connection and
-// returns how many took it. The shards are split between one goroutine
-// per core: a socket write costs microseconds of kernel time, and one
-// goroutine would leave the other cores idle while a million of them run.
+// returns how many took it. The shards are shared out between one
+// goroutine per core: a socket write costs microseconds of kernel time,
+// and one goroutine would leave the other cores idle while a million of
+// them run.
 func (h *Hub) Broadcast(m *herald.Message) int {
 	f := Frames{Msg: m}
 	// Build both frames up front: the workers share f read-only.
@@ -255,12 +256,19 @@ func (h *Hub) Broadcast(m *herald.Message) int {
 	f.For(herald.ProtocolV1)
 	workers := min(runtime.GOMAXPROCS(0), numShards)
 	var n atomic.Int64
+	// Each worker claims the next shard when it is done with one, rather
+	// than owning a fixed half: cores are shared with other work (the
+	// readers of these very sockets, on one machine), so equal shares end
+	// at unequal times, and the broadcast lasts as long as its slowest
+	// share. Measured with 2 workers and 10,000 connections: fixed shares
+	// ended 10–25 ms apart in a broadcast of 60–100 ms.
+	var next atomic.Int32
 	var wg sync.WaitGroup
-	for w := range workers {
+	for range workers {
 		wg.Go(func() {
 			sent := 0
 			var buf []Conn
-			for i := w; i < numShards; i += workers {
+			for i := int(next.Add(1)) - 1; i < numShards; i = int(next.Add(1)) - 1 {
 				buf = h.eachInShard(i, buf, func(c Conn) {
 					if c.Send(f.For(c.Protocol()), 0) {
 						sent++
