@@ -137,7 +137,7 @@ func (c *conn) queueLocked(frame []byte, offset uint64) bool {
 		// An idle connection's send buffer is empty, so this usually
 		// writes the whole frame and saves a goroutine and a scheduling
 		// delay per message; whatever does not fit goes to the writer.
-		n, err := c.g.writeNonblock(c.rc, frame)
+		n, err := writeFD(c.fd, frame)
 		switch {
 		case err != nil && !errors.Is(err, syscall.EAGAIN):
 			// The caller may hold a hub lock that teardown needs.

@@ -297,11 +297,15 @@ func (g *Gateway) Accept(w http.ResponseWriter, r *http.Request, claims token.Cl
 	c.lastRead.Store(now)
 	c.lastActive.Store(now)
 	// The raw descriptor is set before the connection is visible to any
-	// sender: Send reads it (to write in place) without the reader's help.
+	// sender: Send writes to it in place without the reader's help, and
+	// the poller keys its table by it.
 	epoll := false
 	if tc, isTCP := nc.(*net.TCPConn); isTCP && g.poll != nil {
 		if rc, err := tc.SyscallConn(); err == nil {
-			c.rc, epoll = rc, true
+			fd := int32(-1)
+			if rc.Control(func(f uintptr) { fd = int32(f) }) == nil && fd >= 0 {
+				c.rc, c.fd, epoll = rc, fd, true
+			}
 		}
 	}
 	g.hub.Add(c)

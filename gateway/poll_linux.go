@@ -39,8 +39,7 @@ func (p *poller) add(c *conn) error {
 	var cerr error
 	err := c.rc.Control(func(fd uintptr) {
 		p.mu.Lock()
-		c.fd = int32(fd)
-		p.fds[c.fd] = c
+		p.fds[c.fd] = c // c.fd was read from this same descriptor at accept
 		p.mu.Unlock()
 		cerr = unix.EpollCtl(p.epfd, unix.EPOLL_CTL_ADD, int(fd), &unix.EpollEvent{Events: armEvents, Fd: int32(fd)})
 	})
@@ -157,16 +156,15 @@ func (p *poller) onReadable(c *conn) {
 	}
 }
 
-// rawOp is one non-blocking read or write through syscall.RawConn. The
+// rawOp is one non-blocking read through syscall.RawConn. The
 // RawConn callbacks take a func(uintptr) bool; a closure per call would
 // allocate (the closure and every variable it captures), so the func is
-// bound once per pooled rawOp and reused: no allocation per delivery.
+// bound once per pooled rawOp and reused: no allocation per read.
 type rawOp struct {
-	p     []byte
-	n     int
-	err   error
-	read  func(fd uintptr) bool
-	write func(fd uintptr) bool
+	p    []byte
+	n    int
+	err  error
+	read func(fd uintptr) bool
 }
 
 func newRawOp() any {
@@ -175,10 +173,6 @@ func newRawOp() any {
 		o.n, o.err = unix.Read(int(fd), o.p)
 		return true // never park: epoll tells us when to come back
 	}
-	o.write = func(fd uintptr) bool {
-		o.n, o.err = unix.Write(int(fd), o.p)
-		return true // never park: a full buffer goes to the writer goroutine
-	}
 	return o
 }
 
@@ -186,24 +180,30 @@ func newRawOp() any {
 // the runtime's descriptor lock, so a concurrent Close cannot let the
 // number be reused under us.
 func (g *Gateway) readNonblock(rc syscall.RawConn, p []byte) (int, error) {
-	return g.rawDo(rc, p, false)
+	return g.rawDo(rc, p)
 }
 
-// writeNonblock writes what the socket takes now, with the same
-// protection.
-func (g *Gateway) writeNonblock(rc syscall.RawConn, p []byte) (int, error) {
-	return g.rawDo(rc, p, true)
+// writeFD writes what the socket takes now, straight to its descriptor.
+// The caller must hold c.mu with c.state open: every path that closes the
+// socket first marks the conn closed under c.mu (teardown, queueLocked's
+// error path), so the number cannot have been closed and reused under us.
+// Skipping RawConn here matters on the broadcast path, where it costs a
+// descriptor lock and a poll-descriptor reset per write, each a cache miss
+// on per-connection state that the write itself does not need.
+func writeFD(fd int32, p []byte) (int, error) {
+	for {
+		n, err := unix.Write(int(fd), p)
+		if err == unix.EINTR {
+			continue
+		}
+		return max(n, 0), err
+	}
 }
 
-func (g *Gateway) rawDo(rc syscall.RawConn, p []byte, write bool) (int, error) {
+func (g *Gateway) rawDo(rc syscall.RawConn, p []byte) (int, error) {
 	o := g.rawOps.Get().(*rawOp)
 	o.p = p
-	var err error
-	if write {
-		err = rc.Write(o.write)
-	} else {
-		err = rc.Read(o.read)
-	}
+	err := rc.Read(o.read)
 	n, opErr := o.n, o.err
 	o.p, o.err = nil, nil
 	g.rawOps.Put(o)

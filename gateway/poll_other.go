@@ -5,7 +5,6 @@ package gateway
 import (
 	"context"
 	"errors"
-	"syscall"
 )
 
 // poller is the epoll readiness loop; it exists only on Linux.
@@ -19,7 +18,7 @@ func (*poller) run(context.Context) {}
 func (*poller) add(*conn) error     { return errors.New("epoll is Linux-only") }
 func (*poller) remove(*conn)        {}
 
-// writeNonblock is never called off Linux: conn.rc stays nil there.
-func (*Gateway) writeNonblock(syscall.RawConn, []byte) (int, error) {
+// writeFD is never called off Linux: conn.rc stays nil there.
+func writeFD(int32, []byte) (int, error) {
 	return 0, errors.New("epoll is Linux-only")
 }
