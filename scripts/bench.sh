@@ -9,10 +9,13 @@
 #                                                    fanout.csv  fanout.png  fanout-last.png
 #   latency   notify latency p50/p90/p99 at LAT_RATES messages/s to
 #             LAT_CONNS connected users, one POST per message, and the
-#             server's CPU per 1,000 messages         latency.csv latency.png latency-cpu.png
+#             server's CPU per 1,000 messages, Herald and the raw
+#             baseline                               latency.csv latency.png latency-cpu.png
 #             the same through POST /v1/batch (-batch LAT_BATCH, partial
-#             batches sent after 1ms)                latency-batch.csv latency-batch.png
+#             batches sent after LAT_BATCH_WAIT)     latency-batch.csv latency-batch.png
 #                                                    latency-batch-cpu.png
+#   resume    RESUME_CONNS clients reconnecting at once, each missing
+#             RESUME_MESSAGES messages               resume.csv
 #   results.txt  every run's table;  run.txt  the machine and every command
 #
 # usage: scripts/bench.sh [OUT_DIR]   (from anywhere; a relative OUT_DIR is
@@ -31,7 +34,7 @@
 #   MEM_CONNS [1000 2000 5000 10000 19000]  HOLD [30s]
 #   FANOUT_CONNS [1000 5000 10000 19000]    FANOUT_MESSAGES [10]
 #   LAT_CONNS [10000]  LAT_RATES [1000 2000 5000 10000]  LAT_DURATION [10s]
-#   LAT_BATCH [100]
+#   LAT_BATCH [100]  LAT_BATCH_WAIT [3ms]  RESUME_CONNS [10000]  RESUME_MESSAGES [10]
 #   CONNECT_RATE [2000]  SENDERS [256]  SUITE_TIMEOUT [2700]
 #   BUILD_FROM [worktree]: or a git ref (e.g. HEAD) to build herald from
 #     that commit (git archive), e.g. while others edit the working tree;
@@ -52,6 +55,9 @@ LAT_CONNS=${LAT_CONNS:-10000}
 LAT_RATES=${LAT_RATES:-1000 2000 5000 10000}
 LAT_DURATION=${LAT_DURATION:-10s}
 LAT_BATCH=${LAT_BATCH:-100}
+LAT_BATCH_WAIT=${LAT_BATCH_WAIT:-3ms}
+RESUME_CONNS=${RESUME_CONNS:-10000}
+RESUME_MESSAGES=${RESUME_MESSAGES:-10}
 CONNECT_RATE=${CONNECT_RATE:-2000}
 SENDERS=${SENDERS:-256}
 SUITE_TIMEOUT=${SUITE_TIMEOUT:-2700}
@@ -210,7 +216,7 @@ HERALD_TOKEN_SECRET=$(od -An -tx1 -N32 /dev/urandom | tr -d ' \n')
 HERALD_API_KEY=$(od -An -tx1 -N24 /dev/urandom | tr -d ' \n')
 export HERALD_TOKEN_SECRET HERALD_API_KEY
 
-rm -f "$OUT"/memory.csv "$OUT"/fanout.csv "$OUT"/latency.csv "$OUT"/latency-batch.csv "$OUT"/results.txt \
+rm -f "$OUT"/memory.csv "$OUT"/fanout.csv "$OUT"/latency.csv "$OUT"/latency-batch.csv "$OUT"/resume.csv "$OUT"/results.txt \
 	"$OUT"/memory.png "$OUT"/memory-rss.png "$OUT"/fanout.png "$OUT"/fanout-last.png "$OUT"/latency.png \
 	"$OUT"/latency-cpu.png "$OUT"/latency-batch.png "$OUT"/latency-batch-cpu.png
 {
@@ -223,7 +229,7 @@ rm -f "$OUT"/memory.csv "$OUT"/fanout.csv "$OUT"/latency.csv "$OUT"/latency-batc
 	echo "memory:  $(grep -m1 MemTotal /proc/meminfo 2>/dev/null | awk '{printf "%.1f GiB", $2/1048576}')"
 	echo "files:   ulimit -n $(ulimit -n)"
 	echo "load:    $(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null) (load average at the start; each point's is in results.txt)"
-	echo "knobs:   MEM_CONNS='$MEM_CONNS' HOLD=$HOLD FANOUT_CONNS='$FANOUT_CONNS' FANOUT_MESSAGES=$FANOUT_MESSAGES LAT_CONNS=$LAT_CONNS LAT_RATES='$LAT_RATES' LAT_DURATION=$LAT_DURATION LAT_BATCH=$LAT_BATCH CONNECT_RATE=$CONNECT_RATE SENDERS=$SENDERS"
+	echo "knobs:   MEM_CONNS='$MEM_CONNS' HOLD=$HOLD FANOUT_CONNS='$FANOUT_CONNS' FANOUT_MESSAGES=$FANOUT_MESSAGES LAT_CONNS=$LAT_CONNS LAT_RATES='$LAT_RATES' LAT_DURATION=$LAT_DURATION LAT_BATCH=$LAT_BATCH LAT_BATCH_WAIT=$LAT_BATCH_WAIT RESUME_CONNS=$RESUME_CONNS RESUME_MESSAGES=$RESUME_MESSAGES CONNECT_RATE=$CONNECT_RATE SENDERS=$SENDERS"
 	echo "server:  fresh herald process per point, HERALD_ADDR=127.0.0.1:0 HERALD_DB=<new file> HERALD_LOG_LEVEL=warn HERALD_DRAIN_TIMEOUT=1s, defaults otherwise"
 	echo "# herald-load runs, in order (-url is each point's fresh server):"
 } >"$OUT/run.txt"
@@ -243,20 +249,24 @@ for n in $FANOUT_CONNS; do
 done
 
 for r in $LAT_RATES; do
-	limit=$((LAT_CONNS / CONNECT_RATE + $(secs "$LAT_DURATION") + 180))
+	limit=$((2 * (LAT_CONNS / CONNECT_RATE + $(secs "$LAT_DURATION")) + 180))
 	point "latency-$r" "$limit" -scenario notify -conns "$LAT_CONNS" -rate "$CONNECT_RATE" -msg-rate "$r" \
-		-duration "$LAT_DURATION" -senders "$SENDERS" -local-addrs "$(local_addrs "$LAT_CONNS")" -csv "$OUT/latency.csv"
+		-duration "$LAT_DURATION" -senders "$SENDERS" -baseline -local-addrs "$(local_addrs "$LAT_CONNS")" -csv "$OUT/latency.csv"
 done
 
 # The same rates through POST /v1/batch: the sender groups up to LAT_BATCH
-# messages per request and sends a partial batch after -batch-wait (1ms),
-# so at these rates a batch holds rate/1000 messages or so.
+# messages per request and sends a partial batch after LAT_BATCH_WAIT, so a
+# batch holds rate × wait messages or so.
 for r in $LAT_RATES; do
-	limit=$((LAT_CONNS / CONNECT_RATE + $(secs "$LAT_DURATION") + 180))
+	limit=$((2 * (LAT_CONNS / CONNECT_RATE + $(secs "$LAT_DURATION")) + 180))
 	point "latency-batch-$r" "$limit" -scenario notify -conns "$LAT_CONNS" -rate "$CONNECT_RATE" -msg-rate "$r" \
-		-duration "$LAT_DURATION" -senders "$SENDERS" -batch "$LAT_BATCH" -local-addrs "$(local_addrs "$LAT_CONNS")" \
-		-csv "$OUT/latency-batch.csv"
+		-duration "$LAT_DURATION" -senders "$SENDERS" -batch "$LAT_BATCH" -batch-wait "$LAT_BATCH_WAIT" -baseline \
+		-local-addrs "$(local_addrs "$LAT_CONNS")" -csv "$OUT/latency-batch.csv"
 done
+
+limit=$((2 * RESUME_CONNS / CONNECT_RATE + 180))
+point "resume-$RESUME_CONNS" "$limit" -scenario resume -conns "$RESUME_CONNS" -rate "$CONNECT_RATE" -messages "$RESUME_MESSAGES" \
+	-local-addrs "$(local_addrs "$RESUME_CONNS")" -csv "$OUT/resume.csv"
 
 log "plotting"
 plot() {
@@ -275,12 +285,12 @@ plot "$OUT/fanout.csv" -x conns -y last_ms,baseline_last_ms -names "Herald,raw b
 plot "$OUT/latency.csv" -x target_rate -y p50_ms,p90_ms,p99_ms -names "p50,p90,p99" \
 	-title "Notify latency, $LAT_CONNS connected users" -xlabel "notifications per second (asked)" -ylabel "API call to delivery (ms)" -o "$OUT/latency.png"
 plot "$OUT/latency-batch.csv" -x target_rate -y p50_ms,p90_ms,p99_ms -names "p50,p90,p99" \
-	-title "Notify latency via POST /v1/batch (up to $LAT_BATCH, 1ms wait), $LAT_CONNS connected users" \
+	-title "Notify latency via POST /v1/batch (up to $LAT_BATCH, $LAT_BATCH_WAIT wait), $LAT_CONNS connected users" \
 	-xlabel "notifications per second (asked)" -ylabel "message created to delivery (ms)" -o "$OUT/latency-batch.png"
-plot "$OUT/latency.csv" -x target_rate -y server_cpu_ms_per_1k_msgs -names "one POST per message" \
-	-title "Server CPU per 1,000 notifications (send window)" -xlabel "notifications per second (asked)" \
+plot "$OUT/latency.csv" -x target_rate -y server_cpu_ms_per_1k_msgs,baseline_cpu_ms_per_1k_msgs -names "Herald,raw baseline" \
+	-title "Server CPU per 1,000 notifications, one POST per message (send window)" -xlabel "notifications per second (asked)" \
 	-ylabel "server CPU ms per 1,000 messages" -o "$OUT/latency-cpu.png" || log "latency-cpu.png: no server CPU figures (pid not found?)"
-plot "$OUT/latency-batch.csv" -x target_rate -y server_cpu_ms_per_1k_msgs -names "POST /v1/batch, up to $LAT_BATCH" \
+plot "$OUT/latency-batch.csv" -x target_rate -y server_cpu_ms_per_1k_msgs,baseline_cpu_ms_per_1k_msgs -names "Herald,raw baseline" \
 	-title "Server CPU per 1,000 notifications via POST /v1/batch (send window)" -xlabel "notifications per second (asked)" \
 	-ylabel "server CPU ms per 1,000 messages" -o "$OUT/latency-batch-cpu.png" || log "latency-batch-cpu.png: no server CPU figures (pid not found?)"
 
