@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // readRSSKB returns a process's resident set size in KiB (VmRSS).
@@ -44,6 +45,47 @@ func readCPUms(pid int) (int64, error) {
 		return 0, fmt.Errorf("read CPU time: %w", err)
 	}
 	return parseStatCPUms(b)
+}
+
+// cpuWindow is a server's CPU time over a window, read at both ends so
+// that what happens outside it (the connect phase, say) does not count.
+type cpuWindow struct {
+	pid        int // 0: not known, nothing is read
+	start, end int64
+	err        error
+}
+
+// startCPU reads pid's CPU time at the start of a window.
+func startCPU(pid int) *cpuWindow {
+	w := &cpuWindow{pid: pid}
+	if pid != 0 {
+		w.start, w.err = readCPUms(pid)
+	}
+	return w
+}
+
+// stop reads the CPU time at the end of the window.
+func (w *cpuWindow) stop() {
+	if w.pid != 0 && w.err == nil {
+		w.end, w.err = readCPUms(w.pid)
+	}
+}
+
+// result is the CPU time of a stopped window that lasted d, with its cost
+// per 1,000 of msgs messages, or else a note saying why it is missing.
+func (w *cpuWindow) result(d time.Duration, msgs int64) (*cpuResult, string) {
+	switch {
+	case w.pid == 0:
+		return nil, "server CPU not measured: its pid is not known"
+	case w.err != nil:
+		return nil, "server CPU not measured: " + w.err.Error()
+	}
+	c := &cpuResult{PID: w.pid, Ms: w.end - w.start, WindowS: d.Seconds()}
+	c.Cores = float64(c.Ms) / 1000 / c.WindowS
+	if msgs > 0 {
+		c.MsPer1000Msgs = float64(c.Ms) * 1000 / float64(msgs)
+	}
+	return c, ""
 }
 
 // parseStatCPUms parses utime+stime out of a /proc/<pid>/stat line.

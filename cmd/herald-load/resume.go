@@ -78,10 +78,7 @@ func (r *runner) resume(ctx context.Context) (*resumeResult, error) {
 	for i, u := range r.users {
 		userIdx[u] = i
 	}
-	cpuStart, cpuErr := int64(0), error(nil)
-	if r.pid != 0 {
-		cpuStart, cpuErr = readCPUms(r.pid)
-	}
+	cpu := startCPU(r.pid)
 	start := time.Now()
 	for w, p := range r.fleet.procs {
 		first, n := cfg.workerShare(w)
@@ -100,10 +97,7 @@ func (r *runner) resume(ctx context.Context) (*resumeResult, error) {
 		return r.fleet.all(func(s workerStats) bool { return s.ResumeDone }) && r.fleet.totals().Behind == 0
 	})
 	window := time.Since(start)
-	var cpuEnd int64
-	if r.pid != 0 && cpuErr == nil {
-		cpuEnd, cpuErr = readCPUms(r.pid)
-	}
+	cpu.stop()
 
 	t = r.fleet.totals()
 	out.Reconnected, out.Failed = t.ResumeReconnected, t.ResumeFailed
@@ -118,19 +112,7 @@ func (r *runner) resume(ctx context.Context) (*resumeResult, error) {
 		out.Seconds = float64(t.ResumeEnd-t.ResumeStart) / 1e9
 		out.ReplayRate = float64(out.Replayed) / out.Seconds
 	}
-	switch {
-	case r.pid == 0:
-		out.ServerCPUNote = "server CPU not measured: its pid is not known"
-	case cpuErr != nil:
-		out.ServerCPUNote = "server CPU not measured: " + cpuErr.Error()
-	default:
-		c := &cpuResult{PID: r.pid, Ms: cpuEnd - cpuStart, WindowS: window.Seconds()}
-		c.Cores = float64(c.Ms) / 1000 / c.WindowS
-		if out.Replayed > 0 {
-			c.MsPer1000Msgs = float64(c.Ms) * 1000 / float64(out.Replayed)
-		}
-		out.ServerCPU = c
-	}
+	out.ServerCPU, out.ServerCPUNote = cpu.result(window, out.Replayed)
 	if err != nil {
 		return out, err
 	}

@@ -354,19 +354,13 @@ func (r *runner) notify(ctx context.Context) (*notifyResult, error) {
 
 	// The send window: from the first message due to the last reply. The
 	// server's CPU is read at both ends, so the connect phase is not in it.
-	cpuStart, cpuErr := int64(0), error(nil)
-	if r.pid != 0 {
-		cpuStart, cpuErr = readCPUms(r.pid)
-	}
+	cpu := startCPU(r.pid)
 	start := time.Now()
 	r.pace(ctx, start, jobs)
 	close(jobs)
 	senders.Wait()
 	elapsed := time.Since(start)
-	var cpuEnd int64
-	if r.pid != 0 && cpuErr == nil {
-		cpuEnd, cpuErr = readCPUms(r.pid)
-	}
+	cpu.stop()
 
 	out.Sent, out.Expected = sent.Load(), expected.Load()
 	out.APIErrors = r.apiErrs.Load()
@@ -374,19 +368,7 @@ func (r *runner) notify(ctx context.Context) (*notifyResult, error) {
 	out.SendSeconds = elapsed.Seconds()
 	out.Rate = float64(out.Sent) / elapsed.Seconds()
 	out.RequestRate = float64(out.Requests) / elapsed.Seconds()
-	switch {
-	case r.pid == 0:
-		out.ServerCPUNote = "server CPU not measured: its pid is not known"
-	case cpuErr != nil:
-		out.ServerCPUNote = "server CPU not measured: " + cpuErr.Error()
-	default:
-		c := &cpuResult{PID: r.pid, Ms: cpuEnd - cpuStart, WindowS: elapsed.Seconds()}
-		c.Cores = float64(c.Ms) / 1000 / c.WindowS
-		if out.Sent > 0 {
-			c.MsPer1000Msgs = float64(c.Ms) * 1000 / float64(out.Sent)
-		}
-		out.ServerCPU = c
-	}
+	out.ServerCPU, out.ServerCPUNote = cpu.result(elapsed, out.Sent)
 	if ctx.Err() != nil {
 		return out, context.Cause(ctx)
 	}
