@@ -2,52 +2,22 @@ package gateway
 
 import (
 	"bufio"
-	"context"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"net/http"
-	"net/http/httptest"
-	"strings"
 	"testing"
 	"time"
 
 	"github.com/herald-gw/herald"
 	"github.com/herald-gw/herald/hub"
-	"github.com/herald-gw/herald/memory"
-	"github.com/herald-gw/herald/token"
 )
 
 // benchGateway starts a gateway over real loopback sockets with n raw
 // clients (users u0..un-1) that read and discard everything.
 func benchGateway(b *testing.B, mode string, n int) *hub.Hub {
 	b.Helper()
-	iss, err := token.NewIssuer([]byte("bench-secret-0123456789abcdef0123456789"))
-	if err != nil {
-		b.Fatal(err)
-	}
-	h := hub.New(0)
-	g, err := New(Config{IO: mode}, h, iss, memory.New(), slog.New(slog.DiscardHandler))
-	if err != nil {
-		b.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	go g.Run(ctx)
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		claims, err := g.Authenticate(r)
-		if err == nil {
-			err = g.Accept(w, r, claims)
-		}
-		if err != nil {
-			http.Error(w, err.Error(), http.StatusBadRequest)
-		}
-	}))
-	b.Cleanup(func() {
-		srv.Close()
-		cancel()
-	})
-	addr := strings.TrimPrefix(srv.URL, "http://")
+	h, iss, addr := serveGateway(b, mode)
 	for i := range n {
 		tok, _ := iss.Mint(herald.UserID(fmt.Sprint("u", i)), time.Hour)
 		nc, err := net.Dial("tcp", addr)

@@ -5,12 +5,8 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
-	"net/http"
-	"net/http/httptest"
 	"runtime"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -20,9 +16,6 @@ import (
 	"github.com/gobwas/ws/wsutil"
 
 	"github.com/herald-gw/herald"
-	"github.com/herald-gw/herald/hub"
-	"github.com/herald-gw/herald/memory"
-	"github.com/herald-gw/herald/token"
 )
 
 // In epoll mode a send writes straight to the connection's descriptor
@@ -36,29 +29,7 @@ func TestSendNeverReachesAReusedDescriptor(t *testing.T) {
 	if runtime.GOOS != "linux" {
 		t.Skip("the epoll I/O strategy is Linux-only")
 	}
-	iss, err := token.NewIssuer([]byte("fdreuse-secret-0123456789abcdef0123456789"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	h := hub.New(0)
-	g, err := New(Config{IO: IOEpoll}, h, iss, memory.New(), slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go g.Run(ctx)
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		claims, err := g.Authenticate(r)
-		if err == nil {
-			err = g.Accept(w, r, claims)
-		}
-		if err != nil {
-			http.Error(w, err.Error(), http.StatusBadRequest)
-		}
-	}))
-	defer srv.Close()
-	addr := strings.TrimPrefix(srv.URL, "http://")
+	h, iss, addr := serveGateway(t, IOEpoll)
 
 	dial := func(user herald.UserID) (net.Conn, *bufio.Reader) {
 		t.Helper()
