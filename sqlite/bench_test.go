@@ -28,6 +28,15 @@ func reportRate(b *testing.B, s *Store, msgs int, txnsBefore uint64) {
 	}
 }
 
+// benchUsers returns n user ids: prefix0, prefix1, ...
+func benchUsers(prefix string, n int) []herald.UserID {
+	users := make([]herald.UserID, n)
+	for i := range users {
+		users[i] = herald.UserID(fmt.Sprint(prefix, i))
+	}
+	return users
+}
+
 func benchStore(b *testing.B) *Store {
 	s, err := Open(context.Background(), filepath.Join(b.TempDir(), "bench.db"))
 	if err != nil {
@@ -88,10 +97,7 @@ func BenchmarkAppendBatch100(b *testing.B) {
 	s := benchStore(b)
 	ctx := context.Background()
 	payload := benchPayload()
-	users := make([]herald.UserID, size)
-	for i := range users {
-		users[i] = herald.UserID(fmt.Sprintf("u%d", i))
-	}
+	users := benchUsers("u", size)
 	b.ReportAllocs()
 	txns := s.txns.Load()
 	n := 0
@@ -116,10 +122,7 @@ func BenchmarkAppendConcurrentManyUsers(b *testing.B) {
 	s := benchStore(b)
 	ctx := context.Background()
 	payload := benchPayload()
-	names := make([]herald.UserID, users)
-	for i := range names {
-		names[i] = herald.UserID(fmt.Sprintf("user-%d", i))
-	}
+	names := benchUsers("user-", users)
 	var next atomic.Uint64
 	b.ReportAllocs()
 	b.SetParallelism(max(1, 64/runtime.GOMAXPROCS(0)))
@@ -235,10 +238,7 @@ func BenchmarkAppendBatch16ManyUsers(b *testing.B) {
 	s := benchStore(b)
 	ctx := context.Background()
 	payload := benchPayload()
-	names := make([]herald.UserID, users)
-	for i := range names {
-		names[i] = herald.UserID(fmt.Sprintf("user-%d", i))
-	}
+	names := benchUsers("user-", users)
 	k := 0
 	batch := make([]*herald.Message, size)
 	fill := func() {
