@@ -283,16 +283,26 @@ func (w *worker) dialAll(ctx context.Context, start *atomic.Int64, kind connKind
 		if !sleepUntil(ctx, due) {
 			return
 		}
-		select {
-		case sem <- struct{}{}:
-		case <-ctx.Done():
+		if !w.goConnect(ctx, sem, &wg, i, kind) {
 			return
 		}
-		wg.Go(func() {
-			defer func() { <-sem }()
-			w.connectOne(ctx, i, kind)
-		})
 	}
+}
+
+// goConnect waits for a free slot in sem (one per handshake in flight),
+// then connects i in a goroutine of wg that frees the slot when done. It
+// returns false, connecting nothing, if ctx ends first.
+func (w *worker) goConnect(ctx context.Context, sem chan struct{}, wg *sync.WaitGroup, i int, kind connKind) bool {
+	select {
+	case sem <- struct{}{}:
+	case <-ctx.Done():
+		return false
+	}
+	wg.Go(func() {
+		defer func() { <-sem }()
+		w.connectOne(ctx, i, kind)
+	})
+	return true
 }
 
 // connectOne dials connection i and starts reading it.
@@ -514,15 +524,9 @@ func (w *worker) churn(ctx context.Context, rate float64, d time.Duration) {
 		}
 		c.close()
 		w.churnClosed.Add(1)
-		select {
-		case sem <- struct{}{}:
-		case <-ctx.Done():
+		if !w.goConnect(ctx, sem, &wg, i, connChurn) {
 			return
 		}
-		wg.Go(func() {
-			defer func() { <-sem }()
-			w.connectOne(ctx, i, connChurn)
-		})
 	}
 }
 
