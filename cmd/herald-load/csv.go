@@ -36,6 +36,17 @@ func csvColumns(res *result) (header, row []string) {
 		add(prefix+"p999_ms", f2(l.P999))
 		add(prefix+"max_ms", f2(l.Max))
 	}
+	// cpu adds the server's CPU columns; empty when its pid was not known,
+	// so -plot skips them. perName names the per-1,000 column.
+	cpu := func(perName string, c *cpuResult) {
+		if c == nil {
+			add("server_cpu_ms", "")
+			add(perName, "")
+			return
+		}
+		add("server_cpu_ms", i(c.Ms))
+		add(perName, f2(c.MsPer1000Msgs))
+	}
 	base := res.Baseline
 	vs := res.VsBaseline
 	if vs == nil {
@@ -96,14 +107,7 @@ func csvColumns(res *result) (header, row []string) {
 		add("expected", i(n.Expected))
 		add("api_errors", i(n.APIErrors))
 		lat("", res.Latency)
-		// Empty when the server's pid was not known, so -plot skips it.
-		if c := n.ServerCPU; c != nil {
-			add("server_cpu_ms", i(c.Ms))
-			add("server_cpu_ms_per_1k_msgs", f2(c.MsPer1000Msgs))
-		} else {
-			add("server_cpu_ms", "")
-			add("server_cpu_ms_per_1k_msgs", "")
-		}
+		cpu("server_cpu_ms_per_1k_msgs", n.ServerCPU)
 		if base != nil && base.Notify != nil && base.Notify.ServerCPU != nil && base.Latency != nil {
 			add("baseline_p99_ms", f2(base.Latency.P99))
 			add("baseline_cpu_ms_per_1k_msgs", f2(base.Notify.ServerCPU.MsPer1000Msgs))
@@ -142,13 +146,7 @@ func csvColumns(res *result) (header, row []string) {
 		add("duplicates", i(rs.Duplicates))
 		add("resets", i(rs.Resets))
 		lat("catchup_", rs.CatchUp)
-		if c := rs.ServerCPU; c != nil {
-			add("server_cpu_ms", i(c.Ms))
-			add("server_cpu_ms_per_1k_replayed", f2(c.MsPer1000Msgs))
-		} else {
-			add("server_cpu_ms", "")
-			add("server_cpu_ms_per_1k_replayed", "")
-		}
+		cpu("server_cpu_ms_per_1k_replayed", rs.ServerCPU)
 	}
 	add("errors", i(res.Errors))
 	add("missing", i(res.Missing))
