@@ -52,35 +52,38 @@ func handleBatch(s *Server) http.Handler {
 		var typed struct {
 			Messages []item `json:"messages"`
 		}
-		var req request
-		if err := json.Unmarshal(body, &typed); err == nil {
-			req.Messages = make([]json.RawMessage, len(typed.Messages)) // only its length is used
-		} else if err := decodeJSON(body, &req); err != nil {
-			writeError(w, r, s.log, err)
-			return
-		} else {
-			typed.Messages = nil
+		var raw request // the per-message pass's input
+		fast := json.Unmarshal(body, &typed) == nil
+		if !fast {
+			if err := decodeJSON(body, &raw); err != nil {
+				writeError(w, r, s.log, err)
+				return
+			}
+		}
+		n := len(typed.Messages)
+		if !fast {
+			n = len(raw.Messages)
 		}
 		switch {
-		case len(req.Messages) == 0:
+		case n == 0:
 			err = herald.Errorf(herald.EInvalidRequest, "messages must hold at least one message")
-		case len(req.Messages) > MaxBatch:
-			err = herald.Errorf(herald.EInvalidRequest, "messages holds %d; the limit is %d", len(req.Messages), MaxBatch)
+		case n > MaxBatch:
+			err = herald.Errorf(herald.EInvalidRequest, "messages holds %d; the limit is %d", n, MaxBatch)
 		}
 		if err != nil {
 			writeError(w, r, s.log, err)
 			return
 		}
-		out := reply{Results: make([]result, len(req.Messages))}
-		msgs := make([]*herald.Message, 0, len(req.Messages))
-		index := make([]int, 0, len(req.Messages)) // msgs[i] answers Results[index[i]]
-		for i := range req.Messages {
+		out := reply{Results: make([]result, n)}
+		msgs := make([]*herald.Message, 0, n)
+		index := make([]int, 0, n) // msgs[i] answers Results[index[i]]
+		for i := range n {
 			var it item
 			var err error
-			if typed.Messages != nil {
+			if fast {
 				it = typed.Messages[i]
 			} else {
-				err = decodeJSON(req.Messages[i], &it)
+				err = decodeJSON(raw.Messages[i], &it)
 			}
 			switch {
 			case err != nil:
