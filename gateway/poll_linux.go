@@ -180,7 +180,16 @@ func newRawOp() any {
 // the runtime's descriptor lock, so a concurrent Close cannot let the
 // number be reused under us.
 func (g *Gateway) readNonblock(rc syscall.RawConn, p []byte) (int, error) {
-	return g.rawDo(rc, p)
+	o := g.rawOps.Get().(*rawOp)
+	o.p = p
+	err := rc.Read(o.read)
+	n, opErr := o.n, o.err
+	o.p, o.err = nil, nil
+	g.rawOps.Put(o)
+	if err != nil {
+		return 0, err
+	}
+	return max(n, 0), opErr
 }
 
 // writeFD writes what the socket takes now, straight to its descriptor.
@@ -198,17 +207,4 @@ func writeFD(fd int32, p []byte) (int, error) {
 		}
 		return max(n, 0), err
 	}
-}
-
-func (g *Gateway) rawDo(rc syscall.RawConn, p []byte) (int, error) {
-	o := g.rawOps.Get().(*rawOp)
-	o.p = p
-	err := rc.Read(o.read)
-	n, opErr := o.n, o.err
-	o.p, o.err = nil, nil
-	g.rawOps.Put(o)
-	if err != nil {
-		return 0, err
-	}
-	return max(n, 0), opErr
 }
