@@ -30,7 +30,12 @@ func (e *ProtocolError) Error() string {
 // ok=false when b is too short to hold the header. A client frame must be
 // masked, must not use extension bits (Herald negotiates none), and control
 // frames must be final and at most 125 bytes; a data frame longer than
-// maxPayload is refused with CloseTooBig before its payload is read.
+// maxPayload (a negative limit counts as 0) is refused with CloseTooBig before
+// its payload is read.
+//
+// Errors depend only on the bytes of the header, never on how much of the
+// payload is present, so a caller that parses again as more bytes arrive
+// gets the same answer whichever way the input was split.
 func ParseHeader(b []byte, maxPayload int) (h Header, ok bool, err error) {
 	if len(b) < 2 {
 		return h, false, nil
@@ -41,9 +46,8 @@ func ParseHeader(b []byte, maxPayload int) (h Header, ok bool, err error) {
 	}
 	h.Op = b[0] & 0x0F
 	h.Masked = b[1]&0x80 != 0
-	n := int(b[1] & 0x7F)
 	size := 2
-	switch n {
+	switch b[1] & 0x7F {
 	case 126:
 		size += 2
 	case 127:
@@ -55,23 +59,24 @@ func ParseHeader(b []byte, maxPayload int) (h Header, ok bool, err error) {
 	if len(b) < size {
 		return h, false, nil
 	}
-	switch n {
+	// Decode into a uint64 and compare before converting: a 64-bit length
+	// can exceed any int, and converting first would turn it negative.
+	var n uint64
+	switch b[1] & 0x7F {
 	case 126:
-		n = int(binary.BigEndian.Uint16(b[2:4]))
+		n = uint64(binary.BigEndian.Uint16(b[2:4]))
 	case 127:
-		l := binary.BigEndian.Uint64(b[2:10])
-		if l > uint64(maxPayload) {
-			return h, false, &ProtocolError{CloseTooBig, "frame too large"}
+		n = binary.BigEndian.Uint64(b[2:10])
+		if n>>63 != 0 {
+			// RFC 6455 §5.2: the most significant bit must be 0.
+			return h, false, &ProtocolError{CloseProtocolError, "frame length out of range"}
 		}
-		n = int(l)
+	default:
+		n = uint64(b[1] & 0x7F)
 	}
-	if h.Masked {
-		copy(h.Mask[:], b[size-4:size])
-	}
-	h.Length, h.Size = n, size
 	switch h.Op {
 	case OpContinuation, OpText, OpBinary:
-		if n > maxPayload {
+		if n > uint64(max(maxPayload, 0)) {
 			return h, false, &ProtocolError{CloseTooBig, "frame too large"}
 		}
 	case OpClose, OpPing, OpPong:
@@ -84,6 +89,8 @@ func ParseHeader(b []byte, maxPayload int) (h Header, ok bool, err error) {
 	if !h.Masked {
 		return h, false, &ProtocolError{CloseProtocolError, "client frame not masked"}
 	}
+	copy(h.Mask[:], b[size-4:size])
+	h.Length, h.Size = int(n), size
 	return h, true, nil
 }
 

@@ -45,6 +45,14 @@ func TestParseHeader(t *testing.T) {
 		{"reserved bits", []byte{0xC1, 0x80, 0, 0, 0, 0}, 1024, false, CloseProtocolError, 0},
 		{"unknown opcode", []byte{0x83, 0x80, 0, 0, 0, 0}, 1024, false, CloseProtocolError, 0},
 		{"fragmented ping", clientFrame(t, false, ws.OpPing, nil), 1024, false, CloseProtocolError, 0},
+		// A 64-bit length must have its top bit clear (§5.2); once it was
+		// converted to a negative int and, with a negative limit, passed.
+		{"64-bit length top bit", []byte{0x82, 0xFF, 0x80, 0, 0, 0, 0, 0, 0, 0, 1, 2, 3, 4}, 1 << 20, false, CloseProtocolError, 0},
+		{"ping top bit, negative limit", []byte{0x89, 0xFF, 0xFF, '0', '0', '0', '0', '0', '0', '0', '0', '0', '0', '0'}, -32, false, CloseProtocolError, 0},
+		// A control frame too long is a protocol error whatever the data limit.
+		{"ping 64-bit length", []byte{0x89, 0xFF, 0, 0, 0, 0, 0, 0, 0x10, 0, 1, 2, 3, 4}, 1024, false, CloseProtocolError, 0},
+		{"negative limit counts as 0", clientFrame(t, true, ws.OpText, []byte("hi")), -1, false, CloseTooBig, 0},
+		{"negative limit, empty frame", clientFrame(t, true, ws.OpText, nil), -1, true, 0, 0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			h, ok, err := ParseHeader(tc.frame, tc.max)
