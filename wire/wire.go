@@ -10,6 +10,7 @@ package wire
 import (
 	"encoding/binary"
 	"strconv"
+	"strings"
 	"time"
 	"unicode/utf8"
 
@@ -43,6 +44,11 @@ const (
 	CloseSlowConsumer    uint16 = 4008 // the send queue overflowed; resume to catch up
 	CloseTooManyConns    uint16 = 4029 // the user opened more connections than allowed; this, the oldest, was closed
 )
+
+// CloseNoStatus (1005) is the code Handler.Close reports for a close frame
+// that carried no payload (RFC 6455 §7.1.5). It is never sent on the wire:
+// CloseFrame turns it into CloseNormal.
+const CloseNoStatus uint16 = 1005
 
 // AppendFrameHeader appends a final, unmasked frame header for a payload of
 // n bytes with opcode op.
@@ -78,11 +84,33 @@ func DataFrame(payload []byte) []byte {
 	return Frame(op, payload)
 }
 
-// CloseFrame returns a close frame carrying code and reason. The reason is
-// cut to fit the 125-byte control frame limit.
+// CloseFrame returns a close frame carrying code and reason.
+//
+// A code that may not appear on the wire (see ValidCloseCode) becomes
+// CloseNormal. The case that matters is echoing a client's close, which RFC
+// 6455 §5.5.1 suggests: a client's empty close frame is reported as
+// CloseNoStatus (1005), a code that exists for APIs only, and a peer that
+// received it would fail the connection instead of closing it cleanly.
+// 1000 says the same thing — a normal close with nothing to add — in a form
+// every peer accepts.
+//
+// The reason is cut to fit the 125-byte control frame limit (123 bytes after
+// the code), at a UTF-8 character boundary, and invalid UTF-8 in it is
+// replaced with U+FFFD: a peer must fail the connection on a reason that is
+// not UTF-8 (§8.1).
 func CloseFrame(code uint16, reason string) []byte {
+	if !ValidCloseCode(code) {
+		code = CloseNormal
+	}
+	if !utf8.ValidString(reason) {
+		reason = strings.ToValidUTF8(reason, "\uFFFD")
+	}
 	if len(reason) > 123 {
-		reason = reason[:123]
+		n := 123
+		for n > 0 && !utf8.RuneStart(reason[n]) {
+			n--
+		}
+		reason = reason[:n]
 	}
 	p := make([]byte, 2, 2+len(reason))
 	binary.BigEndian.PutUint16(p, code)
