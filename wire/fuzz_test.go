@@ -2,6 +2,7 @@ package wire
 
 import (
 	"encoding/binary"
+	"strings"
 	"testing"
 )
 
@@ -66,6 +67,80 @@ func FuzzParseHeader(f *testing.F) {
 		// The header alone parses the same: nothing after it matters.
 		if h2, ok2, err2 := ParseHeader(b[:h.Size], maxPayload); h2 != h || !ok2 || err2 != nil {
 			t.Fatalf("header alone: %+v %v %v, with payload %+v", h2, ok2, err2, h)
+		}
+	})
+}
+
+// FuzzAssembler checks the Assembler's central promise: a byte stream cut
+// into pieces anywhere makes the same Handler calls, and ends in the same
+// error, as the whole stream fed at once. Each byte of cuts is the length
+// of the next piece (0 feeds an empty slice). The recorder also checks what
+// every Handler relies on (UTF-8 text, sizes, valid close codes), and
+// failOn makes a Handler call fail, so a handler's error is checked to stop
+// the Assembler at the same point too.
+func FuzzAssembler(f *testing.F) {
+	text := func(s string) []byte { return masked(true, OpText, []byte(s)) }
+	for _, seed := range []struct {
+		in   []byte
+		cuts []byte
+		max  uint16
+	}{
+		{text(`{"type":"ack","offset":1}`), []byte{3}, 0},
+		{frames(masked(false, OpText, []byte("he")), masked(true, OpPing, []byte("1")), masked(true, OpContinuation, []byte("llo"))), []byte{1, 7, 2}, 8},
+		{frames(text("a"), masked(true, OpClose, closePayload(1000, "bye")), text("late")), []byte{5, 5}, 0},
+		{masked(true, OpClose, closePayload(1005, "")), []byte{2}, 0},
+		{masked(true, OpBinary, make([]byte, 300)), []byte{9, 200, 0, 50}, 0},
+		{frames(masked(false, OpBinary, make([]byte, 10)), masked(true, OpContinuation, make([]byte, 10))), []byte{4}, 15},
+		{frames(text("caf\xc3"), Frame(OpText, nil)), []byte{6}, 0},
+	} {
+		f.Add(seed.in, seed.cuts, seed.max, uint8(0))
+	}
+	f.Add(frames(text("a"), text("b"), text("c")), []byte{1, 1, 1, 1, 1, 1, 1, 1}, uint16(0), uint8(2))
+	f.Fuzz(func(t *testing.T, in, cutLens []byte, maxMessage uint16, failOn uint8) {
+		var cuts []int
+		pos := 0
+		for _, n := range cutLens {
+			if pos += int(n); pos > len(in) {
+				break
+			}
+			cuts = append(cuts, pos)
+		}
+		whole := feedPieces(t, in, int(maxMessage), int(failOn), nil)
+		if split := feedPieces(t, in, int(maxMessage), int(failOn), cuts); !sameOutcome(whole, split) {
+			t.Fatalf("cut at %v: %v\nwhole: %v", cuts, split, whole)
+		}
+	})
+}
+
+// FuzzCloseFrame checks that every close frame the server builds is one a
+// conforming peer — our own Assembler here — accepts: a code allowed on the
+// wire, a reason that is UTF-8 and fits, cut no more than it must be.
+func FuzzCloseFrame(f *testing.F) {
+	f.Add(uint16(4008), "send queue full")
+	f.Add(CloseNoStatus, "")
+	f.Add(uint16(1006), strings.Repeat("é", 70))
+	f.Add(uint16(1000), strings.Repeat("a", 122)+"😀")
+	f.Add(uint16(3000), "a\xffb\xc3")
+	f.Fuzz(func(t *testing.T, code uint16, reason string) {
+		fr := CloseFrame(code, reason)
+		if len(fr) > 2+125 {
+			t.Fatalf("%d-byte close frame", len(fr))
+		}
+		o := feedPieces(t, maskServerFrame(fr), 0, 0, nil)
+		if o.Err != nil || len(o.Calls) != 1 || o.Calls[0].Kind != "close" {
+			t.Fatalf("CloseFrame(%d, %q) refused: %v", code, reason, o)
+		}
+		got := o.Calls[0]
+		want := code
+		if !ValidCloseCode(code) {
+			want = CloseNormal
+		}
+		if got.Code != want {
+			t.Fatalf("code %d for %d, want %d", got.Code, code, want)
+		}
+		valid := strings.ToValidUTF8(reason, "\uFFFD")
+		if !strings.HasPrefix(valid, got.Reason) || len(got.Reason) < min(len(valid), 123-3) {
+			t.Fatalf("reason %q for %q", got.Reason, reason)
 		}
 	})
 }
