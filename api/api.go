@@ -19,12 +19,13 @@ import (
 	"github.com/herald-gw/herald"
 	"github.com/herald-gw/herald/gateway"
 	"github.com/herald-gw/herald/hub"
+	"github.com/herald-gw/herald/sse"
 	"github.com/herald-gw/herald/stream"
 	"github.com/herald-gw/herald/token"
 )
 
 // MaxPayload is the largest notification payload, as on API Gateway.
-const MaxPayload = 128 << 10
+const MaxPayload = herald.MaxPayload
 
 // AWSHandlers serves the API Gateway Management API routes.
 type AWSHandlers interface {
@@ -39,21 +40,31 @@ type Config struct {
 	CORSOrigins []string // origins allowed to call the browser inbox API; "*" = any
 }
 
+// Deps are what the API serves: this node's hub, the two transports, the
+// delivery path and, optionally, the AWS management API.
+type Deps struct {
+	Hub     *hub.Hub
+	Gateway *gateway.Gateway // WebSocket
+	SSE     *sse.Handler     // Server-Sent Events
+	Stream  *stream.Service
+	AWS     AWSHandlers // nil leaves the management API out
+}
+
 // Server holds the API's dependencies.
 type Server struct {
 	cfg     Config
 	log     *slog.Logger
 	hub     *hub.Hub
 	gateway *gateway.Gateway
+	sse     *sse.Handler
 	stream  *stream.Service
 	aws     AWSHandlers
 	ready   atomic.Bool
 }
 
-// New returns Herald's HTTP handler. aws may be nil to leave the
-// management API out.
-func New(cfg Config, log *slog.Logger, h *hub.Hub, gw *gateway.Gateway, st *stream.Service, aws AWSHandlers) *Server {
-	s := &Server{cfg: cfg, log: log, hub: h, gateway: gw, stream: st, aws: aws}
+// New returns Herald's HTTP API over d.
+func New(cfg Config, log *slog.Logger, d Deps) *Server {
+	s := &Server{cfg: cfg, log: log, hub: d.Hub, gateway: d.Gateway, sse: d.SSE, stream: d.Stream, aws: d.AWS}
 	s.ready.Store(true)
 	return s
 }

@@ -22,7 +22,8 @@ func BenchmarkBatch20(b *testing.B) {
 	st := memory.New()
 	b.Cleanup(func() { st.Close() })
 	h := hub.New(16)
-	srv := New(Config{APIKey: "k"}, slog.New(slog.NewTextHandler(io.Discard, nil)), h, nil, stream.New(st, h), nil).Handler()
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	srv := New(Config{APIKey: "k"}, log, Deps{Hub: h, Stream: stream.New(st, h, memory.NewBus().Node(), log)}).Handler()
 	var body bytes.Buffer
 	body.WriteString(`{"messages":[`)
 	for i := range 20 {

@@ -12,7 +12,6 @@ import (
 
 	"github.com/herald-gw/herald"
 	"github.com/herald-gw/herald/hub"
-	"github.com/herald-gw/herald/wire"
 )
 
 func handleHealth() http.Handler {
@@ -47,6 +46,71 @@ func handleWebSocket(s *Server) http.Handler {
 		if err := s.gateway.Accept(w, r, claims); err != nil {
 			writeError(w, r, s.log, err)
 		}
+	})
+}
+
+// handleSSE serves GET /sse: the event-stream transport, with the same
+// token, limits and resume as /ws.
+func handleSSE(s *Server) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !s.ready.Load() {
+			writeError(w, r, s.log, herald.Errorf(herald.EUnavailable, "draining; reconnect to another node"))
+			return
+		}
+		claims, err := s.sse.Authenticate(r)
+		if err != nil {
+			writeError(w, r, s.log, err)
+			return
+		}
+		if err := s.sse.Serve(w, r, claims); err != nil {
+			writeError(w, r, s.log, err)
+		}
+	})
+}
+
+// handleAck serves POST /v1/ack {"connection_id","offset"}: the ack of a
+// client that cannot send one on its connection (SSE). It is the same ack
+// as herald.v1's, counted for that connection.
+func handleAck(s *Server, userOf func(*http.Request) (herald.UserID, error)) http.Handler {
+	type request struct {
+		Conn   *herald.ConnID `json:"connection_id"`
+		Offset *uint64        `json:"offset"`
+	}
+	type acker interface{ Ack(offset uint64) error }
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		user, err := userOf(r)
+		if err != nil {
+			writeError(w, r, s.log, err)
+			return
+		}
+		var req request
+		if err := readJSON(r, &req); err != nil {
+			writeError(w, r, s.log, err)
+			return
+		}
+		switch {
+		case req.Conn == nil || *req.Conn == "":
+			err = herald.Errorf(herald.EInvalidRequest, "connection_id is required")
+		case req.Offset == nil:
+			err = herald.Errorf(herald.EInvalidRequest, "offset is required")
+		}
+		if err != nil {
+			writeError(w, r, s.log, err)
+			return
+		}
+		c := s.hub.Get(*req.Conn)
+		a, ok := c.(acker)
+		if c == nil || c.User() != user || !ok {
+			// Another user's connection is reported as missing, not as
+			// forbidden: ids are not to be probed.
+			writeError(w, r, s.log, herald.Errorf(herald.ENotFound, "no open connection %q of this user", *req.Conn))
+			return
+		}
+		if err := a.Ack(*req.Offset); err != nil {
+			writeError(w, r, s.log, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, map[string]any{"connection_id": *req.Conn, "acked": c.Acked()})
 	})
 }
 
@@ -235,7 +299,7 @@ func handleBroadcast(s *Server) http.Handler {
 			writeError(w, r, s.log, err)
 			return
 		}
-		m, n := s.stream.Broadcast(req.Data)
+		m, n := s.stream.Broadcast(r.Context(), req.Data)
 		writeJSON(w, http.StatusOK, map[string]any{"id": m.ID, "connections": n})
 	})
 }
@@ -266,11 +330,8 @@ func handleDisconnectUser(s *Server) http.Handler {
 			writeError(w, r, s.log, err)
 			return
 		}
-		conns := s.hub.UserConns(user)
-		for _, c := range conns {
-			c.Close(wire.CloseDisconnected, "disconnected by the server")
-		}
-		writeJSON(w, http.StatusOK, map[string]any{"user_id": user, "closed": len(conns)})
+		n := s.stream.DisconnectUser(r.Context(), user)
+		writeJSON(w, http.StatusOK, map[string]any{"user_id": user, "closed": n})
 	})
 }
 

@@ -18,6 +18,7 @@ func addRoutes(mux *http.ServeMux, s *Server) {
 
 	// Gateway: browsers connect here with a client token.
 	r.handle("GET", "/ws", handleWebSocket(s))
+	r.handle("GET", "/sse", allowCORS(s.cfg.CORSOrigins)(handleSSE(s)))
 
 	// Server API, for the application's API server (API key).
 	key := requireAPIKey(s.log, s.cfg.APIKey)
@@ -44,7 +45,8 @@ func addRoutes(mux *http.ServeMux, s *Server) {
 	r.handle("POST", "/v1/inbox/seen", cors(handleInboxMark(s, herald.MarkSeen, byToken)))
 	r.handle("POST", "/v1/inbox/read", cors(handleInboxMark(s, herald.MarkRead, byToken)))
 	r.handle("POST", "/v1/inbox/archive", cors(handleInboxMark(s, herald.MarkArchived, byToken)))
-	for _, p := range []string{"/v1/inbox", "/v1/inbox/counts", "/v1/inbox/seen", "/v1/inbox/read", "/v1/inbox/archive"} {
+	r.handle("POST", "/v1/ack", cors(handleAck(s, byToken)))
+	for _, p := range []string{"/v1/inbox", "/v1/inbox/counts", "/v1/inbox/seen", "/v1/inbox/read", "/v1/inbox/archive", "/v1/ack", "/sse"} {
 		r.handle("OPTIONS", p, cors(handlePreflight()))
 	}
 

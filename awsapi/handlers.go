@@ -105,7 +105,7 @@ func (h *Handlers) PostToConnection() http.Handler {
 		}
 		now := h.now()
 		f := hub.Frames{Msg: &herald.Message{ID: herald.NewMessageID(now), User: c.User(), Time: now, Data: body}}
-		if !c.Send(f.For(c.Protocol()), 0) {
+		if !c.Send(f.For(c.Format()), 0) {
 			gone(w, string(c.ID()))
 			return
 		}

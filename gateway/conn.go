@@ -1,67 +1,48 @@
 package gateway
 
 import (
-	"encoding/json"
 	"errors"
 	"io"
 	"net"
 	"sync"
-	"sync/atomic"
 	"syscall"
 	"time"
 	"unicode/utf8"
 
-	"github.com/herald-gw/herald"
+	"github.com/herald-gw/herald/session"
 	"github.com/herald-gw/herald/wire"
 )
-
-// parkedFrame is a live stored message held back while a replay runs.
-type parkedFrame struct {
-	frame  []byte
-	offset uint64
-}
 
 // Connection states, guarded by conn.mu.
 const (
 	stateOpen    uint8 = iota
 	stateClosing       // a close frame is queued; nothing else is accepted
-	stateClosed        // the socket is closed and the conn left the hub
+	stateClosed        // the socket is closed
 )
 
-// conn is one WebSocket connection. It is kept small on purpose: idle
-// connections are what a gateway holds most of, and every byte here is
-// multiplied by a million on a big node.
+// conn is one WebSocket connection: the transport of a session. It moves
+// bytes — a bounded send queue drained by a short-lived writer, frames
+// parsed as they are read — and tells its session what it read. It is kept
+// small on purpose: idle connections are what a gateway holds most of, and
+// every byte here is multiplied by a million on a big node.
 type conn struct {
-	g     *Gateway
-	nc    net.Conn
-	rc    syscall.RawConn // epoll mode only
-	id    herald.ConnID
-	user  herald.UserID
-	proto herald.Protocol
+	g  *Gateway
+	nc net.Conn
+	rc syscall.RawConn // epoll mode only
+	s  *session.Session
 
-	connectedAt int64        // unix nanos
-	expires     atomic.Int64 // token expiry, unix nanos; 0 = none; a refresh moves it
-	lastRead    atomic.Int64
-	lastActive  atomic.Int64
-	acked       atomic.Uint64 // highest offset the client acknowledged
-	sourceIP    string
-	userAgent   string // interned: thousands of tabs share a handful of browsers
-
-	mu         sync.Mutex
-	state      uint8
-	writing    bool         // a writer goroutine owns the socket's write side
-	fd         int32        // epoll mode only
-	qbytes     int          // bytes in queue
-	lastOffset uint64       // highest stream offset queued to this connection
-	queue      [][]byte     // frames waiting for the writer; shared, read-only slices
-	spare      [][]byte     // the writer's previous batch, reused to avoid allocating
-	replay     *replayState // non-nil while a replay runs
+	mu      sync.Mutex
+	state   uint8
+	writing bool     // a writer goroutine owns the socket's write side
+	fd      int32    // epoll mode only
+	qbytes  int      // bytes in queue
+	queue   [][]byte // frames waiting for the writer; shared, read-only slices
+	spare   [][]byte // the writer's previous batch, reused to avoid allocating
 
 	// Reader state, touched only by the one reader active at a time (the
 	// read goroutine, or the epoll worker that holds the one-shot event).
 	rd      *readState // non-nil only while a frame or message is incomplete
 	discard bool       // after a protocol error: drop input until the client closes
-	spoke   bool       // the client has sent a message (resume must be the first)
 }
 
 // readState holds what an idle connection does not need: the tail of an
@@ -73,64 +54,38 @@ type readState struct {
 	msgOp byte
 }
 
-// replayState exists while a replay runs.
-type replayState struct {
-	parked  []parkedFrame // live stored messages that arrived during the replay
-	drained chan struct{} // the writer signals progress here
-}
-
-func (c *conn) ID() herald.ConnID         { return c.id }
-func (c *conn) User() herald.UserID       { return c.user }
-func (c *conn) Protocol() herald.Protocol { return c.proto }
-func (c *conn) Info() herald.ConnInfo {
-	return herald.ConnInfo{
-		ID: c.id, User: c.user, Protocol: c.proto.String(),
-		ConnectedAt:  time.Unix(0, c.connectedAt).UTC(),
-		LastActiveAt: time.Unix(0, c.lastActive.Load()).UTC(),
-		SourceIP:     c.sourceIP, UserAgent: c.userAgent,
-	}
-}
-
-// Send queues frame for the writer. offset is the frame's position in the
-// user's stream, or 0 for frames outside it (pings, broadcasts, control
-// messages). Send never blocks: a connection that cannot keep up is closed
-// with 4008 rather than allowed to hold memory or delay anyone else; the
-// client resumes from its last offset and loses nothing.
-//
-// Stored messages are delivered at most once per connection, in offset
-// order: an offset at or below the last one queued was already sent (by a
-// replay) and is skipped; while a replay runs, live ones are parked and
-// queued after it.
-func (c *conn) Send(frame []byte, offset uint64) bool {
+// Write queues frame for the writer; see session.Transport. It never
+// blocks: a connection that cannot keep up is closed with 4008 rather than
+// allowed to hold memory or delay anyone else; the client resumes from its
+// last offset and loses nothing.
+func (c *conn) Write(frame []byte) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.state != stateOpen {
 		return false
 	}
-	if offset != 0 {
-		if offset <= c.lastOffset {
-			return true
-		}
-		if rp := c.replay; rp != nil {
-			if len(rp.parked) >= c.g.cfg.MaxQueueFrames {
-				c.closeLocked(wire.CloseSlowConsumer, "send queue full")
-				return false
-			}
-			rp.parked = append(rp.parked, parkedFrame{frame, offset})
-			return true
-		}
-	}
-	return c.queueLocked(frame, offset)
+	return c.queueLocked(frame)
 }
 
+// Pending reports the frames and bytes waiting for the writer.
+func (c *conn) Pending() (frames, bytes int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.queue), c.qbytes
+}
+
+// Ping sends a protocol ping; the client's pong (or anything else it
+// sends) tells the session it is alive.
+func (c *conn) Ping() { c.Write(c.g.ping) }
+
+// Bidirectional: a WebSocket client answers pings.
+func (c *conn) Bidirectional() bool { return true }
+
 // queueLocked appends frame to the send queue, enforcing its bounds.
-func (c *conn) queueLocked(frame []byte, offset uint64) bool {
-	if len(c.queue) >= c.g.cfg.MaxQueueFrames || c.qbytes+len(frame) > c.g.cfg.MaxQueueBytes {
+func (c *conn) queueLocked(frame []byte) bool {
+	if len(c.queue) >= c.g.cfg.maxQueueFrames || c.qbytes+len(frame) > c.g.cfg.maxQueueBytes {
 		c.closeLocked(wire.CloseSlowConsumer, "send queue full")
 		return false
-	}
-	if offset != 0 {
-		c.lastOffset = offset
 	}
 	if !c.writing && len(c.queue) == 0 && c.rc != nil {
 		// Nothing in flight: try the socket right now, without blocking.
@@ -145,7 +100,7 @@ func (c *conn) queueLocked(frame []byte, offset uint64) bool {
 			go c.finish(err)
 			return false
 		case n == len(frame):
-			c.lastActive.Store(time.Now().UnixNano())
+			c.s.Wrote(time.Now())
 			return true
 		case n > 0:
 			frame = frame[n:]
@@ -156,9 +111,6 @@ func (c *conn) queueLocked(frame []byte, offset uint64) bool {
 	c.startWriterLocked()
 	return true
 }
-
-// Acked is the highest stream offset the client acknowledged.
-func (c *conn) Acked() uint64 { return c.acked.Load() }
 
 // Close queues a close frame and closes the socket once it is written (or
 // the write deadline passes).
@@ -216,18 +168,13 @@ func (c *conn) writeLoop() {
 			c.teardown(err)
 			return
 		}
-		c.lastActive.Store(now.UnixNano())
+		c.s.Wrote(now)
 		c.mu.Lock()
 		if c.spare == nil {
 			c.spare = batch[:0]
 		}
-		if c.replay != nil {
-			select {
-			case c.replay.drained <- struct{}{}:
-			default:
-			}
-		}
 		c.mu.Unlock()
+		c.s.Drained()
 	}
 }
 
@@ -235,22 +182,21 @@ func (c *conn) writeLoop() {
 // close frame before the socket is closed regardless.
 const lingerTimeout = 2 * time.Second
 
-// lingerClose runs once the close frame is written. It leaves the hub at
-// once, half-closes the socket and keeps reading (and discarding) until the
-// client answers or lingerTimeout passes. Closing outright with unread
-// bytes in the socket would send a TCP reset, and a reset can make the
-// client drop our close frame and never learn the close code.
+// lingerClose runs once the close frame is written. It half-closes the
+// socket and keeps reading (and discarding) until the client answers or
+// lingerTimeout passes. Closing outright with unread bytes in the socket
+// would send a TCP reset, and a reset can make the client drop our close
+// frame and never learn the close code.
 func (c *conn) lingerClose() {
-	c.g.hub.Remove(c)
 	if tc, ok := c.nc.(interface{ CloseWrite() error }); ok {
 		_ = tc.CloseWrite()
 	}
 	time.AfterFunc(lingerTimeout, func() { c.teardown(nil) })
 }
 
-// teardown closes the socket and removes the connection from the hub at
-// once, so a dead connection never receives (or counts as receiving)
-// another message. It is idempotent.
+// teardown closes the socket and ends the session at once, so a dead
+// connection never receives (or counts as receiving) another message. It
+// is idempotent.
 func (c *conn) teardown(cause error) {
 	c.mu.Lock()
 	if c.state == stateClosed {
@@ -266,25 +212,18 @@ func (c *conn) teardown(cause error) {
 func (c *conn) finish(cause error) {
 	c.mu.Lock()
 	c.queue, c.spare, c.qbytes = nil, nil, 0
-	if c.replay != nil {
-		// Wake a replay waiting for queue room: it sees the state and stops.
-		select {
-		case c.replay.drained <- struct{}{}:
-		default:
-		}
-	}
 	c.mu.Unlock()
 
-	c.g.hub.Remove(c)
+	c.s.Gone() // leaves the hub, wakes a replay waiting for queue room
 	if c.rc != nil {
 		c.g.poll.remove(c)
 	}
 	_ = c.nc.Close()
-	c.g.open.Add(-1)
+	c.g.sessions.Release()
 	if cause != nil && !errors.Is(cause, io.EOF) && !errors.Is(cause, net.ErrClosed) {
-		c.g.log.Debug("disconnected", "conn", c.id, "user", c.user, "err", cause)
+		c.g.log.Debug("disconnected", "conn", c.s.ID(), "user", c.s.User(), "err", cause)
 	} else {
-		c.g.log.Debug("disconnected", "conn", c.id, "user", c.user)
+		c.g.log.Debug("disconnected", "conn", c.s.ID(), "user", c.s.User())
 	}
 }
 
@@ -296,7 +235,7 @@ func (c *conn) fail(err error) {
 	if errors.As(err, &pe) {
 		c.discard = true
 		c.rd = nil
-		c.Close(pe.Code, pe.Reason)
+		c.s.Close(pe.Code, pe.Reason)
 		return
 	}
 	c.teardown(err)
@@ -311,7 +250,7 @@ func (c *conn) readLoop() {
 	for {
 		n, err := c.nc.Read(buf)
 		if n > 0 {
-			c.lastRead.Store(time.Now().UnixNano())
+			c.s.Read(time.Now())
 			if perr := c.ingest(buf[:n]); perr != nil {
 				c.fail(perr)
 			}
@@ -373,16 +312,21 @@ func (c *conn) ingest(p []byte) error {
 func (c *conn) handleFrame(h wire.Header, p []byte) error {
 	switch h.Op {
 	case wire.OpPing:
-		c.Send(wire.Frame(wire.OpPong, p), 0)
+		c.Write(wire.Frame(wire.OpPong, p))
 		return nil
 	case wire.OpPong:
 		return nil
 	case wire.OpClose:
-		code := wire.CloseNormal
-		if len(p) >= 2 {
-			code = uint16(p[0])<<8 | uint16(p[1])
+		code, err := closeCode(p)
+		if err != nil {
+			return err
 		}
-		c.Close(code, "")
+		// Echo the client's code (RFC 6455 §5.5.1); a close without one
+		// is answered with 1000, since 1005 must never be sent.
+		if code == closeNoStatus {
+			code = wire.CloseNormal
+		}
+		c.s.Close(code, "")
 		return nil
 	case wire.OpText, wire.OpBinary:
 		if c.rd != nil && c.rd.msg != nil {
@@ -414,94 +358,33 @@ func (c *conn) handleFrame(h wire.Header, p []byte) error {
 	}
 }
 
-// clientMessage is a herald.v1 message from a client. One struct covers
-// every type; unused fields stay zero.
-type clientMessage struct {
-	Type   string  `json:"type"`
-	Offset uint64  `json:"offset"` // ack
-	Since  *uint64 `json:"since"`  // resume
-	Epoch  string  `json:"epoch"`  // resume
-	Token  string  `json:"token"`  // refresh
+const closeNoStatus uint16 = 1005
+
+// closeCode validates a client's close payload (RFC 6455 §5.5.1, §7.4):
+// empty, or a code allowed on the wire and a UTF-8 reason.
+func closeCode(p []byte) (uint16, error) {
+	switch {
+	case len(p) == 0:
+		return closeNoStatus, nil
+	case len(p) == 1:
+		return 0, &wire.ProtocolError{Code: wire.CloseProtocolError, Reason: "close payload of one byte"}
+	}
+	code := uint16(p[0])<<8 | uint16(p[1])
+	valid := code >= 1000 && code <= 1003 || code >= 1007 && code <= 1014 || code >= 3000 && code <= 4999
+	if !valid {
+		return 0, &wire.ProtocolError{Code: wire.CloseProtocolError, Reason: "invalid close code"}
+	}
+	if !utf8.Valid(p[2:]) {
+		return 0, &wire.ProtocolError{Code: wire.CloseInvalidPayload, Reason: "close reason is not UTF-8"}
+	}
+	return code, nil
 }
 
-// handleMessage handles one complete client message. Raw connections may
-// send anything (the original API had no client messages); herald.v1
-// clients speak JSON objects with a "type".
+// handleMessage handles one complete client message: text must be UTF-8;
+// what it means is the session's business.
 func (c *conn) handleMessage(op byte, p []byte) error {
 	if op == wire.OpText && !utf8.Valid(p) {
 		return &wire.ProtocolError{Code: wire.CloseInvalidPayload, Reason: "text frame is not UTF-8"}
 	}
-	if c.proto != herald.ProtocolV1 {
-		return nil
-	}
-	var m clientMessage
-	if err := json.Unmarshal(p, &m); err != nil {
-		return &wire.ProtocolError{Code: wire.CloseUnsupported, Reason: "herald.v1 messages are JSON objects"}
-	}
-	first := !c.spoke
-	c.spoke = true
-	switch m.Type {
-	case "ping":
-		c.Send(wire.Frame(wire.OpText, []byte(`{"type":"pong"}`)), 0)
-	case "pong":
-	case "ack":
-		c.ack(m.Offset)
-	case "resume":
-		if !first || m.Since == nil {
-			c.sendError("bad_resume", "resume must be the first message and carry since")
-			return nil
-		}
-		c.startReplay(*m.Since, m.Epoch)
-	case "refresh":
-		c.refresh(m.Token)
-	default:
-		c.sendError("unknown_type", "unknown message type")
-	}
-	return nil
-}
-
-// sendError tells a herald.v1 client its message was not understood.
-func (c *conn) sendError(code, msg string) {
-	b, _ := json.Marshal(struct {
-		Type    string `json:"type"`
-		Code    string `json:"code"`
-		Message string `json:"message"`
-	}{"error", code, msg})
-	c.Send(wire.Frame(wire.OpText, b), 0)
-}
-
-// ack records the client's acknowledgement and wakes API calls waiting
-// for it (POST …/messages?wait=ack).
-func (c *conn) ack(offset uint64) {
-	for {
-		cur := c.acked.Load()
-		if offset <= cur {
-			return
-		}
-		if c.acked.CompareAndSwap(cur, offset) {
-			break
-		}
-	}
-	c.g.hub.NotifyAck(c.user, offset)
-}
-
-// refresh extends the connection's life with a newer token of the same
-// user, so a long-lived tab is not closed with 4001 when its first token
-// expires.
-func (c *conn) refresh(tok string) {
-	claims, err := c.g.tokens.Verify(tok)
-	switch {
-	case err != nil:
-		c.sendError("invalid_token", herald.ErrorMessageOf(err))
-		return
-	case claims.User != c.user:
-		c.sendError("invalid_token", "token is for another user")
-		return
-	}
-	c.expires.Store(claims.Expires.UnixNano())
-	b, _ := json.Marshal(struct {
-		Type    string    `json:"type"`
-		Expires time.Time `json:"expires"`
-	}{"refreshed", claims.Expires.UTC()})
-	c.Send(wire.Frame(wire.OpText, b), 0)
+	return c.s.HandleMessage(p)
 }

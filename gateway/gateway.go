@@ -1,7 +1,8 @@
-// Package gateway accepts WebSocket connections, authenticates them with a
-// client token, registers them in the hub and runs their I/O: a bounded
-// send queue drained by a short-lived writer, and a reader that on Linux
-// costs no goroutine while the connection is idle.
+// Package gateway is the WebSocket transport: it accepts WebSocket
+// connections, authenticates them with a client token, opens a session for
+// each (package session decides what to send) and runs their I/O: a
+// bounded send queue drained by a short-lived writer, and a reader that on
+// Linux costs no goroutine while the connection is idle.
 //
 // Two I/O strategies share the same connection code:
 //
@@ -32,7 +33,7 @@ import (
 	"github.com/gobwas/ws"
 
 	"github.com/herald-gw/herald"
-	"github.com/herald-gw/herald/hub"
+	"github.com/herald-gw/herald/session"
 	"github.com/herald-gw/herald/token"
 	"github.com/herald-gw/herald/wire"
 )
@@ -44,60 +45,47 @@ const (
 	IOGoroutine = "goroutine" // portable
 )
 
-// Config tunes the gateway. Zero fields take the defaults in parentheses.
+// Config tunes the gateway. Zero fields take the defaults of package
+// herald, named in parentheses; the send queue bounds are the session
+// manager's, so that replay pacing and the queue agree.
 type Config struct {
-	IO             string        // IOAuto, IOEpoll or IOGoroutine
-	PingInterval   time.Duration // protocol (and herald.v1 app) ping period (25s); no read for 2× this closes the connection
-	WriteTimeout   time.Duration // one socket write may take this long before the connection is dropped (10s)
-	MaxQueueFrames int           // frames waiting per connection before it is closed with 4008 (1024)
-	MaxQueueBytes  int           // bytes waiting per connection before it is closed with 4008 (4 MiB)
-	MaxFrame       int           // largest client message, after reassembly (32 KiB); past it close 1009
-	MaxConns       int           // connections on this node (0 = unbounded); past it the upgrade gets 503
+	IO           string        // IOAuto, IOEpoll or IOGoroutine
+	WriteTimeout time.Duration // one socket write may take this long before the connection is dropped (DefaultWriteTimeout)
+	MaxFrame     int           // largest client message, after reassembly (DefaultMaxClientMessage); past it close 1009
+
+	maxQueueFrames, maxQueueBytes int // from the session manager
 }
 
 func (c *Config) setDefaults() {
-	if c.PingInterval <= 0 {
-		c.PingInterval = 25 * time.Second
-	}
 	if c.WriteTimeout <= 0 {
-		c.WriteTimeout = 10 * time.Second
-	}
-	if c.MaxQueueFrames <= 0 {
-		c.MaxQueueFrames = 1024
-	}
-	if c.MaxQueueBytes <= 0 {
-		c.MaxQueueBytes = 4 << 20
+		c.WriteTimeout = herald.DefaultWriteTimeout
 	}
 	if c.MaxFrame <= 0 {
-		c.MaxFrame = 32 << 10
+		c.MaxFrame = herald.DefaultMaxClientMessage
 	}
 }
 
 // Gateway owns every WebSocket connection of this node.
 type Gateway struct {
-	cfg     Config
-	hub     *hub.Hub
-	tokens  *token.Issuer
-	history History
-	log     *slog.Logger
-	poll    *poller // nil in goroutine mode
+	cfg      Config
+	sessions *session.Manager
+	tokens   *token.Issuer
+	log      *slog.Logger
+	poll     *poller // nil in goroutine mode
 
-	ping, appPing []byte
-	bufs          sync.Pool // *[]byte read buffers, lent only while a read is in flight
-	rawOps        sync.Pool // *rawOp, see poll_linux.go
-	open          atomic.Int64
-	agents        sync.Map // interned User-Agent strings
-	nagents       atomic.Int64
+	ping    []byte
+	bufs    sync.Pool // *[]byte read buffers, lent only while a read is in flight
+	rawOps  sync.Pool // *rawOp, see poll_linux.go
+	agents  sync.Map // interned User-Agent strings
+	nagents atomic.Int64
 }
 
-// New returns a Gateway registering connections in h, verifying tokens
-// with tokens and replaying resumed streams from history. Call Run to start heartbeats (and the epoll loop).
-func New(cfg Config, h *hub.Hub, tokens *token.Issuer, history History, log *slog.Logger) (*Gateway, error) {
+// New returns a Gateway opening sessions with sm and verifying tokens with
+// tokens. Call Run to start the epoll loop.
+func New(cfg Config, sm *session.Manager, tokens *token.Issuer, log *slog.Logger) (*Gateway, error) {
 	cfg.setDefaults()
-	g := &Gateway{
-		cfg: cfg, hub: h, tokens: tokens, history: history, log: log,
-		ping: wire.PingFrame(), appPing: wire.AppPingFrame(),
-	}
+	cfg.maxQueueFrames, cfg.maxQueueBytes = sm.Config().MaxQueueFrames, sm.Config().MaxQueueBytes
+	g := &Gateway{cfg: cfg, sessions: sm, tokens: tokens, log: log, ping: wire.PingFrame()}
 	g.bufs.New = func() any { b := make([]byte, 4096); return &b }
 	switch cfg.IO {
 	case IOAuto, IOEpoll:
@@ -125,82 +113,13 @@ func (g *Gateway) IO() string {
 	return IOGoroutine
 }
 
-// Open is the number of open connections.
-func (g *Gateway) Open() int { return int(g.open.Load()) }
-
-// Run runs heartbeats and, in epoll mode, the readiness loop until ctx is
-// done.
+// Run runs the epoll readiness loop, if any, until ctx is done.
+// Heartbeats are the session manager's.
 func (g *Gateway) Run(ctx context.Context) error {
-	var wg sync.WaitGroup
 	if g.poll != nil {
-		wg.Go(func() { g.poll.run(ctx) })
+		g.poll.run(ctx)
 	}
-	// Heartbeats walk one hub shard per tick, so each connection is pinged
-	// once per interval but a million connections are not woken (and given
-	// a writer goroutine each) in the same instant.
-	t := time.NewTicker(max(g.cfg.PingInterval/hub.Shards, time.Millisecond))
-	defer t.Stop()
-	for shard := 0; ; shard = (shard + 1) % hub.Shards {
-		select {
-		case <-ctx.Done():
-			wg.Wait()
-			return nil
-		case now := <-t.C:
-			g.heartbeat(now, shard)
-		}
-	}
-}
-
-// heartbeat pings the connections of one hub shard and drops the ones
-// that have not said anything (not even a pong) for two intervals: they
-// are dead links that TCP alone would keep for hours.
-func (g *Gateway) heartbeat(now time.Time, shard int) {
-	dead := now.Add(-2 * g.cfg.PingInterval).UnixNano()
-	g.hub.EachInShard(shard, func(hc hub.Conn) {
-		c, ok := hc.(*conn)
-		if !ok {
-			return
-		}
-		switch {
-		case c.lastRead.Load() < dead:
-			c.Close(wire.ClosePolicyViolation, "heartbeat timeout")
-		case c.expires.Load() != 0 && c.expires.Load() < now.UnixNano():
-			c.Close(wire.CloseTokenExpired, "token expired")
-		default:
-			c.Send(g.ping, 0)
-			if c.proto == herald.ProtocolV1 {
-				c.Send(g.appPing, 0)
-			}
-		}
-	})
-}
-
-// CloseAll closes every connection with code and reason, spreading the
-// closes over spread so that clients do not all reconnect at once.
-// herald.v1 clients get {"type":"reconnect"} first.
-func (g *Gateway) CloseAll(ctx context.Context, code uint16, reason string, spread time.Duration) {
-	var all []hub.Conn
-	g.hub.Each(func(c hub.Conn) { all = append(all, c) })
-	// Spreading matters only for many connections; a handful close at once
-	// (the step is capped, so a node with few clients exits promptly).
-	var step time.Duration
-	if len(all) > 0 {
-		step = min(spread/time.Duration(len(all)), 10*time.Millisecond)
-	}
-	reconnect := wire.Frame(wire.OpText, []byte(`{"type":"reconnect"}`))
-	for i, c := range all {
-		if c.Protocol() == herald.ProtocolV1 {
-			c.Send(reconnect, 0) // tell the client it is not an error: come back
-		}
-		c.Close(code, reason)
-		if step > 0 && i < len(all)-1 {
-			select {
-			case <-ctx.Done():
-				step = 0
-			case <-time.After(step):
-			}
-		}
-	}
+	return nil
 }
 
 // TokenFrom extracts the client token from r: the query parameter "token"
@@ -258,8 +177,7 @@ func (g *Gateway) Accept(w http.ResponseWriter, r *http.Request, claims token.Cl
 	}
 	// Reserve the slot before the upgrade, atomically, so simultaneous
 	// handshakes cannot overshoot the limit.
-	if n := g.open.Add(1); g.cfg.MaxConns > 0 && n > int64(g.cfg.MaxConns) {
-		g.open.Add(-1)
+	if !g.sessions.Reserve() {
 		return herald.Errorf(herald.EUnavailable, "connection limit of this node reached")
 	}
 	// Prefer herald.v1 whatever the offer order. A token subprotocol offered
@@ -278,26 +196,24 @@ func (g *Gateway) Accept(w http.ResponseWriter, r *http.Request, claims token.Cl
 	up := ws.HTTPUpgrader{Protocol: func(p string) bool { return p == chosen }}
 	nc, rw, _, err := up.Upgrade(r, w)
 	if err != nil {
-		g.open.Add(-1)
-		return nil // the upgrader already answered the client
+		g.sessions.Release()
+		g.log.Debug("websocket upgrade failed", "err", err) // the upgrader already answered the client
+		return nil
 	}
-	now := time.Now().UnixNano()
-	c := &conn{
-		g: g, nc: nc, id: newConnID(), user: claims.User, proto: proto,
-		connectedAt: now, sourceIP: sourceIP(r), userAgent: g.intern(clip(r.UserAgent(), 256)),
+	c := &conn{g: g, nc: nc}
+	p := session.Params{
+		ID: newConnID(), User: claims.User, Format: wire.FormatRaw, Expires: claims.Expires,
+		SourceIP: sourceIP(r), UserAgent: g.intern(clip(r.UserAgent(), 256)),
 	}
-	if !claims.Expires.IsZero() {
-		c.expires.Store(claims.Expires.UnixNano())
+	if proto == herald.ProtocolV1 {
+		p.Format = wire.FormatV1
 	}
-	// Park live stored messages before joining the hub, so none can slip
-	// past the replay; see conn.runReplay.
 	if resume {
-		c.replay = &replayState{drained: make(chan struct{}, 1)}
+		p.Resume = &session.Resume{Since: since, Epoch: q.Get("epoch")}
 	}
-	c.lastRead.Store(now)
-	c.lastActive.Store(now)
+	c.s = g.sessions.New(c, p)
 	// The raw descriptor is set before the connection is visible to any
-	// sender: Send writes to it in place without the reader's help, and
+	// sender: Write writes to it in place without the reader's help, and
 	// the poller keys its table by it.
 	epoll := false
 	if tc, isTCP := nc.(*net.TCPConn); isTCP && g.poll != nil {
@@ -308,28 +224,23 @@ func (g *Gateway) Accept(w http.ResponseWriter, r *http.Request, claims token.Cl
 			}
 		}
 	}
-	g.hub.Add(c)
-	g.log.Debug("connected", "conn", c.id, "user", c.user, "protocol", proto.String())
-
-	if resume {
-		go c.runReplay(since, q.Get("epoch"))
-	}
-
 	// Bytes the client sent right behind its handshake are already in the
-	// HTTP server's buffer; feed them before the socket.
+	// HTTP server's buffer; feed them before the session joins the hub, so
+	// a resume message among them replays exactly as ?since= does.
 	if n := rw.Reader.Buffered(); n > 0 {
 		early, _ := rw.Reader.Peek(n)
 		if err := c.ingest(early); err != nil {
 			c.fail(err)
-			return nil
 		}
 	}
+	g.sessions.Start(c.s)
+	g.log.Debug("connected", "conn", p.ID, "user", p.User, "format", p.Format.String())
 	if epoll {
 		err := g.poll.add(c)
 		if err == nil {
 			return nil
 		}
-		g.log.Warn("epoll registration failed, using a goroutine", "conn", c.id, "err", err)
+		g.log.Warn("epoll registration failed, using a goroutine", "conn", p.ID, "err", err)
 	}
 	go c.readLoop()
 	return nil

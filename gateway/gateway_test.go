@@ -8,7 +8,6 @@ import (
 	"unsafe"
 
 	"github.com/herald-gw/herald/hub"
-	"github.com/herald-gw/herald/memory"
 	"github.com/herald-gw/herald/token"
 )
 
@@ -41,7 +40,7 @@ func TestTokenFrom(t *testing.T) {
 
 func TestConfigRejectsUnknownIO(t *testing.T) {
 	iss, _ := token.NewIssuer([]byte("0123456789abcdef0123456789abcdef"))
-	if _, err := New(Config{IO: "kqueue"}, hub.New(0), iss, memory.New(), slog.New(slog.DiscardHandler)); err == nil {
+	if _, err := New(Config{IO: "kqueue"}, testSessions(hub.New(0)), iss, slog.New(slog.DiscardHandler)); err == nil {
 		t.Fatal("unknown I/O strategy accepted")
 	}
 }
@@ -50,7 +49,7 @@ func TestConfigRejectsUnknownIO(t *testing.T) {
 // its bound, so clients sending random agents cannot grow it forever.
 func TestInternBounded(t *testing.T) {
 	iss, _ := token.NewIssuer([]byte("0123456789abcdef0123456789abcdef"))
-	g, err := New(Config{IO: IOGoroutine}, hub.New(0), iss, memory.New(), slog.New(slog.DiscardHandler))
+	g, err := New(Config{IO: IOGoroutine}, testSessions(hub.New(0)), iss, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -58,12 +58,19 @@ func (p *poller) add(c *conn) error {
 }
 
 // rearm re-enables the one-shot readiness event after a worker is done.
+// If that fails the connection would never be read again — deaf to pongs
+// and close frames — so it is torn down rather than left half alive.
 func (p *poller) rearm(c *conn) {
+	var ctlErr error
 	err := c.rc.Control(func(fd uintptr) {
-		_ = unix.EpollCtl(p.epfd, unix.EPOLL_CTL_MOD, int(fd), &unix.EpollEvent{Events: armEvents, Fd: int32(fd)})
+		ctlErr = unix.EpollCtl(p.epfd, unix.EPOLL_CTL_MOD, int(fd), &unix.EpollEvent{Events: armEvents, Fd: int32(fd)})
 	})
-	if err != nil { // the socket was closed meanwhile
+	switch {
+	case err != nil: // the socket was closed meanwhile
 		c.teardown(err)
+	case ctlErr != nil:
+		p.g.log.Warn("epoll re-arm failed; closing the connection", "conn", c.s.ID(), "err", ctlErr)
+		c.teardown(fmt.Errorf("epoll re-arm: %w", ctlErr))
 	}
 }
 
@@ -132,7 +139,7 @@ func (p *poller) onReadable(c *conn) {
 	for {
 		n, err := p.g.readNonblock(c.rc, buf)
 		if n > 0 {
-			c.lastRead.Store(time.Now().UnixNano())
+			c.s.Read(time.Now())
 			if perr := c.ingest(buf[:n]); perr != nil {
 				c.fail(perr)
 			}

@@ -10,8 +10,15 @@ import (
 
 	"github.com/herald-gw/herald/hub"
 	"github.com/herald-gw/herald/memory"
+	"github.com/herald-gw/herald/session"
 	"github.com/herald-gw/herald/token"
 )
+
+// testSessions returns a session manager over h with a memory store and
+// the default limits.
+func testSessions(h *hub.Hub) *session.Manager {
+	return session.NewManager(session.Config{}, h, memory.New(), nil, slog.New(slog.DiscardHandler))
+}
 
 // serveGateway runs a gateway with the given I/O strategy behind a real
 // loopback HTTP server (every path upgrades) until the test ends, and
@@ -23,7 +30,7 @@ func serveGateway(tb testing.TB, mode string) (*hub.Hub, *token.Issuer, string) 
 		tb.Fatal(err)
 	}
 	h := hub.New(0)
-	g, err := New(Config{IO: mode}, h, iss, memory.New(), slog.New(slog.DiscardHandler))
+	g, err := New(Config{IO: mode}, testSessions(h), iss, slog.New(slog.DiscardHandler))
 	if err != nil {
 		tb.Fatal(err)
 	}

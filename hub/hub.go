@@ -19,21 +19,24 @@ import (
 	"github.com/herald-gw/herald/wire"
 )
 
-// Conn is a live connection as the hub sees it.
+// Conn is a live connection as the hub sees it: a session, whatever
+// transport carries it.
 type Conn interface {
 	ID() herald.ConnID
 	User() herald.UserID
-	Protocol() herald.Protocol
+	// Format is the encoding the connection's messages need.
+	Format() wire.Format
 	Info() herald.ConnInfo
-	// Send queues a prebuilt frame without blocking. offset is the frame's
-	// position in the user's stream (0 for frames outside it); a
-	// connection uses it to skip what a replay already sent. It reports
-	// false when the connection is closed or its queue overflowed; in the
-	// latter case the connection closes itself (and leaves the hub).
-	Send(frame []byte, offset uint64) bool
+	// Send hands over a message already encoded in Format without
+	// blocking. offset is its position in the user's stream (0 for what
+	// is outside it); the connection uses it to drop duplicates and to
+	// notice gaps. It reports false when the connection is closed or its
+	// queue overflowed; in the latter case the connection closes itself
+	// (and leaves the hub).
+	Send(b []byte, offset uint64) bool
 	// Acked is the highest stream offset the client acknowledged.
 	Acked() uint64
-	// Close sends a close frame with code and reason, then closes.
+	// Close ends the connection with a close code and reason.
 	Close(code uint16, reason string)
 }
 
@@ -199,24 +202,18 @@ type Result struct {
 	Failed      []Failure     `json:"failed,omitempty"`
 }
 
-// Frames caches a message's frames, built at most once per wire format.
+// Frames caches a message's encodings, built at most once per format.
 type Frames struct {
-	Msg      *herald.Message
-	raw, env []byte
+	Msg *herald.Message
+	enc [wire.NumFormats][]byte
 }
 
-// For returns the frame of protocol p, building it on first use.
-func (f *Frames) For(p herald.Protocol) []byte {
-	if p == herald.ProtocolRaw {
-		if f.raw == nil {
-			f.raw = wire.MessageFrame(f.Msg, p)
-		}
-		return f.raw
+// For returns the encoding of format f, building it on first use.
+func (f *Frames) For(format wire.Format) []byte {
+	if f.enc[format] == nil {
+		f.enc[format] = wire.Encode(format, f.Msg)
 	}
-	if f.env == nil {
-		f.env = wire.MessageFrame(f.Msg, p)
-	}
-	return f.env
+	return f.enc[format]
 }
 
 // SendUser queues m to every connection of its user and reports the
@@ -234,7 +231,7 @@ func (h *Hub) sendFrames(u herald.UserID, f *Frames) Result {
 	// Frames are built under the read lock only on first use; Send never
 	// blocks, so holding the lock here is short and saves a copy of the list.
 	for _, c := range conns {
-		if c.Send(f.For(c.Protocol()), f.Msg.Offset) {
+		if c.Send(f.For(c.Format()), f.Msg.Offset) {
 			res.Connections++
 		} else {
 			res.Failed = append(res.Failed, Failure{ID: c.ID(), Error: "connection closed or send queue full"})
@@ -251,9 +248,10 @@ func (h *Hub) sendFrames(u herald.UserID, f *Frames) Result {
 // them run.
 func (h *Hub) Broadcast(m *herald.Message) int {
 	f := Frames{Msg: m}
-	// Build both frames up front: the workers share f read-only.
-	f.For(herald.ProtocolRaw)
-	f.For(herald.ProtocolV1)
+	// Build every encoding up front: the workers share f read-only.
+	for format := range wire.Format(wire.NumFormats) {
+		f.For(format)
+	}
 	workers := min(runtime.GOMAXPROCS(0), numShards)
 	var n atomic.Int64
 	// Each worker claims the next shard when it is done with one, rather
@@ -270,7 +268,7 @@ func (h *Hub) Broadcast(m *herald.Message) int {
 			var buf []Conn
 			for i := int(next.Add(1)) - 1; i < numShards; i = int(next.Add(1)) - 1 {
 				buf = h.eachInShard(i, buf, func(c Conn) {
-					if c.Send(f.For(c.Protocol()), 0) {
+					if c.Send(f.For(c.Format()), 0) {
 						sent++
 					}
 				})
@@ -282,17 +280,36 @@ func (h *Hub) Broadcast(m *herald.Message) int {
 	return int(n.Load())
 }
 
-// SendControl queues a control frame (not part of the stream) to every
-// herald.v1 connection of user; raw connections only ever see payloads.
-func (h *Hub) SendControl(u herald.UserID, frame []byte) int {
+// SendControl queues a control message of type typ, whose JSON is body,
+// to every connection of user that takes control messages (raw
+// connections only ever see payloads), encoded once per format.
+func (h *Hub) SendControl(u herald.UserID, typ string, body []byte) int {
+	var enc [wire.NumFormats][]byte
 	us := h.userShard(u)
 	us.mu.RLock()
 	defer us.mu.RUnlock()
 	n := 0
 	for _, c := range us.conns[u] {
-		if c.Protocol() == herald.ProtocolV1 && c.Send(frame, 0) {
+		f := c.Format()
+		if !f.Controls() {
+			continue
+		}
+		if enc[f] == nil {
+			enc[f] = wire.Control(f, typ, body)
+		}
+		if c.Send(enc[f], 0) {
 			n++
 		}
 	}
 	return n
+}
+
+// CloseUser closes every connection of user with code and reason and
+// reports how many there were.
+func (h *Hub) CloseUser(u herald.UserID, code uint16, reason string) int {
+	conns := h.UserConns(u)
+	for _, c := range conns {
+		c.Close(code, reason)
+	}
+	return len(conns)
 }

@@ -14,7 +14,7 @@ import (
 type testConn struct {
 	id     herald.ConnID
 	user   herald.UserID
-	proto  herald.Protocol
+	format wire.Format
 	h      *Hub
 	full   bool
 	mu     sync.Mutex
@@ -24,7 +24,7 @@ type testConn struct {
 
 func (c *testConn) ID() herald.ConnID         { return c.id }
 func (c *testConn) User() herald.UserID       { return c.user }
-func (c *testConn) Protocol() herald.Protocol { return c.proto }
+func (c *testConn) Format() wire.Format       { return c.format }
 func (c *testConn) Info() herald.ConnInfo     { return herald.ConnInfo{ID: c.id, User: c.user} }
 func (c *testConn) Send(f []byte, _ uint64) bool {
 	c.mu.Lock()
@@ -85,7 +85,7 @@ func TestSendUserEncodesOncePerProtocol(t *testing.T) {
 	h := New(0)
 	raw1, raw2 := newConn(h, "u", 1), newConn(h, "u", 2)
 	v1 := newConn(h, "u", 3)
-	v1.proto = herald.ProtocolV1
+	v1.format = wire.FormatV1
 	full := newConn(h, "u", 4)
 	full.full = true
 	for _, c := range []*testConn{raw1, raw2, v1, full} {
@@ -164,7 +164,7 @@ type discardConn struct {
 
 func (c *discardConn) ID() herald.ConnID         { return c.id }
 func (c *discardConn) User() herald.UserID       { return c.user }
-func (c *discardConn) Protocol() herald.Protocol { return herald.ProtocolRaw }
+func (c *discardConn) Format() wire.Format       { return wire.FormatRaw }
 func (c *discardConn) Info() herald.ConnInfo     { return herald.ConnInfo{} }
 func (c *discardConn) Send([]byte, uint64) bool  { return true }
 func (c *discardConn) Acked() uint64             { return 0 }

@@ -6,7 +6,6 @@ import (
 	"fmt"
 
 	"github.com/herald-gw/herald"
-	"github.com/herald-gw/herald/wire"
 )
 
 // History returns up to limit stored messages of user after since.
@@ -60,7 +59,7 @@ func (s *Service) Mark(ctx context.Context, user herald.UserID, mark herald.Mark
 	}
 	if len(changed) > 0 {
 		b, _ := json.Marshal(countsPush{Type: "counts", InboxCounts: counts, Mark: mark.String(), IDs: changed})
-		s.hub.SendControl(user, wire.Frame(wire.OpText, b))
+		s.push(ctx, user, "counts", b)
 	}
 	return changed, counts, nil
 }

@@ -1,37 +1,48 @@
 // Package stream is the delivery path between the API and the hub: it gives
 // each message an id, appends it to its user's stream in the Store (so it
-// has an offset and survives reconnects and restarts), and only then hands
-// it to the hub for the connections that are open right now.
+// has an offset and survives reconnects and restarts), and once the Store
+// committed it, hands it to this node's hub and to the Broker for the
+// hubs of the other nodes. It also receives what other nodes publish and
+// hands that to this node's hub.
+//
+// Nothing here keeps per-user order: two Publish calls racing for one user
+// may reach the hub in either order, and a broker may lose or reorder
+// messages. Sessions put that right by offset (package session): they
+// drop what they have and fetch from the Store what they lack.
 package stream
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"log/slog"
 	"time"
 
 	"github.com/herald-gw/herald"
 	"github.com/herald-gw/herald/hub"
+	"github.com/herald-gw/herald/wire"
 )
 
 // Service publishes messages. It is safe for concurrent use.
 type Service struct {
-	store herald.Store
-	hub   *hub.Hub
-	now   func() time.Time
+	store  herald.Store
+	hub    *hub.Hub
+	broker herald.Broker
+	log    *slog.Logger
+	now    func() time.Time
 }
 
-// New returns a Service over store and h.
-func New(store herald.Store, h *hub.Hub) *Service {
-	return &Service{store: store, hub: h, now: time.Now}
+// New returns a Service over store, this node's hub h and broker b, which
+// carries what this node publishes to the other nodes.
+func New(store herald.Store, h *hub.Hub, b herald.Broker, log *slog.Logger) *Service {
+	return &Service{store: store, hub: h, broker: b, log: log, now: time.Now}
 }
 
-// Publish stores msgs (one durable batch) and queues each to its user's
-// open connections. When it returns without error every message has an ID
-// and Offset and is committed; the results say where each went live.
-//
-// Delivery happens inside the Store's commit callback, which runs in
-// commit order: two Publish calls racing for one user deliver in offset
-// order, and a message is never sent before it is durable — so a client
+// Publish stores msgs (one durable batch), then queues each to its user's
+// open connections on this node and hands the batch to the broker for the
+// other nodes. When it returns without error every message has an ID and
+// Offset and is committed; the results say where each went live on this
+// node. A message is never on a socket before it is durable, so a client
 // that resumes from any offset it saw cannot miss what came before.
 func (s *Service) Publish(ctx context.Context, msgs []*herald.Message) ([]hub.Result, error) {
 	now := s.now()
@@ -43,22 +54,93 @@ func (s *Service) Publish(ctx context.Context, msgs []*herald.Message) ([]hub.Re
 			m.Time = now
 		}
 	}
-	res := make([]hub.Result, len(msgs))
-	deliver := func() {
-		for i, m := range msgs {
-			res[i] = s.hub.SendUser(m)
-		}
-	}
-	if err := s.store.Append(ctx, msgs, deliver); err != nil {
+	if err := s.store.Append(ctx, msgs, nil); err != nil {
 		return nil, fmt.Errorf("publish: %w", err)
+	}
+	res := make([]hub.Result, len(msgs))
+	for i, m := range msgs {
+		res[i] = s.hub.SendUser(m)
+	}
+	// The messages are committed: a broker failure delays them on the other
+	// nodes (until the next message reveals the gap, or a reconnect) but
+	// loses nothing, so it is logged, not reported as a failed publish.
+	if err := s.broker.Publish(context.WithoutCancel(ctx), msgs); err != nil {
+		s.log.Warn("broker publish failed; other nodes catch up from the store", "messages", len(msgs), "err", err)
 	}
 	return res, nil
 }
 
-// Broadcast queues data to every open connection on this node. Broadcasts
-// are not stored: there is no per-user stream for "everyone".
-func (s *Service) Broadcast(data []byte) (*herald.Message, int) {
+// Broadcast queues data to every open connection on this node and, through
+// the broker, on the others. Broadcasts are not stored: there is no
+// per-user stream for "everyone". The count is this node's.
+func (s *Service) Broadcast(ctx context.Context, data []byte) (*herald.Message, int) {
 	now := s.now()
 	m := &herald.Message{ID: herald.NewMessageID(now), Time: now, Data: data}
-	return m, s.hub.Broadcast(m)
+	n := s.hub.Broadcast(m)
+	if err := s.broker.Broadcast(context.WithoutCancel(ctx), m); err != nil {
+		s.log.Warn("broker broadcast failed", "err", err)
+	}
+	return m, n
+}
+
+// DisconnectUser closes every connection of user, here and on the other
+// nodes, with 4003, and reports how many were on this node.
+func (s *Service) DisconnectUser(ctx context.Context, user herald.UserID) int {
+	const reason = "disconnected by the server"
+	n := s.hub.CloseUser(user, wire.CloseDisconnected, reason)
+	c := herald.Control{Kind: herald.ControlDisconnectUser, User: user, Code: wire.CloseDisconnected, Reason: reason}
+	if err := s.broker.Control(context.WithoutCancel(ctx), c); err != nil {
+		s.log.Warn("broker control failed", "kind", c.Kind, "err", err)
+	}
+	return n
+}
+
+// push sends a control message to every connection of user, here and on
+// the other nodes.
+func (s *Service) push(ctx context.Context, user herald.UserID, typ string, body []byte) {
+	s.hub.SendControl(user, typ, body)
+	c := herald.Control{Kind: herald.ControlPush, User: user, Data: body}
+	if err := s.broker.Control(context.WithoutCancel(ctx), c); err != nil {
+		s.log.Warn("broker control failed", "kind", c.Kind, "err", err)
+	}
+}
+
+// Subscribe hands what the other nodes publish to this node's hub until
+// stop is called.
+func (s *Service) Subscribe(ctx context.Context) (stop func(), err error) {
+	return s.broker.Subscribe(ctx, remote{s.hub})
+}
+
+// remote delivers what other nodes publish to this node's hub.
+type remote struct{ hub *hub.Hub }
+
+func (r remote) HandleMessages(msgs []*herald.Message) {
+	for _, m := range msgs {
+		r.hub.SendUser(m)
+	}
+}
+
+func (r remote) HandleBroadcast(m *herald.Message) { r.hub.Broadcast(m) }
+
+func (r remote) HandleControl(c herald.Control) {
+	switch c.Kind {
+	case herald.ControlPush:
+		var head struct {
+			Type string `json:"type"`
+		}
+		if json.Unmarshal(c.Data, &head) == nil && head.Type != "" {
+			r.hub.SendControl(c.User, head.Type, c.Data)
+		}
+	case herald.ControlDisconnectUser:
+		r.hub.CloseUser(c.User, c.Code, c.Reason)
+	case herald.ControlPostToConn:
+		if conn := r.hub.Get(c.Conn); conn != nil {
+			f := hub.Frames{Msg: &herald.Message{ID: herald.NewMessageID(time.Now()), User: conn.User(), Time: time.Now(), Data: c.Data}}
+			conn.Send(f.For(conn.Format()), 0)
+		}
+	case herald.ControlDisconnectConn:
+		if conn := r.hub.Get(c.Conn); conn != nil {
+			conn.Close(c.Code, c.Reason)
+		}
+	}
 }

@@ -7,12 +7,13 @@ import (
 	"runtime"
 
 	"github.com/herald-gw/herald/gateway"
+	"github.com/herald-gw/herald/session"
 )
 
 // adminHandler serves profiling and runtime stats on the admin listener
 // (HERALD_ADMIN_ADDR, off by default): never expose it publicly, profiles
 // reveal memory contents.
-func adminHandler(gw *gateway.Gateway) http.Handler {
+func adminHandler(gw *gateway.Gateway, sessions *session.Manager) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/debug/pprof/", pprof.Index)
 	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
@@ -24,7 +25,7 @@ func adminHandler(gw *gateway.Gateway) http.Handler {
 		runtime.ReadMemStats(&ms)
 		w.Header().Set("Content-Type", "application/json")
 		_ = json.NewEncoder(w).Encode(map[string]any{
-			"connections": gw.Open(),
+			"connections": sessions.Open(),
 			"io":          gw.IO(),
 			"goroutines":  runtime.NumGoroutine(),
 			"heap_alloc":  ms.HeapAlloc,

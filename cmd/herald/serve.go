@@ -21,7 +21,9 @@ import (
 	"github.com/herald-gw/herald/gateway"
 	"github.com/herald-gw/herald/hub"
 	"github.com/herald-gw/herald/memory"
+	"github.com/herald-gw/herald/session"
 	"github.com/herald-gw/herald/sqlite"
+	"github.com/herald-gw/herald/sse"
 	"github.com/herald-gw/herald/stream"
 	"github.com/herald-gw/herald/token"
 	"github.com/herald-gw/herald/wire"
@@ -62,17 +64,29 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	}
 	defer store.Close()
 
+	// One node: the in-process bus has no other node to carry messages to.
+	// Cluster brokers (Redis, NATS) plug in here.
+	broker := memory.NewBus().Node()
+	defer broker.Close()
+
 	h := hub.New(cfg.MaxConnsPerUser)
-	gw, err := gateway.New(gateway.Config{
-		IO: cfg.IO, PingInterval: cfg.PingInterval, WriteTimeout: cfg.WriteTimeout, MaxConns: cfg.MaxConns,
-		MaxQueueFrames: cfg.QueueFrames, MaxQueueBytes: cfg.QueueBytes, MaxFrame: cfg.MaxClientMsg,
-	}, h, issuer, store, log)
+	sessions := session.NewManager(session.Config{
+		PingInterval: cfg.PingInterval, MaxQueueFrames: cfg.QueueFrames, MaxQueueBytes: cfg.QueueBytes, MaxConns: cfg.MaxConns,
+	}, h, store, issuer, log)
+	gw, err := gateway.New(gateway.Config{IO: cfg.IO, WriteTimeout: cfg.WriteTimeout, MaxFrame: cfg.MaxClientMsg}, sessions, issuer, log)
 	if err != nil {
 		return err
 	}
-	st := stream.New(store, h)
+	events := sse.New(sse.Config{WriteTimeout: cfg.WriteTimeout}, sessions, issuer, log)
+	st := stream.New(store, h, broker, log)
+	stopSubscription, err := st.Subscribe(ctx)
+	if err != nil {
+		return fmt.Errorf("broker subscribe: %w", err)
+	}
+	defer stopSubscription()
 	aws := awsapi.New(h, log, awsapi.Credentials{AccessKeyID: cfg.AWSAccessKeyID, SecretAccessKey: cfg.AWSSecretKey}, cfg.APIKey)
-	srv := api.New(api.Config{APIKey: cfg.APIKey, CORSOrigins: splitList(cfg.CORSOrigins)}, log, h, gw, st, aws)
+	srv := api.New(api.Config{APIKey: cfg.APIKey, CORSOrigins: splitList(cfg.CORSOrigins)}, log,
+		api.Deps{Hub: h, Gateway: gw, SSE: events, Stream: st, AWS: aws})
 
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
@@ -106,7 +120,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 			ln.Close()
 			return fmt.Errorf("admin listen: %w", err)
 		}
-		admin := &http.Server{Handler: adminHandler(gw), ReadHeaderTimeout: 10 * time.Second}
+		admin := &http.Server{Handler: adminHandler(gw, sessions), ReadHeaderTimeout: 10 * time.Second}
 		go func() { _ = admin.Serve(adminLn) }()
 		defer admin.Close()
 		fmt.Fprintf(stdout, "Admin (pprof, stats) on http://%s/debug/ — keep it private\n", adminLn.Addr())
@@ -117,6 +131,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	defer stopGateway()
 	var wg sync.WaitGroup
 	wg.Go(func() { _ = gw.Run(gwCtx) })
+	wg.Go(func() { sessions.Run(gwCtx) })
 	wg.Go(func() {
 		st.RunRetention(gwCtx, stream.Retention{MaxCount: cfg.RetentionCount, MaxAge: cfg.RetentionAge, Every: cfg.RetentionEvery}, log)
 	})
@@ -134,15 +149,22 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	// Drain: refuse new connections, let in-flight API calls finish, then
 	// close WebSockets spread over the drain window so that clients do not
 	// reconnect to the other nodes all at once.
-	log.Info("draining", "connections", gw.Open(), "window", cfg.DrainTimeout)
+	log.Info("draining", "connections", sessions.Open(), "window", cfg.DrainTimeout)
 	srv.SetReady(false)
 	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.DrainTimeout+5*time.Second)
 	defer cancel()
+	// Shutdown waits for the requests in flight, and an SSE stream is one
+	// until its session is closed: drain the sessions meanwhile.
+	drained := make(chan struct{})
+	go func() {
+		defer close(drained)
+		sessions.Drain(shutdownCtx, wire.CloseServiceRestart, "server restarting", cfg.DrainTimeout)
+	}()
 	if err := httpSrv.Shutdown(shutdownCtx); err != nil && !errors.Is(err, context.DeadlineExceeded) {
 		log.Warn("http shutdown", "err", err)
 	}
-	gw.CloseAll(shutdownCtx, wire.CloseServiceRestart, "server restarting", cfg.DrainTimeout)
-	for gw.Open() > 0 && shutdownCtx.Err() == nil {
+	<-drained
+	for sessions.Open() > 0 && shutdownCtx.Err() == nil {
 		time.Sleep(10 * time.Millisecond)
 	}
 	stopGateway()

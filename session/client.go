@@ -1,0 +1,128 @@
+package session
+
+import (
+	"encoding/json"
+	"time"
+
+	"github.com/herald-gw/herald"
+	"github.com/herald-gw/herald/wire"
+)
+
+// clientMessage is a herald.v1 message from a client. One struct covers
+// every type; unused fields stay zero. Unknown fields are ignored, so
+// newer clients can talk to older servers.
+type clientMessage struct {
+	Type   string  `json:"type"`
+	Offset *uint64 `json:"offset"` // ack
+	Since  *uint64 `json:"since"`  // resume
+	Epoch  string  `json:"epoch"`  // resume
+	Token  string  `json:"token"`  // refresh
+}
+
+// HandleMessage handles one complete data message from the client. Raw
+// connections may send anything (the original API had no client
+// messages); herald.v1 clients speak JSON objects with a "type". The
+// returned *wire.ProtocolError, if any, says how to close the connection.
+func (s *Session) HandleMessage(p []byte) error {
+	if s.format != wire.FormatV1 {
+		return nil
+	}
+	var m clientMessage
+	if err := json.Unmarshal(p, &m); err != nil {
+		return &wire.ProtocolError{Code: wire.CloseUnsupported, Reason: "herald.v1 messages are JSON objects"}
+	}
+	first := !s.spoke
+	s.spoke = true
+	switch m.Type {
+	case "ping":
+		s.control("pong", []byte(`{"type":"pong"}`))
+	case "pong":
+	case "ack":
+		if m.Offset == nil {
+			s.sendError("bad_ack", "ack carries the offset it acknowledges")
+			return nil
+		}
+		if err := s.Ack(*m.Offset); err != nil {
+			s.sendError("bad_ack", herald.ErrorMessageOf(err))
+		}
+	case "resume":
+		switch {
+		case !first || m.Since == nil:
+			s.sendError("bad_resume", "resume must be the first message and carry since")
+		case s.resume != nil:
+			s.sendError("bad_resume", "this connection already resumes from the since in its URL")
+		default:
+			s.startResume(Resume{Since: *m.Since, Epoch: m.Epoch})
+		}
+	case "refresh":
+		s.refresh(m.Token)
+	default:
+		s.sendError("unknown_type", "unknown message type")
+	}
+	return nil
+}
+
+// Ack records that the client has processed everything up to offset and
+// wakes API calls waiting for it (POST …/messages?wait=ack). An offset
+// beyond the highest this session has sent is refused with an
+// EInvalidRequest error and not counted: a client cannot confirm what it
+// was never given.
+func (s *Session) Ack(offset uint64) error {
+	s.mu.Lock()
+	sent := s.lastOffset
+	s.mu.Unlock()
+	if offset > sent {
+		return herald.Errorf(herald.EInvalidRequest, "offset %d was not sent to this connection (last sent: %d)", offset, sent)
+	}
+	for {
+		cur := s.acked.Load()
+		if offset <= cur {
+			return nil
+		}
+		if s.acked.CompareAndSwap(cur, offset) {
+			break
+		}
+	}
+	s.m.hub.NotifyAck(s.user, offset)
+	return nil
+}
+
+// sendError tells a herald.v1 client its message was not understood; the
+// connection stays open.
+func (s *Session) sendError(code, msg string) {
+	b, _ := json.Marshal(struct {
+		Type    string `json:"type"`
+		Code    string `json:"code"`
+		Message string `json:"message"`
+	}{"error", code, msg})
+	s.control("error", b)
+}
+
+// refresh extends the session's life with a newer token of the same user,
+// so a long-lived tab is not closed with 4001 when its first token expires.
+func (s *Session) refresh(tok string) {
+	claims, err := s.m.tokens.Verify(tok)
+	switch {
+	case err != nil:
+		s.sendError("invalid_token", herald.ErrorMessageOf(err))
+		return
+	case claims.User != s.user:
+		s.sendError("invalid_token", "token is for another user")
+		return
+	}
+	s.mu.Lock()
+	if s.state == stateOpen {
+		if claims.Expires.IsZero() {
+			s.stopExpiryLocked()
+			s.expires = time.Time{}
+		} else {
+			s.armExpiryLocked(claims.Expires)
+		}
+	}
+	s.mu.Unlock()
+	b, _ := json.Marshal(struct { // a string and a time always marshal
+		Type    string    `json:"type"`
+		Expires time.Time `json:"expires"`
+	}{"refreshed", claims.Expires.UTC()})
+	s.control("refreshed", b)
+}

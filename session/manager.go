@@ -1,0 +1,250 @@
+// Package session is what a connection means to Herald, whatever carries
+// its bytes: the user, the format its messages are encoded in, resume and
+// replay, holding live messages back while history is replayed, de-dup and
+// gap detection by stream offset, acks, token refresh and expiry, heartbeat
+// liveness and drain.
+//
+// A Session sits between the hub, which hands it encoded messages, and a
+// Transport, which only moves bytes: the WebSocket transports (epoll or a
+// goroutine per connection, package gateway) and Server-Sent Events
+// (package sse). Transports read in their own way and tell the session what
+// they read; the session never touches a socket.
+//
+// The session alone decides what a client has seen: it remembers the
+// highest stream offset it sent. A message at or below it is a duplicate
+// and is dropped; one beyond the next offset means something was lost or
+// is late on the way (a broker between nodes may do either), so the
+// session fetches the missing offsets from the Store before going on. So
+// delivery order never depends on the order in which publishers or brokers
+// hand messages over.
+package session
+
+import (
+	"context"
+	"log/slog"
+	"sync/atomic"
+	"time"
+
+	"github.com/herald-gw/herald"
+	"github.com/herald-gw/herald/hub"
+	"github.com/herald-gw/herald/token"
+	"github.com/herald-gw/herald/wire"
+)
+
+// History is what sessions need from the Store: replay and gap filling.
+type History interface {
+	Since(ctx context.Context, user herald.UserID, since uint64, limit int) ([]herald.Message, error)
+	Bounds(ctx context.Context, user herald.UserID) (first, last uint64, err error)
+	Epoch() string
+}
+
+// Verifier checks client tokens for refresh.
+type Verifier interface {
+	Verify(tok string) (token.Claims, error)
+}
+
+// Clock is the time source of expiry timers and heartbeats; tests inject
+// one they advance by hand, so no test depends on a timing window.
+type Clock interface {
+	Now() time.Time
+	AfterFunc(d time.Duration, f func()) Timer
+}
+
+// Timer is a pending AfterFunc.
+type Timer interface{ Stop() bool }
+
+type realClock struct{}
+
+func (realClock) Now() time.Time                              { return time.Now() }
+func (realClock) AfterFunc(d time.Duration, f func()) Timer { return time.AfterFunc(d, f) }
+
+// Config tunes sessions. Zero fields take the defaults of package herald.
+type Config struct {
+	PingInterval   time.Duration // heartbeat period (herald.DefaultPingInterval)
+	MaxPingsOut    int           // unanswered pings before a connection is dead (herald.DefaultMaxPingsOut)
+	MaxQueueFrames int           // the transports' queue bound, for replay pacing and parking (herald.DefaultSendQueueFrames)
+	MaxQueueBytes  int           // likewise in bytes (herald.DefaultSendQueueBytes)
+	MaxConns       int           // connections on this node, every transport together (0 = unbounded)
+	Clock          Clock         // time.Now and time.AfterFunc when nil
+}
+
+func (c *Config) setDefaults() {
+	if c.PingInterval <= 0 {
+		c.PingInterval = herald.DefaultPingInterval
+	}
+	if c.MaxPingsOut <= 0 {
+		c.MaxPingsOut = herald.DefaultMaxPingsOut
+	}
+	if c.MaxQueueFrames <= 0 {
+		c.MaxQueueFrames = herald.DefaultSendQueueFrames
+	}
+	if c.MaxQueueBytes <= 0 {
+		c.MaxQueueBytes = herald.DefaultSendQueueBytes
+	}
+	if c.Clock == nil {
+		c.Clock = realClock{}
+	}
+}
+
+// Manager creates sessions and runs what they share: heartbeats and drain.
+// One Manager serves every transport of a node.
+type Manager struct {
+	cfg     Config
+	hub     *hub.Hub
+	history History
+	tokens  Verifier
+	log     *slog.Logger
+
+	// pageLimit is how many stored messages one replay read asks for:
+	// few enough that a page of the largest payloads fits in half the send
+	// queue, so a resuming client that does not read holds at most one
+	// queue's worth of memory, however long its replay.
+	pageLimit int
+	appPing   []byte       // herald.v1 {"type":"ping"} frame, shared
+	open      atomic.Int64 // connections reserved, every transport together
+}
+
+// Reserve takes a connection slot for a transport that is about to accept
+// a client, atomically, so simultaneous handshakes cannot overshoot
+// MaxConns. It reports false when the node is full. Every successful
+// Reserve is paired with one Release when the connection is gone.
+func (m *Manager) Reserve() bool {
+	if n := m.open.Add(1); m.cfg.MaxConns > 0 && n > int64(m.cfg.MaxConns) {
+		m.open.Add(-1)
+		return false
+	}
+	return true
+}
+
+// Release gives back a slot taken by Reserve.
+func (m *Manager) Release() { m.open.Add(-1) }
+
+// Open is the number of connections holding a slot: accepted and not yet
+// torn down, whatever their transport.
+func (m *Manager) Open() int { return int(m.open.Load()) }
+
+// NewManager returns a Manager registering sessions in h.
+func NewManager(cfg Config, h *hub.Hub, history History, tokens Verifier, log *slog.Logger) *Manager {
+	cfg.setDefaults()
+	return &Manager{
+		cfg: cfg, hub: h, history: history, tokens: tokens, log: log,
+		pageLimit: min(max(1, cfg.MaxQueueBytes/2/herald.MaxPayload), 500),
+		appPing:   wire.AppPingFrame(),
+	}
+}
+
+// Config returns the configuration in force, defaults filled in.
+func (m *Manager) Config() Config { return m.cfg }
+
+// Hub returns the hub sessions register in.
+func (m *Manager) Hub() *hub.Hub { return m.hub }
+
+// Run sends heartbeats until ctx is done. It walks one hub shard per tick,
+// so each session is pinged once per interval but a million of them are
+// not woken (and given a writer each) in the same instant.
+func (m *Manager) Run(ctx context.Context) {
+	t := time.NewTicker(max(m.cfg.PingInterval/hub.Shards, time.Millisecond))
+	defer t.Stop()
+	for shard := 0; ; shard = (shard + 1) % hub.Shards {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			m.hub.EachInShard(shard, heartbeat)
+		}
+	}
+}
+
+// HeartbeatAll runs one heartbeat round over every session at once. Run
+// spreads the same work over the interval; tests call this to step
+// liveness without waiting for a clock.
+func (m *Manager) HeartbeatAll() { m.hub.Each(heartbeat) }
+
+func heartbeat(c hub.Conn) {
+	if s, ok := c.(*Session); ok {
+		s.Heartbeat()
+	}
+}
+
+// Drain tells every session to reconnect elsewhere and closes it with code
+// and reason, spreading the closes over spread so that clients do not all
+// reconnect to the other nodes at once (at most 10 ms apart, so a small
+// node exits promptly).
+func (m *Manager) Drain(ctx context.Context, code uint16, reason string, spread time.Duration) {
+	var all []hub.Conn
+	m.hub.Each(func(c hub.Conn) { all = append(all, c) })
+	var step time.Duration
+	if len(all) > 0 {
+		step = min(spread/time.Duration(len(all)), 10*time.Millisecond)
+	}
+	for i, c := range all {
+		if s, ok := c.(*Session); ok {
+			s.control("reconnect", []byte(`{"type":"reconnect"}`))
+		}
+		c.Close(code, reason)
+		if step > 0 && i < len(all)-1 {
+			select {
+			case <-ctx.Done():
+				step = 0
+			case <-time.After(step):
+			}
+		}
+	}
+}
+
+// Params describe a new session.
+type Params struct {
+	ID        herald.ConnID
+	User      herald.UserID
+	Format    wire.Format
+	Expires   time.Time // the token's expiry; zero = none
+	SourceIP  string
+	UserAgent string
+	// Resume, when not nil, replays the stream after Resume.Since before
+	// anything live (the ?since= form of resume).
+	Resume *Resume
+}
+
+// Resume is a client's resume point: the last offset it has and the
+// epoch it came from ("" skips the epoch check).
+type Resume struct {
+	Since uint64
+	Epoch string
+}
+
+// New returns a session over t. It is not yet registered: set up whatever
+// the transport needs to reach the session, then call Start.
+func (m *Manager) New(t Transport, p Params) *Session {
+	now := m.cfg.Clock.Now()
+	s := &Session{
+		m: m, t: t, id: p.ID, user: p.User, format: p.Format,
+		connectedAt: now.UnixNano(), sourceIP: p.SourceIP, userAgent: p.UserAgent,
+		expires: p.Expires, resume: p.Resume,
+	}
+	s.lastActive.Store(now.UnixNano())
+	if p.Resume != nil {
+		// Park live messages from the moment the session is visible, so
+		// none can slip past the replay.
+		s.cu.Store(newCatchup())
+	}
+	return s
+}
+
+// Start registers s in the hub, arms its token expiry and starts its
+// replay, if any. From here on the hub may hand it messages.
+func (m *Manager) Start(s *Session) {
+	m.hub.Add(s)
+	s.mu.Lock()
+	s.started = true
+	if !s.expires.IsZero() && s.state == stateOpen {
+		s.armExpiryLocked(s.expires)
+	}
+	r := s.resume
+	s.mu.Unlock()
+	if r != nil {
+		go s.runCatchup(r)
+	}
+}
+
+// Epoch is the Store's history epoch, which clients resume against.
+func (m *Manager) Epoch() string { return m.history.Epoch() }
