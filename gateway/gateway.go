@@ -76,7 +76,7 @@ type Gateway struct {
 	ping    []byte
 	bufs    sync.Pool // *[]byte read buffers, lent only while a read is in flight
 	rawOps  sync.Pool // *rawOp, see poll_linux.go
-	agents  sync.Map // interned User-Agent strings
+	agents  sync.Map  // interned User-Agent strings
 	nagents atomic.Int64
 }
 

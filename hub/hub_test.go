@@ -22,10 +22,10 @@ type testConn struct {
 	closed uint16
 }
 
-func (c *testConn) ID() herald.ConnID         { return c.id }
-func (c *testConn) User() herald.UserID       { return c.user }
-func (c *testConn) Format() wire.Format       { return c.format }
-func (c *testConn) Info() herald.ConnInfo     { return herald.ConnInfo{ID: c.id, User: c.user} }
+func (c *testConn) ID() herald.ConnID     { return c.id }
+func (c *testConn) User() herald.UserID   { return c.user }
+func (c *testConn) Format() wire.Format   { return c.format }
+func (c *testConn) Info() herald.ConnInfo { return herald.ConnInfo{ID: c.id, User: c.user} }
 func (c *testConn) Send(f []byte, _ uint64) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -162,10 +162,10 @@ type discardConn struct {
 	user herald.UserID
 }
 
-func (c *discardConn) ID() herald.ConnID         { return c.id }
-func (c *discardConn) User() herald.UserID       { return c.user }
-func (c *discardConn) Format() wire.Format       { return wire.FormatRaw }
-func (c *discardConn) Info() herald.ConnInfo     { return herald.ConnInfo{} }
-func (c *discardConn) Send([]byte, uint64) bool  { return true }
-func (c *discardConn) Acked() uint64             { return 0 }
-func (c *discardConn) Close(uint16, string)      {}
+func (c *discardConn) ID() herald.ConnID        { return c.id }
+func (c *discardConn) User() herald.UserID      { return c.user }
+func (c *discardConn) Format() wire.Format      { return wire.FormatRaw }
+func (c *discardConn) Info() herald.ConnInfo    { return herald.ConnInfo{} }
+func (c *discardConn) Send([]byte, uint64) bool { return true }
+func (c *discardConn) Acked() uint64            { return 0 }
+func (c *discardConn) Close(uint16, string)     {}

@@ -60,8 +60,8 @@ type Session struct {
 
 	mu      sync.Mutex
 	state   uint8
-	started bool    // Start was called: the session is in the hub
-	resume  *Resume // where the client resumes from, until Start replays it
+	started bool      // Start was called: the session is in the hub
+	resume  *Resume   // where the client resumes from, until Start replays it
 	expires time.Time // token expiry; zero = none
 	expiry  Timer     // fires at expires
 	// lastOffset is the highest stream offset sent (or known to the client
