@@ -7,7 +7,6 @@ import (
 	"sync"
 	"syscall"
 	"time"
-	"unicode/utf8"
 
 	"github.com/herald-gw/herald/session"
 	"github.com/herald-gw/herald/wire"
@@ -39,19 +38,10 @@ type conn struct {
 	queue   [][]byte // frames waiting for the writer; shared, read-only slices
 	spare   [][]byte // the writer's previous batch, reused to avoid allocating
 
-	// Reader state, touched only by the one reader active at a time (the
-	// read goroutine, or the epoll worker that holds the one-shot event).
-	rd      *readState // non-nil only while a frame or message is incomplete
-	discard bool       // after a protocol error: drop input until the client closes
-}
-
-// readState holds what an idle connection does not need: the tail of an
-// incomplete frame and the fragments of an incomplete message. Allocated
-// when a read ends mid-frame, dropped when it completes.
-type readState struct {
-	rbuf  []byte
-	msg   []byte
-	msgOp byte
+	// asm parses what the client sends. It is touched only by the one
+	// reader active at a time (the read goroutine, or the epoll worker that
+	// holds the one-shot event), and holds no buffer while idle.
+	asm wire.Assembler
 }
 
 // Write queues frame for the writer; see session.Transport. It never
@@ -228,13 +218,12 @@ func (c *conn) finish(cause error) {
 }
 
 // fail ends the connection after a read-side error. A protocol error is
-// answered with its close code and the reader goes on discarding input
-// until the client closes (see lingerClose); anything else just closes.
+// answered with its close code and the reader goes on reading — the
+// assembler ignores everything from here on — until the client closes
+// (see lingerClose); anything else just closes.
 func (c *conn) fail(err error) {
 	var pe *wire.ProtocolError
 	if errors.As(err, &pe) {
-		c.discard = true
-		c.rd = nil
 		c.s.Close(pe.Code, pe.Reason)
 		return
 	}
@@ -262,129 +251,34 @@ func (c *conn) readLoop() {
 	}
 }
 
-// ingest parses the frames in p (after any incomplete frame kept from the
-// previous read) and handles each complete one. p is only borrowed: the
-// tail of an incomplete frame is copied.
+// ingest feeds what was read to the assembler, which calls back for each
+// complete message and control frame. p is only borrowed.
 func (c *conn) ingest(p []byte) error {
-	if c.discard {
-		return nil
-	}
-	data := p
-	if c.rd != nil && len(c.rd.rbuf) > 0 {
-		c.rd.rbuf = append(c.rd.rbuf, p...)
-		data = c.rd.rbuf
-	}
-	for len(data) > 0 {
-		h, ok, err := wire.ParseHeader(data, c.g.cfg.MaxFrame)
-		if err != nil {
-			return err
-		}
-		if !ok || len(data) < h.Size+h.Length {
-			break
-		}
-		payload := data[h.Size : h.Size+h.Length]
-		wire.Unmask(payload, h.Mask)
-		if err := c.handleFrame(h, payload); err != nil {
-			return err
-		}
-		data = data[h.Size+h.Length:]
-	}
-	switch {
-	case len(data) == 0:
-		if c.rd != nil {
-			c.rd.rbuf = nil
-			if c.rd.msg == nil {
-				c.rd = nil
-			}
-		}
-	case c.rd != nil && len(c.rd.rbuf) > 0:
-		// data is a tail of rbuf: move it to the front.
-		c.rd.rbuf = c.rd.rbuf[:copy(c.rd.rbuf, data)]
-	default:
-		if c.rd == nil {
-			c.rd = &readState{}
-		}
-		c.rd.rbuf = append([]byte(nil), data...)
-	}
+	return c.asm.Feed(p, (*frames)(c))
+}
+
+// frames is the connection seen as the assembler's wire.Handler: a named
+// type rather than methods on conn, whose Close means the transport's.
+// Converting the pointer allocates nothing.
+type frames conn
+
+// Message hands a complete data message to the session, which knows what
+// it means.
+func (f *frames) Message(_ byte, p []byte) error { return f.s.HandleMessage(p) }
+
+// Ping is answered with a pong carrying the same bytes (RFC 6455 §5.5.2).
+func (f *frames) Ping(p []byte) error {
+	(*conn)(f).Write(wire.Frame(wire.OpPong, p))
 	return nil
 }
 
-func (c *conn) handleFrame(h wire.Header, p []byte) error {
-	switch h.Op {
-	case wire.OpPing:
-		c.Write(wire.Frame(wire.OpPong, p))
-		return nil
-	case wire.OpPong:
-		return nil
-	case wire.OpClose:
-		code, err := closeCode(p)
-		if err != nil {
-			return err
-		}
-		// Echo the client's code (RFC 6455 §5.5.1); a close without one
-		// is answered with 1000, since 1005 must never be sent.
-		if code == closeNoStatus {
-			code = wire.CloseNormal
-		}
-		c.s.Close(code, "")
-		return nil
-	case wire.OpText, wire.OpBinary:
-		if c.rd != nil && c.rd.msg != nil {
-			return &wire.ProtocolError{Code: wire.CloseProtocolError, Reason: "new message inside a fragmented one"}
-		}
-		if h.Fin {
-			return c.handleMessage(h.Op, p)
-		}
-		if c.rd == nil {
-			c.rd = &readState{}
-		}
-		c.rd.msgOp = h.Op
-		c.rd.msg = append(make([]byte, 0, len(p)*2), p...)
-		return nil
-	default: // continuation
-		if c.rd == nil || c.rd.msg == nil {
-			return &wire.ProtocolError{Code: wire.CloseProtocolError, Reason: "continuation without a message"}
-		}
-		if len(c.rd.msg)+len(p) > c.g.cfg.MaxFrame {
-			return &wire.ProtocolError{Code: wire.CloseTooBig, Reason: "message too large"}
-		}
-		c.rd.msg = append(c.rd.msg, p...)
-		if !h.Fin {
-			return nil
-		}
-		msg, op := c.rd.msg, c.rd.msgOp
-		c.rd.msg = nil
-		return c.handleMessage(op, msg)
-	}
-}
+// Pong needs nothing: any read already told the session the client lives.
+func (f *frames) Pong([]byte) error { return nil }
 
-const closeNoStatus uint16 = 1005
-
-// closeCode validates a client's close payload (RFC 6455 §5.5.1, §7.4):
-// empty, or a code allowed on the wire and a UTF-8 reason.
-func closeCode(p []byte) (uint16, error) {
-	switch {
-	case len(p) == 0:
-		return closeNoStatus, nil
-	case len(p) == 1:
-		return 0, &wire.ProtocolError{Code: wire.CloseProtocolError, Reason: "close payload of one byte"}
-	}
-	code := uint16(p[0])<<8 | uint16(p[1])
-	valid := code >= 1000 && code <= 1003 || code >= 1007 && code <= 1014 || code >= 3000 && code <= 4999
-	if !valid {
-		return 0, &wire.ProtocolError{Code: wire.CloseProtocolError, Reason: "invalid close code"}
-	}
-	if !utf8.Valid(p[2:]) {
-		return 0, &wire.ProtocolError{Code: wire.CloseInvalidPayload, Reason: "close reason is not UTF-8"}
-	}
-	return code, nil
-}
-
-// handleMessage handles one complete client message: text must be UTF-8;
-// what it means is the session's business.
-func (c *conn) handleMessage(op byte, p []byte) error {
-	if op == wire.OpText && !utf8.Valid(p) {
-		return &wire.ProtocolError{Code: wire.CloseInvalidPayload, Reason: "text frame is not UTF-8"}
-	}
-	return c.s.HandleMessage(p)
+// Close answers the client's close by echoing its code (RFC 6455 §5.5.1);
+// wire.CloseFrame turns the code of an empty close, 1005, which must never
+// be sent, into 1000.
+func (f *frames) Close(code uint16, _ string) error {
+	f.s.Close(code, "")
+	return nil
 }

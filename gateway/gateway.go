@@ -201,6 +201,7 @@ func (g *Gateway) Accept(w http.ResponseWriter, r *http.Request, claims token.Cl
 		return nil
 	}
 	c := &conn{g: g, nc: nc}
+	c.asm.MaxMessage = g.cfg.MaxFrame
 	p := session.Params{
 		ID: newConnID(), User: claims.User, Format: wire.FormatRaw, Expires: claims.Expires,
 		SourceIP: sourceIP(r), UserAgent: g.intern(clip(r.UserAgent(), 256)),
