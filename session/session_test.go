@@ -1,0 +1,486 @@
+package session
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/herald-gw/herald"
+	"github.com/herald-gw/herald/hub"
+	"github.com/herald-gw/herald/memory"
+	"github.com/herald-gw/herald/token"
+	"github.com/herald-gw/herald/wire"
+)
+
+// testTransport records what a session writes. It drains at once unless
+// stalled, in which case its queue only grows, like a client that does not
+// read.
+type testTransport struct {
+	mu      sync.Mutex
+	frames  [][]byte
+	pings   int
+	closed  uint16
+	stalled bool
+	queued  int // bytes, while stalled
+	oneWay  bool
+	onWrite func(queued int) // called with the queue size after each write
+}
+
+func (t *testTransport) Write(b []byte) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.closed != 0 {
+		return false
+	}
+	t.frames = append(t.frames, b)
+	if t.stalled {
+		t.queued += len(b)
+	}
+	if t.onWrite != nil {
+		t.onWrite(t.queued)
+	}
+	return true
+}
+
+func (t *testTransport) Pending() (int, int) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.queued == 0 {
+		return 0, 0
+	}
+	return len(t.frames), t.queued
+}
+
+func (t *testTransport) Ping() {
+	t.mu.Lock()
+	t.pings++
+	t.mu.Unlock()
+}
+
+func (t *testTransport) Close(code uint16, _ string) {
+	t.mu.Lock()
+	if t.closed == 0 {
+		t.closed = code
+	}
+	t.mu.Unlock()
+}
+
+func (t *testTransport) Bidirectional() bool { return !t.oneWay }
+
+func (t *testTransport) closeCode() uint16 {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.closed
+}
+
+// messages decodes the herald.v1 text frames written so far.
+func (t *testTransport) messages() []map[string]any {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	var out []map[string]any
+	for _, f := range t.frames {
+		p := framePayload(f)
+		var m map[string]any
+		if json.Unmarshal(p, &m) == nil {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+// offsets lists the offsets of the messages written so far, in order.
+func (t *testTransport) offsets() []uint64 {
+	var out []uint64
+	for _, m := range t.messages() {
+		if m["type"] == "message" {
+			out = append(out, uint64(m["offset"].(float64)))
+		}
+	}
+	return out
+}
+
+func framePayload(f []byte) []byte {
+	switch n := f[1] & 0x7F; n {
+	case 126:
+		return f[4:]
+	case 127:
+		return f[10:]
+	default:
+		return f[2:]
+	}
+}
+
+// fakeClock is a Clock tests advance by hand.
+type fakeClock struct {
+	mu     sync.Mutex
+	now    time.Time
+	timers []*fakeTimer
+}
+
+type fakeTimer struct {
+	c       *fakeClock
+	at      time.Time
+	f       func()
+	stopped bool
+}
+
+func (c *fakeClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *fakeClock) AfterFunc(d time.Duration, f func()) Timer {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	t := &fakeTimer{c: c, at: c.now.Add(d), f: f}
+	c.timers = append(c.timers, t)
+	return t
+}
+
+func (t *fakeTimer) Stop() bool {
+	t.c.mu.Lock()
+	defer t.c.mu.Unlock()
+	was := !t.stopped
+	t.stopped = true
+	return was
+}
+
+// Advance moves the clock and runs the timers that came due, in the
+// caller's goroutine.
+func (c *fakeClock) Advance(d time.Duration) {
+	c.mu.Lock()
+	c.now = c.now.Add(d)
+	var due []*fakeTimer
+	for _, t := range c.timers {
+		if !t.stopped && !t.at.After(c.now) {
+			t.stopped = true
+			due = append(due, t)
+		}
+	}
+	c.mu.Unlock()
+	for _, t := range due {
+		t.f()
+	}
+}
+
+type fixture struct {
+	store  *memory.Store
+	hub    *hub.Hub
+	m      *Manager
+	clock  *fakeClock
+	tokens *token.Issuer
+}
+
+func newFixture(t *testing.T, cfg Config) *fixture {
+	t.Helper()
+	st := memory.New()
+	t.Cleanup(func() { st.Close() })
+	iss, err := token.NewIssuer([]byte("test-secret-0123456789abcdef0123456789"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Real time to start from: tokens carry real expiry times.
+	clk := &fakeClock{now: time.Now().Truncate(time.Second)}
+	if cfg.Clock == nil {
+		cfg.Clock = clk
+	}
+	h := hub.New(0)
+	return &fixture{store: st, hub: h, m: NewManager(cfg, h, st, iss, slog.New(slog.DiscardHandler)), clock: clk, tokens: iss}
+}
+
+func (f *fixture) open(t *testing.T, tr Transport, p Params) *Session {
+	t.Helper()
+	if p.ID == "" {
+		p.ID = herald.ConnID(fmt.Sprintf("c%p", tr))
+	}
+	if p.User == "" {
+		p.User = "u"
+	}
+	s := f.m.New(tr, p)
+	f.m.Start(s)
+	t.Cleanup(s.Gone)
+	return s
+}
+
+// appendN stores n messages for user with payloads of size bytes.
+func (f *fixture) appendN(t *testing.T, user herald.UserID, n, size int) []*herald.Message {
+	t.Helper()
+	msgs := make([]*herald.Message, n)
+	for i := range msgs {
+		data := bytes.Repeat([]byte("x"), size)
+		copy(data, fmt.Sprintf(`"%d`, i))
+		data[len(data)-1] = '"'
+		msgs[i] = &herald.Message{User: user, Data: data}
+	}
+	if err := f.store.Append(context.Background(), msgs, nil); err != nil {
+		t.Fatal(err)
+	}
+	return msgs
+}
+
+// eventually polls cond until it holds or 20 s pass: a bound, not a window.
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+func wantOffsets(t *testing.T, tr *testTransport, want []uint64) {
+	t.Helper()
+	eventually(t, fmt.Sprintf("offsets %v", want), func() bool { return len(tr.offsets()) >= len(want) })
+	if got := tr.offsets(); !slices.Equal(got, want) {
+		t.Fatalf("offsets %v, want %v", got, want)
+	}
+}
+
+func seq(from, to uint64) []uint64 {
+	var out []uint64
+	for i := from; i <= to; i++ {
+		out = append(out, i)
+	}
+	return out
+}
+
+// A session handed n and then n+2 fetches n+1 from the Store before n+2,
+// and drops n+1 when it arrives late: a late or lost delivery never becomes
+// a gap, a duplicate or a reordering.
+func TestGapFilledFromStore(t *testing.T) {
+	f := newFixture(t, Config{})
+	msgs := f.appendN(t, "u", 5, 10)
+	tr := &testTransport{}
+	s := f.open(t, tr, Params{Format: wire.FormatV1})
+	send := func(i int) { s.Send(wire.Encode(wire.FormatV1, msgs[i]), msgs[i].Offset) }
+	send(0) // 1
+	send(2) // 3: 2 is missing
+	send(4) // 5: parked behind the gap fill
+	wantOffsets(t, tr, seq(1, 5))
+	send(1) // 2, late
+	send(3) // 4, late
+	send(4) // 5 again
+	if got := tr.offsets(); !slices.Equal(got, seq(1, 5)) {
+		t.Fatalf("late deliveries were sent again: %v", got)
+	}
+}
+
+// Concurrent publishers reach the hub in any order; every session still
+// sees its user's offsets 1..n once each, in order.
+func TestOrderUnderConcurrentPublishers(t *testing.T) {
+	f := newFixture(t, Config{})
+	tr := &testTransport{}
+	f.open(t, tr, Params{Format: wire.FormatV1})
+	const writers, each = 8, 25
+	var wg sync.WaitGroup
+	for range writers {
+		wg.Go(func() {
+			for range each {
+				m := &herald.Message{User: "u", Data: []byte(`1`)}
+				if err := f.store.Append(context.Background(), []*herald.Message{m}, nil); err != nil {
+					t.Error(err)
+					return
+				}
+				f.hub.SendUser(m) // after the commit, as stream.Publish does, racing the others
+			}
+		})
+	}
+	wg.Wait()
+	wantOffsets(t, tr, seq(1, writers*each))
+}
+
+// A resuming client that does not read holds at most its send queue's
+// worth of memory, however long the replay: history is read a page at a
+// time, each page small enough to fit half the queue, and the next page
+// only when the queue has room.
+func TestReplayMemoryBoundedByQueue(t *testing.T) {
+	const queueBytes = 1 << 20
+	f := newFixture(t, Config{MaxQueueBytes: queueBytes})
+	f.appendN(t, "u", 60, 100<<10) // 6 MB of history
+	var mu sync.Mutex
+	worst := 0
+	tr := &testTransport{stalled: true}
+	tr.onWrite = func(queued int) {
+		// Called with the transport's lock held: what the session holds
+		// besides the queue is at most the rest of one page.
+		mu.Lock()
+		worst = max(worst, queued)
+		mu.Unlock()
+	}
+	held := &heldHistory{History: f.store, queued: func() int { _, b := tr.Pending(); return b }}
+	f.m.history = held
+	s := f.open(t, tr, Params{Format: wire.FormatV1, Resume: &Resume{Since: 0}})
+	eventually(t, "the replay to stall on the full queue", func() bool {
+		_, b := tr.Pending()
+		return b+100<<10 > queueBytes/2
+	})
+	s.Gone() // the client goes away: the replay must stop, not hang
+	held.mu.Lock()
+	defer held.mu.Unlock()
+	if held.worst > queueBytes {
+		t.Fatalf("a page plus the queue held %d bytes; the queue bound is %d", held.worst, queueBytes)
+	}
+	if held.pages < 2 {
+		t.Fatalf("history was read in %d page(s): not paged", held.pages)
+	}
+}
+
+// heldHistory records, at each history read, the bytes of the page plus
+// what is queued: the most a replay holds at once.
+type heldHistory struct {
+	History
+	queued func() int
+	mu     sync.Mutex
+	worst  int
+	pages  int
+}
+
+func (h *heldHistory) Since(ctx context.Context, user herald.UserID, since uint64, limit int) ([]herald.Message, error) {
+	msgs, err := h.History.Since(ctx, user, since, limit)
+	n := 0
+	for _, m := range msgs {
+		n += len(m.Data) + 200 // the envelope around it
+	}
+	h.mu.Lock()
+	h.worst = max(h.worst, n+h.queued())
+	h.pages++
+	h.mu.Unlock()
+	return msgs, err
+}
+
+// The first-message form of resume: before any live message it replays
+// exactly like ?since=; after live messages were sent it continues
+// seamlessly when they start right after the client's point, and otherwise
+// answers with a reset rather than leaving a gap or repeating messages.
+func TestResumeMessage(t *testing.T) {
+	cases := []struct {
+		name      string
+		live      [2]int // indexes of the messages sent live before the resume
+		since     uint64 // the client's resume point
+		epoch     string
+		wantReset bool
+		want      []uint64
+	}{
+		{"before anything live", [2]int{4, 4}, 2, "", false, seq(3, 6)},
+		{"live continues the point", [2]int{3, 4}, 3, "", false, seq(4, 6)},
+		{"gap before the live ones", [2]int{4, 5}, 2, "", true, seq(5, 6)},
+		{"live ones overlap the point", [2]int{1, 4}, 3, "", true, seq(2, 6)},
+		{"other epoch", [2]int{3, 4}, 3, "another", true, seq(4, 6)},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFixture(t, Config{})
+			msgs := f.appendN(t, "u", 6, 10)
+			tr := &testTransport{}
+			s := f.open(t, tr, Params{Format: wire.FormatV1})
+			for _, m := range msgs[tc.live[0]:tc.live[1]] {
+				s.Send(wire.Encode(wire.FormatV1, m), m.Offset)
+			}
+			epoch := tc.epoch
+			if epoch == "" {
+				epoch = f.store.Epoch()
+			}
+			resume, _ := json.Marshal(map[string]any{"type": "resume", "since": tc.since, "epoch": epoch})
+			if err := s.HandleMessage(resume); err != nil {
+				t.Fatal(err)
+			}
+			for _, m := range msgs[max(tc.live[1], 4):] {
+				s.Send(wire.Encode(wire.FormatV1, m), m.Offset)
+			}
+			wantOffsets(t, tr, tc.want)
+			reset := slices.ContainsFunc(tr.messages(), func(m map[string]any) bool { return m["type"] == "reset" })
+			if reset != tc.wantReset {
+				t.Fatalf("reset sent: %v, want %v (%v)", reset, tc.wantReset, tr.messages())
+			}
+		})
+	}
+}
+
+// A client cannot acknowledge an offset it was never sent: such an ack is
+// refused and not counted, so ?wait=ack cannot report a false receipt.
+func TestAckBeyondSentRefused(t *testing.T) {
+	f := newFixture(t, Config{})
+	msgs := f.appendN(t, "u", 3, 10)
+	tr := &testTransport{}
+	s := f.open(t, tr, Params{Format: wire.FormatV1})
+	s.Send(wire.Encode(wire.FormatV1, msgs[0]), 1)
+	if err := s.Ack(3); herald.ErrorCodeOf(err) != herald.EInvalidRequest {
+		t.Fatalf("ack of an unsent offset: %v", err)
+	}
+	if s.Acked() != 0 {
+		t.Fatalf("refused ack counted: %d", s.Acked())
+	}
+	if err := s.HandleMessage([]byte(`{"type":"ack","offset":2}`)); err != nil {
+		t.Fatal(err)
+	}
+	if m := tr.messages(); m[len(m)-1]["code"] != "bad_ack" {
+		t.Fatalf("no bad_ack error: %v", m)
+	}
+	if err := s.Ack(1); err != nil || s.Acked() != 1 {
+		t.Fatalf("ack of a sent offset: %v, acked %d", err, s.Acked())
+	}
+}
+
+// Token expiry runs on the token's own deadline, and a refresh moves it.
+func TestTokenExpiryOnItsDeadline(t *testing.T) {
+	f := newFixture(t, Config{})
+	tr := &testTransport{}
+	now := f.clock.Now()
+	s := f.open(t, tr, Params{Format: wire.FormatV1, Expires: now.Add(time.Hour)})
+	f.clock.Advance(59 * time.Minute)
+	if c := tr.closeCode(); c != 0 {
+		t.Fatalf("closed %d before expiry", c)
+	}
+	tok, err := f.tokens.Mint("u", 3*time.Hour) // real time: only its exp matters
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.HandleMessage([]byte(`{"type":"refresh","token":"` + tok + `"}`)); err != nil {
+		t.Fatal(err)
+	}
+	claims, _ := f.tokens.Verify(tok)
+	f.clock.Advance(2 * time.Minute) // past the first expiry
+	if c := tr.closeCode(); c != 0 {
+		t.Fatalf("refreshed session closed %d", c)
+	}
+	f.clock.Advance(claims.Expires.Sub(f.clock.Now()) + time.Second)
+	if c := tr.closeCode(); c != wire.CloseTokenExpired {
+		t.Fatalf("close code %d after the refreshed expiry, want %d", c, wire.CloseTokenExpired)
+	}
+}
+
+// Liveness counts pings sent, not clock time: a session is dead only after
+// MaxPingsOut pings without any read since, however late the heartbeats
+// come; a one-way transport (SSE) is never judged by pings.
+func TestHeartbeatByPingsSent(t *testing.T) {
+	f := newFixture(t, Config{MaxPingsOut: 2})
+	live, dead, oneWay := &testTransport{}, &testTransport{}, &testTransport{oneWay: true}
+	ls := f.open(t, live, Params{Format: wire.FormatV1})
+	f.open(t, dead, Params{Format: wire.FormatRaw})
+	f.open(t, oneWay, Params{Format: wire.FormatSSE})
+	for range 10 {
+		f.m.HeartbeatAll()
+		ls.Read(f.clock.Now()) // the live client answers every ping
+	}
+	if c := live.closeCode(); c != 0 {
+		t.Fatalf("live session closed %d", c)
+	}
+	if c := oneWay.closeCode(); c != 0 {
+		t.Fatalf("one-way session closed %d by heartbeats", c)
+	}
+	if c := dead.closeCode(); c != wire.ClosePolicyViolation {
+		t.Fatalf("dead session: close %d, want %d", c, wire.ClosePolicyViolation)
+	}
+	if dead.pings != 2 {
+		t.Fatalf("dead session got %d pings before the close, want 2", dead.pings)
+	}
+}
