@@ -89,8 +89,10 @@ type Broker interface {
 // What a handler is given is its own: the broker made the copy (or decoded
 // it from the wire), so the handler may keep or modify it.
 type BrokerHandler interface {
-	// HandleMessages receives committed messages of one Publish (never an
-	// empty slice), each user's in publish order.
+	// HandleMessages receives committed messages one node published: those
+	// of one Publish, or some of them (a broker may split a batch, by user
+	// for instance), never an empty slice. Each user's are in publish
+	// order.
 	HandleMessages(msgs []*Message)
 	// HandleBroadcast receives a message for every connection.
 	HandleBroadcast(m *Message)
