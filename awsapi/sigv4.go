@@ -63,8 +63,10 @@ const MaxClockSkew = 5 * time.Minute
 //     the request is about and must be covered by the signature).
 //   - Finally the signature is recomputed with the AWS SDK's own signer over
 //     a copy of the request holding only the signed headers, the path and
-//     query exactly as they came over the wire, and the SHA-256 of body; it
-//     must equal the one sent (compared in constant time). Reusing the SDK's
+//     query exactly as they came over the wire (a query with a pair that
+//     does not parse is refused: the signer would leave it out), and the
+//     SHA-256 of body; it must equal the one sent (compared in constant
+//     time). Reusing the SDK's
 //     signer means Herald canonicalizes exactly as the clients it serves do,
 //     including execute-api's double escaping of the path (a connection id
 //     "abc=" travels as /@connections/abc%3D and is signed as
@@ -242,6 +244,12 @@ func parseAuthorization(v string) (authorization, error) {
 // checkSignature recomputes the signature with the SDK signer and compares.
 func checkSignature(r *http.Request, auth authorization, payloadHash string, signingTime time.Time, creds Credentials) error {
 	path, rawQuery := wireTarget(r)
+	// The signer canonicalizes the query through url.Values, which silently
+	// drops a pair that does not parse ("a=%zz", "x;y"): such bytes would
+	// pass unsigned, appended to any signed request. No SDK sends them.
+	if _, err := url.ParseQuery(rawQuery); err != nil {
+		return fmt.Errorf("sigv4: query string cannot be signed as sent: %w", err)
+	}
 	host := r.Host
 	if host == "" && r.URL != nil {
 		host = r.URL.Host
