@@ -5,13 +5,29 @@
 
 GO ?= go
 
-.PHONY: test test-go bench build lint
+.PHONY: test test-go fuzz-short bench build lint
 
-## test: every test (Go with the race detector). No timing assertions.
-test: test-go
+## test: every test (Go with the race detector), then a short fuzz pass.
+## No timing assertions.
+test: test-go fuzz-short
 
 test-go:
 	$(GO) test -race -count=1 -timeout 10m ./...
+
+## fuzz-short: each fuzz target for FUZZTIME (3s), about 25s in all. test-go
+## already replays the committed seeds (testdata/fuzz); this looks a little
+## further each run. -fuzz takes one target per package, hence one line each.
+## Run a target longer by hand, e.g.
+##   go test -run '^$$' -fuzz '^FuzzAssembler$$' -fuzztime 10m ./wire/
+## and commit any crasher it writes under testdata/fuzz as a seed.
+FUZZTIME ?= 3s
+FUZZ = $(GO) test -run '^$$' -fuzztime $(FUZZTIME) -fuzz
+fuzz-short:
+	$(FUZZ) '^FuzzParseHeader$$' ./wire/
+	$(FUZZ) '^FuzzAssembler$$' ./wire/
+	$(FUZZ) '^FuzzCloseFrame$$' ./wire/
+	$(FUZZ) '^FuzzVerify$$' ./token/
+	$(FUZZ) '^FuzzVerifySigV4$$' ./awsapi/
 
 ## bench: Go benchmarks (encode, hub fan-out, store append). Not part of test.
 bench:
