@@ -34,10 +34,9 @@ type Broker interface {
 	// Publish sends committed messages (Offset and Epoch set) to the other
 	// nodes. The messages of one user arrive in slice order, and after
 	// those of an earlier Publish of the same node, when that Publish
-	// returned before this one started. A node that publishes from a
-	// Store's onCommit therefore publishes every user's messages in offset
-	// order even when Appends race, which is why Publish must not block
-	// for long: a network broker queues and returns.
+	// returned before this one started. Publish must not block for long:
+	// it runs on the API's publish path, so a network broker queues and
+	// returns.
 	//
 	// Publish does not keep msgs or their Data: the caller may reuse them
 	// once it returns. An empty msgs sends nothing. Publish returning nil

@@ -104,15 +104,11 @@ type Store interface {
 	// ctx ends first Append may return ctx.Err(), but only when nothing was
 	// stored.
 	//
-	// onCommit, when not nil, is called once the messages are committed
-	// (their Offsets set) and before the onCommit of any Append committed
-	// later. So a caller that delivers messages inside onCommit delivers
-	// every user's messages in offset order even when Appends race, which
-	// delivering after Append returns cannot promise. onCommit runs on the
-	// Store's commit path (the writer goroutine or under a lock): it must
-	// not block for long and must not call the Store. It is called for every
-	// Append that succeeds (an empty one too) and for none that fails.
-	Append(ctx context.Context, msgs []*Message, onCommit func()) error
+	// Append promises nothing about delivery order: two Appends racing
+	// for one user may return in either order. Sessions order by offset
+	// (and fetch what they lack from the Store), so a Store over the
+	// network needs no commit callbacks to keep streams ordered.
+	Append(ctx context.Context, msgs []*Message) error
 	// Since returns up to limit retained messages of user with Offset >
 	// since, in offset order: a replay for a client resuming after since.
 	// A limit <= 0 or above the Store's maximum (1,000 for the stores in

@@ -5,7 +5,7 @@
 //
 // It implements the same semantics as package sqlite, retention and inbox
 // included, and passes the same behaviour suite. One mutex orders
-// everything: Appends commit (and run their onCommit) one after another
+// everything: Appends commit one after another
 // under it.
 package memory
 
@@ -102,9 +102,7 @@ func (s *Store) Epoch() string { return s.epoch }
 // stream and the Store's Epoch, in slice order, and filling in Time and ID
 // when they are zero. It is atomic: either all messages are stored or, on
 // error, none. The payload bytes are copied, so the caller may reuse Data.
-// onCommit runs before Append returns, with the Store locked: it must not
-// call the Store (that would deadlock).
-func (s *Store) Append(ctx context.Context, msgs []*herald.Message, onCommit func()) error {
+func (s *Store) Append(ctx context.Context, msgs []*herald.Message) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -136,9 +134,6 @@ func (s *Store) Append(ctx context.Context, msgs []*herald.Message, onCommit fun
 		stored := *m
 		stored.Data = bytes.Clone(m.Data)
 		st.msgs = append(st.msgs, entry{Message: stored})
-	}
-	if onCommit != nil {
-		onCommit()
 	}
 	return nil
 }

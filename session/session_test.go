@@ -219,7 +219,7 @@ func (f *fixture) appendN(t *testing.T, user herald.UserID, n, size int) []*hera
 		data[len(data)-1] = '"'
 		msgs[i] = &herald.Message{User: user, Data: data}
 	}
-	if err := f.store.Append(context.Background(), msgs, nil); err != nil {
+	if err := f.store.Append(context.Background(), msgs); err != nil {
 		t.Fatal(err)
 	}
 	return msgs
@@ -286,7 +286,7 @@ func TestOrderUnderConcurrentPublishers(t *testing.T) {
 		wg.Go(func() {
 			for range each {
 				m := &herald.Message{User: "u", Data: []byte(`1`)}
-				if err := f.store.Append(context.Background(), []*herald.Message{m}, nil); err != nil {
+				if err := f.store.Append(context.Background(), []*herald.Message{m}); err != nil {
 					t.Error(err)
 					return
 				}

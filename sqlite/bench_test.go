@@ -57,7 +57,7 @@ func BenchmarkAppendSingle(b *testing.B) {
 	n := 0
 	for b.Loop() {
 		m := &herald.Message{User: "u", Data: payload}
-		if err := s.Append(ctx, []*herald.Message{m}, nil); err != nil {
+		if err := s.Append(ctx, []*herald.Message{m}); err != nil {
 			b.Fatal(err)
 		}
 		n++
@@ -80,7 +80,7 @@ func BenchmarkAppendConcurrent(b *testing.B) {
 		user := herald.UserID(fmt.Sprintf("u%d", worker.Add(1)%64))
 		for pb.Next() {
 			m := &herald.Message{User: user, Data: payload}
-			if err := s.Append(ctx, []*herald.Message{m}, nil); err != nil {
+			if err := s.Append(ctx, []*herald.Message{m}); err != nil {
 				b.Error(err)
 				return
 			}
@@ -106,7 +106,7 @@ func BenchmarkAppendBatch100(b *testing.B) {
 		for i := range batch {
 			batch[i] = &herald.Message{User: users[i], Data: payload}
 		}
-		if err := s.Append(ctx, batch, nil); err != nil {
+		if err := s.Append(ctx, batch); err != nil {
 			b.Fatal(err)
 		}
 		n += size
@@ -133,7 +133,7 @@ func BenchmarkAppendConcurrentManyUsers(b *testing.B) {
 			// A cheap scramble so consecutive Appends hit unrelated users.
 			u := names[(next.Add(1)*7919)%users]
 			m := &herald.Message{User: u, Data: payload}
-			if err := s.Append(ctx, []*herald.Message{m}, nil); err != nil {
+			if err := s.Append(ctx, []*herald.Message{m}); err != nil {
 				b.Error(err)
 				return
 			}
@@ -154,7 +154,7 @@ func inboxStore(b *testing.B) *Store {
 		for u := range batch {
 			batch[u] = &herald.Message{User: herald.UserID(fmt.Sprint("user-", u)), Data: payload}
 		}
-		if err := s.Append(ctx, batch, nil); err != nil {
+		if err := s.Append(ctx, batch); err != nil {
 			b.Fatal(err)
 		}
 		if i%3 == 0 {
@@ -250,7 +250,7 @@ func BenchmarkAppendBatch16ManyUsers(b *testing.B) {
 	// Every user has a stream already, as in a server that has run a while.
 	for range users / size {
 		fill()
-		if err := s.Append(ctx, batch, nil); err != nil {
+		if err := s.Append(ctx, batch); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -259,7 +259,7 @@ func BenchmarkAppendBatch16ManyUsers(b *testing.B) {
 	n := 0
 	for b.Loop() {
 		fill()
-		if err := s.Append(ctx, batch, nil); err != nil {
+		if err := s.Append(ctx, batch); err != nil {
 			b.Fatal(err)
 		}
 		n += size

@@ -20,8 +20,7 @@
 // Writes are not made by their callers. Each Append (and each Mark, and
 // each step of a Trim) hands its work to a single writer goroutine, which
 // gathers everything queued (up to a cap) into one transaction, commits
-// once, runs the Appends' onCommit callbacks in commit order and then
-// answers every waiting caller. Under load many Appends share one commit,
+// once and then answers every waiting caller. Under load many Appends share one commit,
 // and because only one goroutine ever writes, assigning offsets needs no
 // locking: the writer keeps each user's last offset in memory (loaded from
 // the file on first use) and the commit itself writes only the new rows.
@@ -104,10 +103,9 @@ var _ herald.Store = (*Store)(nil)
 // A request is one unit of work waiting for the writer: an Append (msgs),
 // or an op, a function run in a transaction of its own (Mark, Trim).
 type request struct {
-	ctx      context.Context
-	msgs     []*herald.Message
-	onCommit func()
-	op       func() error
+	ctx  context.Context
+	msgs []*herald.Message
+	op   func() error
 	// state settles the race between the writer taking the request and the
 	// caller giving up on it: whoever moves it out of statePending first wins.
 	state atomic.Int32
@@ -395,17 +393,11 @@ func (s *Store) Epoch() string { return s.epoch }
 // (herald.NewMessageID) when they are zero. Offsets follow the order in
 // which Appends are accepted and, within one Append, slice order.
 //
-// onCommit, if not nil, runs on the writer goroutine right after the
-// commit, before the onCommit of any later transaction and before any
-// caller of this transaction is answered. While it runs nothing else is
-// written, so it must be quick, and it must not call the Store (that would
-// deadlock).
-//
 // If ctx ends before the writer has taken the batch, Append returns
 // ctx.Err() and nothing is stored. Once taken, the batch is written even if
 // ctx ends meanwhile, and Append reports the outcome, so a caller never sees
 // an error for messages that were in fact stored.
-func (s *Store) Append(ctx context.Context, msgs []*herald.Message, onCommit func()) error {
+func (s *Store) Append(ctx context.Context, msgs []*herald.Message) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -413,13 +405,7 @@ func (s *Store) Append(ctx context.Context, msgs []*herald.Message, onCommit fun
 		return fmt.Errorf("sqlite: append: %w", err)
 	}
 	if len(msgs) == 0 {
-		if err := s.checkOpen(); err != nil {
-			return err
-		}
-		if onCommit != nil {
-			onCommit()
-		}
-		return nil
+		return s.checkOpen()
 	}
 	// Defaults are filled here, on the caller's goroutine, to keep the
 	// single writer's work to SQL alone.
@@ -432,7 +418,7 @@ func (s *Store) Append(ctx context.Context, msgs []*herald.Message, onCommit fun
 			m.ID = herald.NewMessageID(m.Time)
 		}
 	}
-	return s.submit(&request{ctx: ctx, msgs: msgs, onCommit: onCommit})
+	return s.submit(&request{ctx: ctx, msgs: msgs})
 }
 
 // do runs op on the writer, in a transaction of its own, and returns its
@@ -539,13 +525,6 @@ func (s *Store) writer() {
 		}
 		if len(batch) > 0 {
 			err := s.write(batch, scratch)
-			if err == nil {
-				for _, r := range batch {
-					if r.onCommit != nil {
-						r.onCommit()
-					}
-				}
-			}
 			for _, r := range batch {
 				r.done <- err
 			}

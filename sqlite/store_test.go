@@ -214,7 +214,7 @@ func TestCloseFlushes(t *testing.T) {
 		wg.Go(func() {
 			for j := 0; ; j++ {
 				m := storetest.Msg("u", fmt.Sprintf("w%d-%d", w, j))
-				err := s.Append(context.Background(), []*herald.Message{m}, nil)
+				err := s.Append(context.Background(), []*herald.Message{m})
 				if errors.Is(err, ErrClosed) {
 					return
 				}
@@ -289,7 +289,7 @@ func TestHelperProcess(t *testing.T) {
 				if j%2 == 1 {
 					batch = append(batch, storetest.Msg(crashUser, fmt.Sprintf("r%s-w%d-%d-1", round, w, j)))
 				}
-				if err := s.Append(context.Background(), batch, nil); err != nil {
+				if err := s.Append(context.Background(), batch); err != nil {
 					fmt.Fprintln(os.Stderr, err)
 					os.Exit(2)
 				}

@@ -54,7 +54,7 @@ func (s *Service) Publish(ctx context.Context, msgs []*herald.Message) ([]hub.Re
 			m.Time = now
 		}
 	}
-	if err := s.store.Append(ctx, msgs, nil); err != nil {
+	if err := s.store.Append(ctx, msgs); err != nil {
 		return nil, fmt.Errorf("publish: %w", err)
 	}
 	res := make([]hub.Result, len(msgs))
