@@ -6,6 +6,7 @@ package api
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"io"
@@ -17,10 +18,7 @@ import (
 	"sync/atomic"
 
 	"github.com/herald-gw/herald"
-	"github.com/herald-gw/herald/gateway"
 	"github.com/herald-gw/herald/hub"
-	"github.com/herald-gw/herald/sse"
-	"github.com/herald-gw/herald/stream"
 	"github.com/herald-gw/herald/token"
 )
 
@@ -40,13 +38,85 @@ type Config struct {
 	CORSOrigins []string // origins allowed to call the browser inbox API; "*" = any
 }
 
+// The handlers' dependencies are interfaces declared here, where they are
+// used, each listing only the methods the handlers call. The real parts
+// (*stream.Service, *hub.Hub, *gateway.Gateway, *sse.Handler) satisfy them
+// without knowing of them, as deps_test.go asserts; the package's own
+// tests stand in small fakes, so every route's validation and error replies
+// are tested without sockets, a store or a clock. cmd/herald tests the real
+// parts together, end to end.
+
+// Streams is the delivery path (stream.Service): it stores and delivers
+// messages, and reads back what a user was sent.
+type Streams interface {
+	// Publish stores msgs as one durable batch, giving each its ID and
+	// Offset, then delivers them; it returns one Result per message, in
+	// order. An error means nothing was stored.
+	Publish(ctx context.Context, msgs []*herald.Message) ([]hub.Result, error)
+	// Broadcast sends data to every open connection, unstored, and
+	// reports how many on this node it was queued to.
+	Broadcast(ctx context.Context, data []byte) (*herald.Message, int)
+	// DisconnectUser closes every connection of user and reports how many
+	// were on this node.
+	DisconnectUser(ctx context.Context, user herald.UserID) int
+	// WaitAck waits until a connection of user acknowledged offset or ctx
+	// is done, and reports the user's connections and how many acked.
+	WaitAck(ctx context.Context, user herald.UserID, offset uint64) (conns, acked int)
+	// History returns up to limit stored messages of user after since,
+	// oldest first.
+	History(ctx context.Context, user herald.UserID, since uint64, limit int) ([]herald.Message, error)
+	// Inbox lists one page of the user's inbox, newest first.
+	Inbox(ctx context.Context, q herald.InboxQuery) ([]herald.InboxItem, error)
+	// Counts returns the user's unread and unseen counts.
+	Counts(ctx context.Context, user herald.UserID) (herald.InboxCounts, error)
+	// Mark sets mark on the user's messages ids (or all of them) and
+	// returns the ids that changed and the counts after the change.
+	Mark(ctx context.Context, user herald.UserID, mark herald.Mark, ids []string, all bool) (changed []string, counts herald.InboxCounts, err error)
+	// Epoch names the store's history, for the replies that carry offsets.
+	Epoch() string
+}
+
+// Registry is this node's connection registry (hub.Hub), read-only: the
+// API lists and looks up connections; the transports add and remove them.
+type Registry interface {
+	// Get returns the open connection with id, or nil.
+	Get(id herald.ConnID) hub.Conn
+	// UserConns returns the user's open connections, oldest first.
+	UserConns(user herald.UserID) []hub.Conn
+}
+
+// Authenticator verifies the client token a request carries. Its errors
+// are *herald.Error values with EUnauthorized.
+type Authenticator interface {
+	Authenticate(r *http.Request) (token.Claims, error)
+}
+
+// WebSocket is the /ws transport (gateway.Gateway). Its Authenticate also
+// checks the client token of the browser routes (/v1/inbox…, /v1/ack), so
+// that they accept a token wherever /ws does.
+type WebSocket interface {
+	Authenticator
+	// Accept upgrades r to a WebSocket connection of claims.User. An error
+	// is returned only before the upgrade, for the handler to report.
+	Accept(w http.ResponseWriter, r *http.Request, claims token.Claims) error
+}
+
+// EventStream is the /sse transport (sse.Handler).
+type EventStream interface {
+	Authenticator
+	// Serve streams events to claims.User until the client goes away. An
+	// error is returned only before anything was written, for the
+	// handler to report.
+	Serve(w http.ResponseWriter, r *http.Request, claims token.Claims) error
+}
+
 // Deps are what the API serves: this node's hub, the two transports, the
 // delivery path and, optionally, the AWS management API.
 type Deps struct {
-	Hub     *hub.Hub
-	Gateway *gateway.Gateway // WebSocket
-	SSE     *sse.Handler     // Server-Sent Events
-	Stream  *stream.Service
+	Hub     Registry
+	Gateway WebSocket   // /ws, and the browser routes' token check
+	SSE     EventStream // Server-Sent Events
+	Stream  Streams
 	AWS     AWSHandlers // nil leaves the management API out
 }
 
@@ -54,10 +124,10 @@ type Deps struct {
 type Server struct {
 	cfg     Config
 	log     *slog.Logger
-	hub     *hub.Hub
-	gateway *gateway.Gateway
-	sse     *sse.Handler
-	stream  *stream.Service
+	hub     Registry
+	gateway WebSocket
+	sse     EventStream
+	stream  Streams
 	aws     AWSHandlers
 	ready   atomic.Bool
 }
