@@ -2,6 +2,7 @@ package session
 
 import (
 	"encoding/json"
+	"errors"
 	"time"
 
 	"github.com/herald-gw/herald"
@@ -29,7 +30,15 @@ func (s *Session) HandleMessage(p []byte) error {
 	}
 	var m clientMessage
 	if err := json.Unmarshal(p, &m); err != nil {
-		return &wire.ProtocolError{Code: wire.CloseUnsupported, Reason: "herald.v1 messages are JSON objects"}
+		var te *json.UnmarshalTypeError
+		if !errors.As(err, &te) || te.Field == "" {
+			return &wire.ProtocolError{Code: wire.CloseUnsupported, Reason: "herald.v1 messages are JSON objects"}
+		}
+		// A JSON object with a field of the wrong type is a message not
+		// understood, not a broken connection: say which field.
+		s.spoke = true
+		s.sendError(badFieldCode(m.Type), "field "+te.Field+" has the wrong type: want "+te.Type.String())
+		return nil
 	}
 	first := !s.spoke
 	s.spoke = true
@@ -60,6 +69,20 @@ func (s *Session) HandleMessage(p []byte) error {
 		s.sendError("unknown_type", "unknown message type")
 	}
 	return nil
+}
+
+// badFieldCode is the error code for a message of type typ with a field of
+// the wrong type: the code that type's other mistakes get.
+func badFieldCode(typ string) string {
+	switch typ {
+	case "ack":
+		return "bad_ack"
+	case "resume":
+		return "bad_resume"
+	case "refresh":
+		return "invalid_token"
+	}
+	return "unknown_type"
 }
 
 // Ack records that the client has processed everything up to offset and

@@ -72,6 +72,9 @@ func FuzzVerify(f *testing.F) {
 		if err != nil || !hmac.Equal(sig, mac.Sum(nil)) {
 			t.Fatalf("accepted a token not signed with the secret: %q", tok)
 		}
+		if enc(sig) != parts[2] {
+			t.Fatalf("accepted a second spelling of a signature: %q", tok)
+		}
 		var body struct {
 			Sub string  `json:"sub"`
 			Exp float64 `json:"exp"`
