@@ -28,6 +28,7 @@ fuzz-short:
 	$(FUZZ) '^FuzzCloseFrame$$' ./wire/
 	$(FUZZ) '^FuzzVerify$$' ./token/
 	$(FUZZ) '^FuzzVerifySigV4$$' ./awsapi/
+	$(FUZZ) '^FuzzHandleMessage$$' ./session/
 
 ## bench: Go benchmarks (encode, hub fan-out, store append). Not part of test.
 bench:
