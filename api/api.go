@@ -22,9 +22,6 @@ import (
 	"github.com/herald-gw/herald/token"
 )
 
-// MaxPayload is the largest notification payload, as on API Gateway.
-const MaxPayload = herald.MaxPayload
-
 // AWSHandlers serves the API Gateway Management API routes.
 type AWSHandlers interface {
 	PostToConnection() http.Handler
@@ -203,11 +200,6 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.WriteHeader(status)
 	_ = json.NewEncoder(w).Encode(v)
 }
-
-// maxBody bounds request bodies: a payload of MaxPayload may grow when
-// escaped inside a JSON string (the /v1/notify shape), so allow for that and
-// check the payload itself after decoding.
-const maxBody = 6*MaxPayload + 4096
 
 // readBody reads a JSON request body, enforcing the content type and size.
 func readBody(r *http.Request) ([]byte, error) { return readBodyLimit(r, maxBody) }

@@ -7,13 +7,6 @@ import (
 	"github.com/herald-gw/herald"
 )
 
-// Batch limits: a batch is one request and one durable commit, so senders
-// are not bound by one HTTP round trip per message.
-const (
-	MaxBatch     = 1000
-	maxBatchBody = 16 << 20
-)
-
 // handleBatch serves POST /v1/batch {"messages":[{"user":"42","data":…},…]}:
 // each valid message is appended and delivered as if posted alone (all in
 // one group commit); the reply has one result per message, in order: its

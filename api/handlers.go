@@ -229,9 +229,6 @@ func (s *Server) publishOne(w http.ResponseWriter, r *http.Request, user herald.
 	writeJSON(w, http.StatusOK, out)
 }
 
-// MaxUsers bounds one multi-user request.
-const MaxUsers = 10_000
-
 func handleMultiMessage(s *Server) http.Handler {
 	type request struct {
 		Users []string        `json:"users"`

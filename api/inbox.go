@@ -58,13 +58,13 @@ func handleHistory(s *Server) http.Handler {
 		since, err := uintParam(r, "since", 0)
 		var limit uint64
 		if err == nil {
-			limit, err = uintParam(r, "limit", 100)
+			limit, err = uintParam(r, "limit", defaultHistoryPage)
 		}
 		if err != nil {
 			writeError(w, r, s.log, err)
 			return
 		}
-		msgs, err := s.stream.History(r.Context(), user, since, int(min(limit, 1000)))
+		msgs, err := s.stream.History(r.Context(), user, since, int(min(limit, herald.MaxHistoryPage)))
 		if err != nil {
 			writeError(w, r, s.log, err)
 			return
@@ -123,13 +123,13 @@ func handleInbox(s *Server, userOf func(*http.Request) (herald.UserID, error)) h
 			q.Before, err = uintParam(r, "before", 0)
 		}
 		if err == nil {
-			limit, err = uintParam(r, "limit", 50)
+			limit, err = uintParam(r, "limit", herald.DefaultInboxLimit)
 		}
 		if err != nil {
 			writeError(w, r, s.log, err)
 			return
 		}
-		q.Limit = int(min(limit, 200))
+		q.Limit = int(min(limit, herald.MaxInboxLimit))
 		items, err := s.stream.Inbox(r.Context(), q)
 		if err != nil {
 			writeError(w, r, s.log, err)
@@ -193,8 +193,8 @@ func handleInboxMark(s *Server, mark herald.Mark, userOf func(*http.Request) (he
 			err = herald.Errorf(herald.EInvalidRequest, "give ids or all, not both")
 		case !req.All && len(req.IDs) == 0:
 			err = herald.Errorf(herald.EInvalidRequest, "give ids (a non-empty list) or all: true")
-		case len(req.IDs) > 1000:
-			err = herald.Errorf(herald.EInvalidRequest, "at most 1000 ids at once")
+		case len(req.IDs) > maxMarkIDs:
+			err = herald.Errorf(herald.EInvalidRequest, "at most %d ids at once", maxMarkIDs)
 		}
 		if err != nil {
 			writeError(w, r, s.log, err)
@@ -212,11 +212,8 @@ func handleInboxMark(s *Server, mark herald.Mark, userOf func(*http.Request) (he
 	})
 }
 
-// MaxAckWait bounds ?wait=ack&timeout=.
-const MaxAckWait = 30 * time.Second
-
-// ackWait parses ?wait=ack&timeout=D (default 2s). ok is false when the
-// caller did not ask to wait.
+// ackWait parses ?wait=ack&timeout=D (default defaultAckWait). ok is false
+// when the caller did not ask to wait.
 func ackWait(r *http.Request) (d time.Duration, ok bool, err error) {
 	q := r.URL.Query()
 	switch q.Get("wait") {
@@ -226,7 +223,7 @@ func ackWait(r *http.Request) (d time.Duration, ok bool, err error) {
 	default:
 		return 0, false, herald.Errorf(herald.EInvalidRequest, "wait must be \"ack\"")
 	}
-	d = 2 * time.Second
+	d = defaultAckWait
 	if v := q.Get("timeout"); v != "" {
 		if d, err = time.ParseDuration(v); err != nil || d <= 0 || d > MaxAckWait {
 			return 0, false, herald.Errorf(herald.EInvalidRequest, "timeout must be a duration between 0 and %s, like 2s", MaxAckWait)
