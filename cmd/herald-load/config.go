@@ -17,8 +17,9 @@ import (
 
 // config is one run, from flags and HERALD_* environment variables.
 type config struct {
-	URL      *url.URL // server base, http(s)://host:port
-	Scenario string
+	URL       *url.URL // server base, http(s)://host:port
+	Scenario  string
+	Transport string // ws or sse
 
 	Conns, Users int
 	Rate         float64 // connects/s over all workers
@@ -55,9 +56,10 @@ type config struct {
 	CSV             string // append the run's summary as a CSV row to this file
 }
 
-const usage = `herald-load opens many WebSocket connections to a Herald server and
-measures it: memory per idle connection, broadcast fan-out, notification
-latency, connect/disconnect churn and a storm of resuming clients.
+const usage = `herald-load opens many WebSocket (or Server-Sent Events) connections
+to a Herald server and measures it: memory per idle connection, broadcast
+fan-out, notification latency, connect/disconnect churn and a storm of
+resuming clients.
 
 usage: herald-load [flags]
 
@@ -68,6 +70,7 @@ usage: herald-load [flags]
   herald-load -scenario churn  -conns 5000 -churn-rate 500 -duration 10s
   herald-load -scenario resume -conns 10000 -messages 10 -rate 5000
   herald-load -scenario fanout -conns 10000 -baseline -csv fanout.csv
+  herald-load -scenario fanout -conns 10000 -transport sse -baseline
   herald-load -plot fanout.csv -x conns -y deliveries_per_s,baseline_deliveries_per_s -o fanout.png
   herald-load -serve-baseline 127.0.0.1:9000
 
@@ -109,14 +112,21 @@ For the idle scenario's memory per connection, start the server afresh
 baseline) and hold past a heartbeat or two (Herald pings every 25s by
 default, which costs memory of its own): -hold 60s.
 
+-transport sse opens Server-Sent Events streams (GET /sse?token=…)
+instead of WebSockets: a hand-written HTTP/1.1 GET per connection, read
+by the same epoll loop. Every scenario works over it; the resume
+scenario's clients reconnect with the Last-Event-ID header, as a
+browser's EventSource does, instead of sending a resume message.
+
 -baseline (idle, fanout, notify) first runs the identical load against a
-raw WebSocket server that does nothing but hold connections and write one
-prebuilt frame to each on POST /v1/broadcast, or each payload to its
-user's connections on POST /v1/users/{user}/messages and POST /v1/batch
-(no token check, no store, no envelope; this binary with -serve-baseline,
-started on a free loopback port and stopped afterwards), then against
--url, and reports both and the ratio Herald/baseline: the practical limit
-of this machine, measured in the same run. -serve-baseline
+raw server that does nothing but hold connections and write one prebuilt
+frame (or SSE event) to each on POST /v1/broadcast, or each payload to
+its user's connections on POST /v1/users/{user}/messages and POST
+/v1/batch (no token check, no store, no envelope; this binary with
+-serve-baseline, started on a free loopback port and stopped
+afterwards), then against -url, and reports both and the ratio
+Herald/baseline: the practical limit of this machine, measured in the
+same run. -serve-baseline
 ADDR runs that server alone. -plot IN.csv -o OUT.png draws a line chart of
 CSV columns (run "herald-load -plot -h").
 
@@ -143,7 +153,8 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	}
 	rawURL := fs.String("url", def("HERALD_URL", "http://127.0.0.1:8080"), "Herald server base URL ($HERALD_URL)")
 	fs.StringVar(&c.Scenario, "scenario", "idle", "idle, fanout, notify, churn or resume")
-	fs.IntVar(&c.Conns, "conns", 1000, "WebSocket connections to open")
+	fs.StringVar(&c.Transport, "transport", "ws", `"ws" (WebSocket, /ws) or "sse" (Server-Sent Events, GET /sse)`)
+	fs.IntVar(&c.Conns, "conns", 1000, "connections to open")
 	fs.IntVar(&c.Users, "users", 0, "distinct users the connections belong to (0 = one per connection); connection i is user i mod users")
 	fs.Float64Var(&c.Rate, "rate", 1000, "connects per second, over all workers (resume: reconnects too)")
 	fs.IntVar(&c.Workers, "workers", 0, "worker processes (0 = one per -per-worker connections)")
@@ -201,6 +212,8 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	switch {
 	case c.Scenario != "idle" && c.Scenario != "fanout" && c.Scenario != "notify" && c.Scenario != "churn" && c.Scenario != "resume":
 		return c, fmt.Errorf("-scenario %q: want idle, fanout, notify, churn or resume", c.Scenario)
+	case c.Transport != "ws" && c.Transport != "sse":
+		return c, fmt.Errorf("-transport %q: want ws or sse", c.Transport)
 	case c.Conns <= 0:
 		return c, errors.New("-conns must be positive")
 	case c.Users < 0 || c.Users > c.Conns:
@@ -305,9 +318,14 @@ func (c *config) workerShare(w int) (first, n int) {
 	return first, n
 }
 
-// wsURL is the gateway endpoint of the server.
-func (c *config) wsURL() string {
+// endpoint is where clients of the transport connect: the gateway,
+// ws(s)://host:port/ws, or the event streams, http(s)://host:port/sse.
+func (c *config) endpoint() string {
 	u := *c.URL
+	if c.Transport == "sse" {
+		u.Path += "/sse"
+		return u.String()
+	}
 	u.Scheme = map[string]string{"http": "ws", "https": "wss"}[u.Scheme]
 	u.Path += "/ws"
 	return u.String()

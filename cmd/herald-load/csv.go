@@ -150,6 +150,7 @@ func csvColumns(res *result) (header, row []string) {
 	}
 	add("errors", i(res.Errors))
 	add("missing", i(res.Missing))
+	add("transport", res.Transport) // ws or sse
 	return header, row
 }
 

@@ -16,10 +16,15 @@ const workerEnv = "HERALD_LOAD_WORKER"
 // workerSpec is everything a worker needs, sent as its first stdin line.
 // Secrets travel here rather than in argv, which ps(1) shows to everyone.
 type workerSpec struct {
-	ID    int    `json:"id"`
-	WSURL string `json:"ws_url"` // ws://host:port/ws
-	First int    `json:"first"`  // global index of this worker's first connection
-	Count int    `json:"count"`  // connections this worker holds
+	ID    int `json:"id"`
+	First int `json:"first"` // global index of this worker's first connection
+	Count int `json:"count"` // connections this worker holds
+
+	// Transport is "ws" (or "") for WebSocket, whose URL is
+	// ws://host:port/ws, or "sse" for Server-Sent Events, whose URL is
+	// http://host:port/sse; the token goes in the query of either.
+	Transport string `json:"transport,omitempty"`
+	URL       string `json:"url"`
 
 	// Tokens: minted from Secret for user UserPrefix+(i mod Users), or
 	// given, one per connection of this worker.
@@ -37,7 +42,10 @@ type workerSpec struct {
 	TrackSeqs       bool          `json:"track_seqs"` // keep per-message delivery counts (fanout)
 	// Protocol is the subprotocol to ask for: "" for raw frames, or
 	// herald.v1 (resume), whose envelopes carry each message's offset and
-	// epoch, which the worker then tracks per connection.
+	// epoch, which the worker then tracks per connection. SSE has no
+	// subprotocols (every event carries the envelope, and a stored
+	// message's id is "<epoch>:<offset>"): there herald.v1 only asks the
+	// worker to track the offsets.
 	Protocol string    `json:"protocol,omitempty"`
 	Deadline time.Time `json:"deadline"` // the worker stops by itself then, whatever happens
 }

@@ -12,6 +12,7 @@ import (
 // result is what a run prints: the table, or with -json this as-is.
 type result struct {
 	Scenario   string   `json:"scenario"`
+	Transport  string   `json:"transport"` // ws or sse
 	URL        string   `json:"url"`
 	Requested  int      `json:"connections_requested"`
 	Users      int      `json:"users"`
@@ -347,7 +348,7 @@ func writeResult(w io.Writer, res *result, asJSON bool) error {
 		fmt.Fprintf(tw, "%s\t%s\n", label, fmt.Sprintf(format, args...))
 	}
 	if b := res.Baseline; b != nil {
-		row("BASELINE", "raw WebSocket server (herald-load -serve-baseline), same load, same run")
+		row("BASELINE", "raw %s server (herald-load -serve-baseline), same load, same run", transportName(res.Transport))
 		writeRows(row, b)
 		row("", "")
 		row("TARGET", "%s", res.URL)
@@ -379,6 +380,14 @@ func writeResult(w io.Writer, res *result, asJSON bool) error {
 	return tw.Flush()
 }
 
+// transportName names a run's transport for the table.
+func transportName(t string) string {
+	if t == "sse" {
+		return "Server-Sent Events"
+	}
+	return "WebSocket"
+}
+
 func ratioText(r float64) string {
 	if r <= 0 {
 		return "n/a"
@@ -393,7 +402,7 @@ func writeRows(row func(label, format string, args ...any), res *result) {
 	if len(res.LocalAddrs) > 0 {
 		src = strings.Join(res.LocalAddrs, " ")
 	}
-	row("clients", "%d worker process(es), %s I/O, source addresses %s; %d users", res.Workers, res.ClientIO, src, res.Users)
+	row("clients", "%d worker process(es), %s, %s I/O, source addresses %s; %d users", res.Workers, transportName(res.Transport), res.ClientIO, src, res.Users)
 	c := res.Connect
 	row("connections", "%d established of %d, %d failed, in %.1fs (%.0f/s)", c.Established, res.Requested, c.Failed, c.Seconds, c.Rate)
 	if c.Latency != nil {

@@ -32,7 +32,7 @@ type runner struct {
 func (r *runner) run(ctx context.Context) (*result, error) {
 	cfg := r.cfg
 	res := &result{
-		Scenario: cfg.Scenario, URL: cfg.URL.String(), Requested: cfg.Conns, Users: cfg.Users,
+		Scenario: cfg.Scenario, Transport: cfg.Transport, URL: cfg.URL.String(), Requested: cfg.Conns, Users: cfg.Users,
 		Workers: cfg.Workers, ClientIO: cfg.ClientIO, LocalAddrs: cfg.LocalAddrs,
 	}
 	r.phase.Store("start")
@@ -181,7 +181,7 @@ func (r *runner) specs(start time.Time) []workerSpec {
 		first, n := cfg.workerShare(w)
 		share := float64(n) / float64(cfg.Conns)
 		s := workerSpec{
-			ID: w + 1, WSURL: cfg.wsURL(), First: first, Count: n,
+			ID: w + 1, Transport: cfg.Transport, URL: cfg.endpoint(), First: first, Count: n,
 			LocalAddrs:      cfg.LocalAddrs,
 			Rate:            cfg.Rate * share,
 			DialConcurrency: max(1, int(float64(cfg.DialConcurrency)*share)),
@@ -198,7 +198,8 @@ func (r *runner) specs(start time.Time) []workerSpec {
 			s.Secret, s.UserPrefix, s.Users, s.TokenTTL = cfg.Secret, cfg.UserPrefix, cfg.Users, cfg.TokenTTL
 		}
 		if cfg.Scenario == "resume" {
-			s.Protocol = herald.SubprotocolV1 // offsets and epochs to resume from
+			// Offsets and epochs to resume from (on SSE, from the event ids).
+			s.Protocol = herald.SubprotocolV1
 		}
 		specs[w] = s
 	}

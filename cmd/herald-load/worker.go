@@ -26,7 +26,9 @@ import (
 type worker struct {
 	spec    workerSpec
 	issuer  *token.Issuer // nil when tokens are given
-	dialers []ws.Dialer   // one per local address
+	nets    []*net.Dialer // one per local address
+	dialers []ws.Dialer   // WebSocket: nets with the handshake's settings
+	sse     *sseTarget    // SSE: where the streams are
 	poll    *poller       // nil in goroutine mode
 	out     *eventWriter
 
@@ -233,15 +235,29 @@ func newWorker(spec workerSpec, out *eventWriter) (*worker, error) {
 			}
 			nd.LocalAddr = &net.TCPAddr{IP: ip}
 		}
-		d := ws.Dialer{
-			Timeout: spec.DialTimeout,
-			NetDial: nd.DialContext,
-			Header:  ws.HandshakeHeaderString("User-Agent: herald-load\r\n"),
+		w.nets = append(w.nets, nd)
+	}
+	switch spec.Transport {
+	case "", "ws":
+		for _, nd := range w.nets {
+			d := ws.Dialer{
+				Timeout: spec.DialTimeout,
+				NetDial: nd.DialContext,
+				Header:  ws.HandshakeHeaderString("User-Agent: herald-load\r\n"),
+			}
+			if spec.Protocol != "" {
+				d.Protocols = []string{spec.Protocol}
+			}
+			w.dialers = append(w.dialers, d)
 		}
-		if spec.Protocol != "" {
-			d.Protocols = []string{spec.Protocol}
+	case "sse":
+		t, err := newSSETarget(spec.URL)
+		if err != nil {
+			return nil, err
 		}
-		w.dialers = append(w.dialers, d)
+		w.sse = t
+	default:
+		return nil, fmt.Errorf("unsupported transport %q", spec.Transport)
 	}
 	if spec.IO == "epoll" {
 		p, err := newPoller()
@@ -327,37 +343,18 @@ func (w *worker) connectOne(ctx context.Context, i int, kind connKind) bool {
 	if err != nil {
 		return fail(err)
 	}
-	t0 := time.Now()
-	nc, br, hs, err := w.dialers[gi%len(w.dialers)].Dial(ctx, w.spec.WSURL+"?token="+url.QueryEscape(tok))
+	var c *wconn
+	var took time.Duration
+	if w.sse != nil {
+		c, took, err = w.dialSSE(ctx, i, tok, kind)
+	} else {
+		c, took, err = w.dialWS(ctx, i, tok, kind)
+	}
 	if err != nil {
 		return fail(err)
 	}
-	took := time.Since(t0)
-	if hs.Protocol != w.spec.Protocol {
-		// Without the envelope there are no offsets to check.
-		_ = nc.Close()
-		return fail(fmt.Errorf("server chose subprotocol %q, not %q", hs.Protocol, w.spec.Protocol))
-	}
-	c := &wconn{w: w, nc: nc, idx: i}
-	w.open.Add(1)
-	if kind == connResume {
-		// Before anything is read: the first message must find the
-		// connection resumed.
-		if err := w.sendResume(c, t0.UnixNano()); err != nil {
-			c.state.Store(stClosing) // counted as a failed reconnect, not a drop
-			c.finish(nil)
-			return fail(fmt.Errorf("send resume: %w", err))
-		}
-	}
-	if br != nil {
-		// The server wrote right behind its handshake; those bytes are in
-		// the dialer's buffer, not the socket.
-		p, _ := br.Peek(br.Buffered())
-		alive := c.feed(p, time.Now().UnixNano())
-		ws.PutReader(br)
-		if !alive {
-			return false // counted as dropped by finish
-		}
+	if c == nil {
+		return false // closed by what came with the handshake: counted as dropped by finish
 	}
 	if w.poll == nil || w.poll.add(c) != nil {
 		go c.readLoop()
@@ -387,6 +384,48 @@ func (w *worker) connectOne(ctx context.Context, i int, kind connKind) bool {
 	return true
 }
 
+// dialWS opens connection i as a WebSocket with tok, asking for the
+// spec's subprotocol. A resume reconnect (kind connResume) sends resume
+// from the connection's last offset before anything is read. Bytes the
+// server wrote right behind its handshake are fed to the connection
+// before it is returned; should they end it (a close frame), dialWS
+// returns nil and no error: finish has counted the drop.
+func (w *worker) dialWS(ctx context.Context, i int, tok string, kind connKind) (*wconn, time.Duration, error) {
+	t0 := time.Now()
+	nc, br, hs, err := w.dialers[(w.spec.First+i)%len(w.dialers)].Dial(ctx, w.spec.URL+"?token="+url.QueryEscape(tok))
+	if err != nil {
+		return nil, 0, err
+	}
+	took := time.Since(t0)
+	if hs.Protocol != w.spec.Protocol {
+		// Without the envelope there are no offsets to check.
+		_ = nc.Close()
+		return nil, 0, fmt.Errorf("server chose subprotocol %q, not %q", hs.Protocol, w.spec.Protocol)
+	}
+	c := &wconn{w: w, nc: nc, idx: i}
+	w.open.Add(1)
+	if kind == connResume {
+		// Before anything is read: the first message must find the
+		// connection resumed.
+		if err := w.sendResume(c, t0.UnixNano()); err != nil {
+			c.state.Store(stClosing) // counted as a failed reconnect, not a drop
+			c.finish(nil)
+			return nil, 0, fmt.Errorf("send resume: %w", err)
+		}
+	}
+	if br != nil {
+		// The server wrote right behind its handshake; those bytes are in
+		// the dialer's buffer, not the socket.
+		p, _ := br.Peek(br.Buffered())
+		alive := c.feed(p, time.Now().UnixNano())
+		ws.PutReader(br)
+		if !alive {
+			return nil, took, nil
+		}
+	}
+	return c, took, nil
+}
+
 // storeMax raises a to v unless it already holds more.
 func storeMax(a *atomic.Int64, v int64) {
 	for prev := a.Load(); prev < v && !a.CompareAndSwap(prev, v); prev = a.Load() {
@@ -397,15 +436,29 @@ func storeMax(a *atomic.Int64, v int64) {
 // connection c's stream left off, and marks it resumed (dialed at
 // dialAt) once the server has it.
 func (w *worker) sendResume(c *wconn, dialAt int64) error {
-	w.pmu.Lock()
-	since, epoch := w.streams[c.idx].offset, w.streams[c.idx].epoch
-	w.pmu.Unlock()
+	since, epoch := w.resumePoint(c.idx)
 	quoted, _ := json.Marshal(epoch) // a string always marshals
 	if err := c.writeFrame(opText, fmt.Appendf(nil, `{"type":"resume","since":%d,"epoch":%s}`, since, quoted)); err != nil {
 		return err
 	}
+	w.markResumed(c.idx, since, dialAt)
+	return nil
+}
+
+// resumePoint is where connection i's stream left off: the offset and
+// epoch a reconnect resumes from.
+func (w *worker) resumePoint(i int) (since int64, epoch string) {
 	w.pmu.Lock()
-	s := &w.streams[c.idx]
+	defer w.pmu.Unlock()
+	return w.streams[i].offset, w.streams[i].epoch
+}
+
+// markResumed records that connection i, dialed at dialAt, asked the
+// server to resume from since: what it receives from now on are replays
+// until it reaches its target.
+func (w *worker) markResumed(i int, since, dialAt int64) {
+	w.pmu.Lock()
+	s := &w.streams[i]
 	s.resumed, s.from, s.dialAt = true, since, dialAt
 	s.caughtUp = since >= s.target // nothing was missed
 	caught := s.caughtUp
@@ -413,7 +466,6 @@ func (w *worker) sendResume(c *wconn, dialAt int64) error {
 	if caught {
 		w.caughtUpAt(time.Now().UnixNano(), dialAt)
 	}
-	return nil
 }
 
 // caughtUpAt records that a resumed connection dialed at dialAt had

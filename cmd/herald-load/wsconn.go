@@ -14,12 +14,14 @@ import (
 	"time"
 )
 
-// wconn is one client WebSocket connection held by a worker. It is small on
-// purpose (no buffers while idle, no goroutine in epoll mode) so that a
-// worker process can hold its ~20k connections cheaply. Bytes arrive
-// through feed, from the epoll loop or from the connection's own read
-// goroutine; only one of them ever reads a given connection, so the parser
-// state needs no lock.
+// wconn is one client connection held by a worker: a WebSocket, or with
+// sse set a Server-Sent Events stream (sseconn.go). It is small on purpose
+// (no buffers while idle, no goroutine in epoll mode) so that a worker
+// process can hold its ~20k connections cheaply. Bytes arrive through
+// feed, from the epoll loop or from the connection's own read goroutine;
+// only one of them ever reads a given connection, so the parser state
+// needs no lock. Everything above feed (the poller, the worker) is the
+// same for both transports.
 type wconn struct {
 	w     *worker
 	nc    net.Conn
@@ -30,9 +32,10 @@ type wconn struct {
 	wmu   sync.Mutex // serializes the rare writes: pongs, close frames, resume
 
 	// Parser state, owned by the one reader.
-	pend    []byte // an incomplete frame; nil almost always
+	pend    []byte // an incomplete frame (or SSE event); nil almost always
 	frag    []byte // an incomplete fragmented message
 	lastSeq int64
+	sse     *sseStream // nil on a WebSocket
 }
 
 // Connection states.
@@ -103,10 +106,13 @@ func parseFrame(b []byte) (f frame, ok bool, err error) {
 	return f, true, nil
 }
 
-// feed parses p, read at now (unix nanos). p is only borrowed: the tail of
-// an incomplete frame is copied. It reports whether the connection is
-// still open.
+// feed parses p, read at now (unix nanos). p is only borrowed (and may be
+// overwritten): the tail of an incomplete frame is copied. It reports
+// whether the connection is still open.
 func (c *wconn) feed(p []byte, now int64) bool {
+	if c.sse != nil {
+		return c.feedSSE(p, now)
+	}
 	data := p
 	if len(c.pend) > 0 {
 		c.pend = append(c.pend, p...)
@@ -242,6 +248,14 @@ func (c *wconn) onEnvelope(p []byte, now int64) {
 		return
 	}
 	epoch, _ := jsonString(p, `"epoch":`)
+	c.onStored(off, epoch, p, now)
+}
+
+// onStored handles a stored message at offset off of epoch, whose
+// envelope (or payload) is p: it moves the connection along its stream,
+// and unless it is a replay records it as a live delivery.
+func (c *wconn) onStored(off int64, epoch, p []byte, now int64) {
+	w := c.w
 	if w.advance(c.idx, off, epoch, now, false) {
 		return // a replay: its age says nothing about delivery latency
 	}
@@ -336,18 +350,22 @@ func (c *wconn) writeFrame(op byte, payload []byte) error {
 
 // close closes the connection from our side: a close frame, then the socket.
 // The close frame lets Herald log a clean disconnect rather than an error.
+// An SSE client has no way to say goodbye: it just closes the socket, as
+// a browser's EventSource.close does.
 func (c *wconn) close() {
 	if !c.state.CompareAndSwap(stOpen, stClosing) {
 		return
 	}
-	_ = c.writeControl(opClose, []byte{0x03, 0xE8}) // 1000 normal closure
+	if c.sse == nil {
+		_ = c.writeControl(opClose, []byte{0x03, 0xE8}) // 1000 normal closure
+	}
 	c.finish(nil)
 }
 
 func (c *wconn) protocolError(err error) {
 	c.w.badFrames.Add(1)
 	c.w.addError(fmt.Sprintf("connection %d: %v", c.w.spec.First+c.idx, err))
-	if c.state.CompareAndSwap(stOpen, stClosing) {
+	if c.state.CompareAndSwap(stOpen, stClosing) && c.sse == nil {
 		_ = c.writeControl(opClose, []byte{0x03, 0xEA}) // 1002 protocol error
 	}
 	c.finish(nil)
@@ -364,6 +382,9 @@ func (c *wconn) finish(cause error) {
 	if prev == stOpen {
 		if cause == nil || errors.Is(cause, io.EOF) {
 			cause = errors.New("connection closed without a close frame")
+			if c.sse != nil {
+				cause = errors.New("connection closed without a close event")
+			}
 		}
 		c.w.drop(fmt.Sprintf("connection %d: %v", c.w.spec.First+c.idx, cause))
 	}
