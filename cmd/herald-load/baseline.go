@@ -26,7 +26,12 @@ import (
 // The baseline is the least a WebSocket server can do for the same load:
 // accept any connection (no token check, no store, no hub), keep it in a
 // slice, and on POST /v1/broadcast write one prebuilt frame to every
-// connection from GOMAXPROCS goroutines. For the notify scenario it also
+// connection from GOMAXPROCS goroutines. It also serves GET /sse the
+// same way, as the least a Server-Sent Events server can do: the
+// connection is taken from net/http (hijacked) once the response head is
+// written by hand, unchunked, so a stream costs a socket and nothing
+// more — no goroutine, no buffers — and every message is one prebuilt
+// "data:" event written to it. For the notify scenario it also
 // remembers each connection's user (the token's "sub", read without
 // checking the signature) and on POST /v1/users/{user}/messages or POST
 // /v1/batch writes each payload, as one text frame, to that user's
@@ -91,7 +96,7 @@ func serveBaseline(ctx context.Context, addr string, stdout io.Writer) error {
 	}
 	b := newBaselineServer(10 * time.Second)
 	srv := &http.Server{Handler: b, ReadHeaderTimeout: 10 * time.Second}
-	if _, err := fmt.Fprintf(stdout, "herald-load baseline (raw WebSocket server, GOMAXPROCS %d) listening on http://%s\n", runtime.GOMAXPROCS(0), ln.Addr()); err != nil {
+	if _, err := fmt.Fprintf(stdout, "herald-load baseline (raw WebSocket and SSE server, GOMAXPROCS %d) listening on http://%s\n", runtime.GOMAXPROCS(0), ln.Addr()); err != nil {
 		ln.Close()
 		return fmt.Errorf("announce address: %w", err)
 	}
@@ -118,12 +123,66 @@ type baselineServer struct {
 	bmu sync.Mutex // one broadcast at a time, as frames must not interleave
 
 	mu     sync.Mutex
-	conns  []net.Conn
-	byUser map[string][]net.Conn // notify: connections by their token's user
+	conns  []baseConn
+	byUser map[string][]baseConn // notify: connections by their token's user
 }
 
+// baseConn is a connection the baseline holds: a WebSocket, or an SSE
+// stream.
+type baseConn struct {
+	nc  net.Conn
+	sse bool
+}
+
+// payload is one message as each transport carries it, built once for
+// all connections.
+type payload struct {
+	frame []byte // a WebSocket text frame
+	event []byte // an SSE event: "data: …\n\n"
+}
+
+func newPayload(data []byte) (payload, error) {
+	frame, err := ws.CompileFrame(ws.NewTextFrame(data))
+	if err != nil {
+		return payload{}, err
+	}
+	return payload{frame: frame, event: sseDataEvent(data)}, nil
+}
+
+// to returns the bytes that carry p to c.
+func (p payload) to(c baseConn) []byte {
+	if c.sse {
+		return p.event
+	}
+	return p.frame
+}
+
+// sseDataEvent returns an unnamed event carrying data: one "data:" line
+// per line of it (a field cannot hold a line break), then the blank line.
+func sseDataEvent(data []byte) []byte {
+	b := make([]byte, 0, len(data)+16)
+	for {
+		b = append(b, "data: "...)
+		i := indexLineEnd(data)
+		if i < 0 {
+			b = append(b, data...)
+			break
+		}
+		b = append(append(b, data[:i]...), '\n')
+		if data[i] == '\r' && i+1 < len(data) && data[i+1] == '\n' {
+			i++
+		}
+		data = data[i+1:]
+	}
+	return append(b, "\n\n"...)
+}
+
+// sseHead is the baseline's response to GET /sse: no chunking (the body
+// ends when the connection does), nothing a client does not need.
+const sseHead = "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-store\r\nConnection: close\r\n\r\n"
+
 func newBaselineServer(writeTimeout time.Duration) *baselineServer {
-	return &baselineServer{writeTimeout: writeTimeout, byUser: make(map[string][]net.Conn)}
+	return &baselineServer{writeTimeout: writeTimeout, byUser: make(map[string][]baseConn)}
 }
 
 func (b *baselineServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -141,20 +200,48 @@ func (b *baselineServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if err != nil {
 			return // the upgrader has answered the client
 		}
-		// The token's user, unverified (tokens.go): a connection with
-		// no readable token is still served broadcasts.
-		user, _ := tokenSubject(r.URL.Query().Get("token"))
-		b.mu.Lock()
-		b.conns = append(b.conns, nc)
-		if user != "" {
-			b.byUser[user] = append(b.byUser[user], nc)
-		}
-		b.mu.Unlock()
+		b.add(r, baseConn{nc: nc})
+	case r.Method == http.MethodGet && r.URL.Path == "/sse":
+		b.acceptSSE(w, r)
 	case r.URL.Path == "/healthz":
 		_, _ = io.WriteString(w, `{"status":"ok"}`)
 	default:
-		http.Error(w, `{"error":{"code":"not_found","message":"the baseline serves /ws (any path), POST /v1/broadcast, POST /v1/users/{user}/messages and POST /v1/batch"}}`, http.StatusNotFound)
+		http.Error(w, `{"error":{"code":"not_found","message":"the baseline serves /ws (any path), GET /sse, POST /v1/broadcast, POST /v1/users/{user}/messages and POST /v1/batch"}}`, http.StatusNotFound)
 	}
+}
+
+// add holds c, under its token's user, read unverified (tokens.go): a
+// connection with no readable token is still served broadcasts.
+func (b *baselineServer) add(r *http.Request, c baseConn) {
+	user, _ := tokenSubject(r.URL.Query().Get("token"))
+	b.mu.Lock()
+	b.conns = append(b.conns, c)
+	if user != "" {
+		b.byUser[user] = append(b.byUser[user], c)
+	}
+	b.mu.Unlock()
+}
+
+// acceptSSE takes the connection from net/http and writes the response
+// head itself: from then on the stream is a socket like a WebSocket's.
+func (b *baselineServer) acceptSSE(w http.ResponseWriter, r *http.Request) {
+	hj, ok := w.(http.Hijacker)
+	if !ok {
+		baselineError(w, http.StatusInternalServerError, "internal", "cannot take the connection over")
+		return
+	}
+	nc, _, err := hj.Hijack()
+	if err != nil {
+		baselineError(w, http.StatusInternalServerError, "internal", err.Error())
+		return
+	}
+	_ = nc.SetWriteDeadline(time.Now().Add(b.writeTimeout))
+	if _, err := io.WriteString(nc, sseHead); err != nil {
+		_ = nc.Close()
+		return
+	}
+	_ = nc.SetWriteDeadline(time.Time{})
+	b.add(r, baseConn{nc: nc, sse: true})
 }
 
 func (b *baselineServer) handleBroadcast(w http.ResponseWriter, r *http.Request) {
@@ -172,12 +259,12 @@ func (b *baselineServer) handleBroadcast(w http.ResponseWriter, r *http.Request)
 		http.Error(w, fmt.Sprintf(`{"error":{"code":"invalid_request","message":%q}}`, err.Error()), http.StatusBadRequest)
 		return
 	}
-	frame, err := ws.CompileFrame(ws.NewTextFrame(req.Data))
+	p, err := newPayload(req.Data)
 	if err != nil {
 		http.Error(w, fmt.Sprintf(`{"error":{"code":"internal","message":%q}}`, err.Error()), http.StatusInternalServerError)
 		return
 	}
-	n := b.broadcast(frame)
+	n := b.broadcast(p)
 	w.Header().Set("Content-Type", "application/json")
 	_, _ = fmt.Fprintf(w, `{"connections":%d}`+"\n", n)
 }
@@ -230,10 +317,11 @@ func (b *baselineServer) handleBatch(w http.ResponseWriter, r *http.Request) {
 	_, _ = w.Write(out)
 }
 
-// sendUser writes data as one text frame to user's connections and returns
-// how many writes succeeded. Connections whose write failed are dropped.
+// sendUser writes data as one text frame (or SSE event) to user's
+// connections and returns how many writes succeeded. Connections whose
+// write failed are dropped.
 func (b *baselineServer) sendUser(user string, data []byte) int {
-	frame, err := ws.CompileFrame(ws.NewTextFrame(data))
+	p, err := newPayload(data)
 	if err != nil {
 		return 0
 	}
@@ -241,11 +329,11 @@ func (b *baselineServer) sendUser(user string, data []byte) int {
 	conns := slices.Clone(b.byUser[user])
 	b.mu.Unlock()
 	n := 0
-	var dead []net.Conn
+	var dead []baseConn
 	deadline := time.Now().Add(b.writeTimeout)
 	for _, c := range conns {
-		_ = c.SetWriteDeadline(deadline)
-		if _, err := c.Write(frame); err != nil {
+		_ = c.nc.SetWriteDeadline(deadline)
+		if _, err := c.nc.Write(p.to(c)); err != nil {
 			dead = append(dead, c)
 			continue
 		}
@@ -263,10 +351,10 @@ func baselineError(w http.ResponseWriter, status int, code, msg string) {
 	_, _ = fmt.Fprintf(w, `{"error":{"code":%q,"message":%q}}`+"\n", code, msg)
 }
 
-// broadcast writes frame to every connection, the connections split into
+// broadcast writes p to every connection, the connections split into
 // GOMAXPROCS contiguous parts written concurrently, and returns how many
 // writes succeeded. Connections whose write failed are dropped.
-func (b *baselineServer) broadcast(frame []byte) int {
+func (b *baselineServer) broadcast(p payload) int {
 	b.bmu.Lock()
 	defer b.bmu.Unlock()
 	b.mu.Lock()
@@ -276,20 +364,20 @@ func (b *baselineServer) broadcast(frame []byte) int {
 	parts := max(1, min(runtime.GOMAXPROCS(0), len(conns)))
 	deadline := time.Now().Add(b.writeTimeout)
 	ok := make([]int, parts)
-	dead := make([][]net.Conn, parts)
+	dead := make([][]baseConn, parts)
 	var wg sync.WaitGroup
-	for p := range parts {
-		lo, hi := p*len(conns)/parts, (p+1)*len(conns)/parts
+	for k := range parts {
+		lo, hi := k*len(conns)/parts, (k+1)*len(conns)/parts
 		wg.Go(func() {
 			for _, c := range conns[lo:hi] {
 				// A deadline, so one client that stopped reading costs at most
 				// writeTimeout instead of stalling its part forever.
-				_ = c.SetWriteDeadline(deadline)
-				if _, err := c.Write(frame); err != nil {
-					dead[p] = append(dead[p], c)
+				_ = c.nc.SetWriteDeadline(deadline)
+				if _, err := c.nc.Write(p.to(c)); err != nil {
+					dead[k] = append(dead[k], c)
 					continue
 				}
-				ok[p]++
+				ok[k]++
 			}
 		})
 	}
@@ -305,16 +393,16 @@ func (b *baselineServer) broadcast(frame []byte) int {
 }
 
 // drop forgets and closes conns.
-func (b *baselineServer) drop(conns []net.Conn) {
+func (b *baselineServer) drop(conns []baseConn) {
 	gone := make(map[net.Conn]bool, len(conns))
 	for _, c := range conns {
-		gone[c] = true
-		_ = c.Close()
+		gone[c.nc] = true
+		_ = c.nc.Close()
 	}
 	b.mu.Lock()
-	b.conns = slices.DeleteFunc(b.conns, func(c net.Conn) bool { return gone[c] })
+	b.conns = slices.DeleteFunc(b.conns, func(c baseConn) bool { return gone[c.nc] })
 	for u, cs := range b.byUser {
-		if cs = slices.DeleteFunc(cs, func(c net.Conn) bool { return gone[c] }); len(cs) == 0 {
+		if cs = slices.DeleteFunc(cs, func(c baseConn) bool { return gone[c.nc] }); len(cs) == 0 {
 			delete(b.byUser, u)
 		} else {
 			b.byUser[u] = cs
@@ -330,7 +418,7 @@ func (b *baselineServer) closeAll() {
 	clear(b.byUser)
 	b.mu.Unlock()
 	for _, c := range conns {
-		_ = c.Close()
+		_ = c.nc.Close()
 	}
 }
 

@@ -125,3 +125,83 @@ func TestBaselineServer(t *testing.T) {
 		}
 	}
 }
+
+// A worker's SSE connections against the baseline server: dialed,
+// read, and given a broadcast, over both client I/O modes.
+func TestSSEWorkerAgainstBaseline(t *testing.T) {
+	base := startTestBaseline(t)
+	for _, mode := range []string{"goroutine", "epoll"} {
+		if mode == "epoll" && !pollSupported {
+			continue
+		}
+		t.Run(mode, func(t *testing.T) {
+			const n = 5
+			w, err := newWorker(workerSpec{
+				Count: n, Rate: 1000, DialConcurrency: n, DialTimeout: 10 * time.Second, IO: mode,
+				Transport: "sse", URL: base + "/sse", Secret: e2eSecret, Users: n, UserPrefix: "u", TokenTTL: time.Hour,
+			}, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			if w.poll != nil {
+				done := make(chan struct{})
+				go func() { w.poll.run(ctx); close(done) }()
+				defer func() { cancel(); <-done }()
+			}
+			defer w.closeAll()
+			for i := range n {
+				if !w.connectOne(ctx, i, connFirst) {
+					t.Fatalf("connect %d: %v", i, w.errs)
+				}
+			}
+			// The baseline registers a stream after writing its head: poll
+			// the count it reports (a count, not a timing).
+			for i := 0; ; i++ {
+				if _, got := baselineBroadcast(t, base, `{"data":"warm-up"}`); got >= n {
+					break
+				}
+				if i == 100 {
+					t.Fatal("streams never all registered")
+				}
+				time.Sleep(10 * time.Millisecond)
+			}
+			if status, got := baselineBroadcast(t, base, `{"data":{"t":5,"seq":1}}`); status != 200 || got < n {
+				t.Fatalf("status %d connections %d", status, got)
+			}
+			for i := 0; w.delivered.Load() < n; i++ {
+				if i == 1000 {
+					t.Fatalf("delivered %d of %d; errors %v", w.delivered.Load(), n, w.errs)
+				}
+				time.Sleep(10 * time.Millisecond)
+			}
+			if w.dropped.Load() != 0 || w.badFrames.Load() != 0 || w.open.Load() != n {
+				t.Fatalf("dropped %d bad %d open %d %v", w.dropped.Load(), w.badFrames.Load(), w.open.Load(), w.errs)
+			}
+			// Closed from our side: no drop.
+			if w.closeAll() != n || w.open.Load() != 0 || w.dropped.Load() != 0 {
+				t.Fatalf("open %d dropped %d", w.open.Load(), w.dropped.Load())
+			}
+		})
+	}
+}
+
+// The baseline's SSE event splits data at line breaks, and the client's
+// parser joins the lines again.
+func TestSSEDataEvent(t *testing.T) {
+	for in, want := range map[string]string{
+		`{"t":1,"seq":2}`: "data: {\"t\":1,\"seq\":2}\n\n",
+		"a\nb\r\nc\rd":    "data: a\ndata: b\ndata: c\ndata: d\n\n",
+		"":                "data: \n\n",
+	} {
+		got := sseDataEvent([]byte(in))
+		if string(got) != want {
+			t.Errorf("sseDataEvent(%q) = %q, want %q", in, got, want)
+		}
+		ev, size, ok := parseEvent(got)
+		if !ok || size != len(got) || !ev.hasData || string(ev.data) != strings.NewReplacer("\r\n", "\n", "\r", "\n").Replace(in) {
+			t.Errorf("%q parsed back as %q (ok %v size %d)", got, ev.data, ok, size)
+		}
+	}
+}
