@@ -120,12 +120,15 @@ func TestEndToEnd(t *testing.T) {
 	// client comes back with resume and must get exactly those, each
 	// offset once. Two workers, two connections per user, both client I/O
 	// modes: each connection resumes from its own offset.
+	// Over SSE the clients reconnect with Last-Event-ID instead.
 	for _, tc := range []struct {
 		name string
 		args []string
 	}{
 		{"resume", []string{"-conns", "50"}},
 		{"resume shared users", []string{"-conns", "50", "-users", "25", "-workers", "2", "-client-io", "goroutine"}},
+		{"sse resume", []string{"-conns", "50", "-transport", "sse"}},
+		{"sse resume shared users", []string{"-conns", "50", "-users", "25", "-workers", "2", "-client-io", "goroutine", "-transport", "sse"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			const conns, messages = 50, 3
@@ -168,6 +171,85 @@ func TestEndToEnd(t *testing.T) {
 			}
 		})
 	}
+	// The scenarios over Server-Sent Events: the same counts must come
+	// out of the same loads.
+	t.Run("sse idle", func(t *testing.T) {
+		res := runLoad(t, getenv, "-transport", "sse", "-scenario", "idle", "-conns", "200", "-hold", "2s", "-local-addrs", "127.0.0.1,127.0.0.2")
+		if res.Transport != "sse" || res.Connect.Established != 200 || res.Connect.Failed != 0 || res.Errors != 0 {
+			t.Fatalf("transport %q established %d failed %d errors %d %v", res.Transport, res.Connect.Established, res.Connect.Failed, res.Errors, res.ErrorSamples)
+		}
+		if res.Server.PID != srv.pid || res.Server.RSSAfterKB <= 0 || res.Server.Conns != 200 {
+			t.Fatalf("server %+v, want pid %d", res.Server, srv.pid)
+		}
+	})
+	t.Run("sse fanout", func(t *testing.T) {
+		res := runLoad(t, getenv, "-transport", "sse", "-scenario", "fanout", "-conns", "200", "-messages", "3", "-workers", "2", "-interval", "100ms")
+		if res.Connect.Established != 200 || res.Fanout == nil || res.Fanout.Delivered != 600 || res.Deliveries != 600 || res.Errors != 0 {
+			t.Fatalf("established %d fanout %+v deliveries %d errors %d %v", res.Connect.Established, res.Fanout, res.Deliveries, res.Errors, res.ErrorSamples)
+		}
+		for _, m := range res.Fanout.Messages {
+			if m.Delivered != 200 || m.ServerConns != 200 {
+				t.Fatalf("message %+v", m)
+			}
+		}
+		if res.Latency == nil || res.Latency.Count != 600 {
+			t.Fatalf("latency %+v", res.Latency)
+		}
+	})
+	// Both client I/O modes: the epoll loop and a read goroutine each.
+	for _, clientIO := range []string{"epoll", "goroutine"} {
+		t.Run("sse notify "+clientIO, func(t *testing.T) {
+			res := runLoad(t, getenv, "-transport", "sse", "-client-io", clientIO, "-scenario", "notify", "-conns", "50", "-msg-rate", "200", "-duration", "2s")
+			n := res.Notify
+			if n == nil || n.Sent == 0 || n.APIErrors != 0 || n.Delivered != n.Sent || n.Expected != n.Sent || res.Errors != 0 {
+				t.Fatalf("notify %+v errors %d %v", n, res.Errors, res.ErrorSamples)
+			}
+			// The timestamp in the payload came through the envelope.
+			if res.Latency == nil || res.Latency.Count != uint64(n.Sent) {
+				t.Fatalf("latency %+v, sent %d", res.Latency, n.Sent)
+			}
+		})
+	}
+	t.Run("sse churn", func(t *testing.T) {
+		res := runLoad(t, getenv, "-transport", "sse", "-scenario", "churn", "-conns", "100", "-users", "50", "-churn-rate", "100", "-duration", "1s")
+		c := res.Churn
+		if c == nil || c.Closed == 0 || c.Reconnected != c.Closed || c.Failed != 0 || res.Errors != 0 {
+			t.Fatalf("churn %+v errors %d %v", c, res.Errors, res.ErrorSamples)
+		}
+		if c.HubChecked == 0 || len(c.HubMismatches) != 0 {
+			t.Fatalf("hub check: %s %v", c.HubCheck, c.HubMismatches)
+		}
+	})
+	t.Run("sse fanout baseline", func(t *testing.T) {
+		res := runLoad(t, getenv, "-transport", "sse", "-scenario", "fanout", "-conns", "200", "-messages", "3", "-interval", "100ms", "-baseline")
+		b := res.Baseline
+		if b == nil || b.Server.PID == 0 || b.Server.PID == srv.pid {
+			t.Fatalf("baseline %+v (herald pid %d)", b, srv.pid)
+		}
+		for name, r := range map[string]*result{"baseline": b, "herald": &res} {
+			if r.Transport != "sse" || r.Connect.Established != 200 || r.Fanout == nil || r.Fanout.Delivered != 600 || r.Deliveries != 600 || r.Errors != 0 {
+				t.Fatalf("%s: transport %q established %d fanout %+v deliveries %d errors %d %v", name, r.Transport, r.Connect.Established, r.Fanout, r.Deliveries, r.Errors, r.ErrorSamples)
+			}
+		}
+		if v := res.VsBaseline; v == nil || v.DeliveriesPerSec <= 0 {
+			t.Fatalf("comparison %+v", v)
+		}
+		checkGone(t, b.Server.PID)
+	})
+	t.Run("sse notify baseline", func(t *testing.T) {
+		res := runLoad(t, getenv, "-transport", "sse", "-scenario", "notify", "-conns", "60", "-users", "30", "-msg-rate", "300", "-duration", "1s", "-baseline")
+		b := res.Baseline
+		if b == nil || b.Server.PID == 0 {
+			t.Fatalf("baseline %+v", b)
+		}
+		for name, r := range map[string]*result{"baseline": b, "herald": &res} {
+			n := r.Notify
+			if n == nil || n.Sent == 0 || n.APIErrors != 0 || n.Expected != 2*n.Sent || n.Delivered != n.Expected || r.Missing != 0 || r.Errors != 0 {
+				t.Fatalf("%s: notify %+v missing %d errors %d %v", name, n, r.Missing, r.Errors, r.ErrorSamples)
+			}
+		}
+		checkGone(t, b.Server.PID)
+	})
 	// -baseline runs the identical load against the raw baseline first and
 	// compares; the baseline child must be gone afterwards.
 	t.Run("fanout baseline", func(t *testing.T) {
@@ -202,7 +284,8 @@ func TestEndToEnd(t *testing.T) {
 			}
 		}
 		rows := readCSVFile(t, csvPath)
-		if len(rows) != 2 || csvField(t, rows, "conns") != "200" || csvField(t, rows, "delivered") != "600" || csvField(t, rows, "ratio_deliveries_per_s") == "" || csvField(t, rows, "baseline_deliveries_per_s") == "" {
+		if len(rows) != 2 || csvField(t, rows, "conns") != "200" || csvField(t, rows, "delivered") != "600" || csvField(t, rows, "ratio_deliveries_per_s") == "" ||
+			csvField(t, rows, "baseline_deliveries_per_s") == "" || csvField(t, rows, "transport") != "ws" {
 			t.Fatalf("csv %q", rows)
 		}
 	})
