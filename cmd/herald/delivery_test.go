@@ -16,11 +16,12 @@ import (
 // The original front end: new WebSocket(url + "?token=" + token), and the
 // original API server's payload {"user_id": 42, "json": "..."}. The raw
 // client must receive exactly the bytes of the json string, on every tab.
+// Over SSE the envelope's data holds exactly those bytes.
 func TestNotifyRawBytesExactly(t *testing.T) {
-	ioModes(t, func(t *testing.T, mode string) {
-		h := startHerald(t, testEnv(t, "HERALD_IO", mode))
-		tabs := []*websocket.Conn{h.dial(t, "42"), h.dial(t, "42"), h.dial(t, "42")}
-		other := h.dial(t, "43")
+	transports(t, func(t *testing.T, tr transport) {
+		h := startHerald(t, tr.env(t))
+		tabs := []*conn{tr.dial(t, h, "42"), tr.dial(t, h, "42"), tr.dial(t, h, "42")}
+		other := tr.dial(t, h, "43")
 		h.waitConns(t, "42", 3)
 
 		payload := `{"message":"hi","n":1, "spaces" : [1, 2]}`
@@ -34,14 +35,17 @@ func TestNotifyRawBytesExactly(t *testing.T) {
 			t.Fatalf("reply %s", reply)
 		}
 		for i, c := range tabs {
-			typ, got := read(t, c)
-			if typ != websocket.MessageText || string(got) != payload {
-				t.Fatalf("tab %d got %v %q, want text %q", i, typ, got, payload)
+			m := c.next(t)
+			if m.Type != "message" || m.Binary || string(m.Payload) != payload {
+				t.Fatalf("tab %d got %+v %q, want text %q", i, m.envelope, m.Payload, payload)
+			}
+			if c.envelopes() && (m.ID != r["id"] || m.Offset != 1) {
+				t.Fatalf("tab %d got %+v, want id %v offset 1", i, m.envelope, r["id"])
 			}
 		}
 		// The other user got nothing: the next thing it sees is its own message.
 		h.api(t, "POST", "/v1/users/43/messages", `{"for":"43"}`)
-		if _, got := read(t, other); string(got) != `{"for":"43"}` {
+		if got := other.payload(t); got != `{"for":"43"}` {
 			t.Fatalf("user 43 got %q", got)
 		}
 	})
@@ -99,59 +103,63 @@ func TestEnvelopeV1(t *testing.T) {
 		t.Fatalf("envelope %s", got)
 	}
 	// App-level ping is answered.
-	if err := c.Write(context.Background(), websocket.MessageText, []byte(`{"type":"ping"}`)); err != nil {
-		t.Fatal(err)
-	}
+	writeV1(t, c, []byte(`{"type":"ping"}`))
 	if _, got := read(t, c); string(got) != `{"type":"pong"}` {
 		t.Fatalf("got %s", got)
 	}
 }
 
+// Many users at once, and everyone: raw WebSocket clients get the bytes,
+// herald.v1 and SSE clients envelopes without offset for a broadcast.
 func TestNotifyUsersAndBroadcast(t *testing.T) {
-	h := startHerald(t, testEnv(t))
-	a, b, c := h.dial(t, "a"), h.dial(t, "b"), h.dial(t, "c", "herald.v1")
-	h.waitConns(t, "a", 1)
-	h.waitConns(t, "b", 1)
-	h.waitConns(t, "c", 1)
+	transports(t, func(t *testing.T, tr transport) {
+		h := startHerald(t, tr.env(t))
+		a, b, c := tr.dial(t, h, "a"), tr.dial(t, h, "b"), tr.dial(t, h, "c", asV1())
+		h.waitConns(t, "a", 1)
+		h.waitConns(t, "b", 1)
+		h.waitConns(t, "c", 1)
 
-	status, reply := h.api(t, "POST", "/v1/messages", `{"users":["a","b","b","nobody"],"data":{"x":1}}`)
-	if status != 200 {
-		t.Fatalf("%d %s", status, reply)
-	}
-	var multi struct {
-		Users []struct {
-			User        string `json:"user_id"`
-			Connections int    `json:"connections"`
-		} `json:"users"`
-		Connections int `json:"connections"`
-	}
-	json.Unmarshal([]byte(reply), &multi)
-	if multi.Connections != 2 || len(multi.Users) != 3 || multi.Users[2].User != "nobody" || multi.Users[2].Connections != 0 {
-		t.Fatalf("reply %s", reply)
-	}
-	for _, conn := range []*websocket.Conn{a, b} {
-		if _, got := read(t, conn); string(got) != `{"x":1}` {
-			t.Fatalf("got %s", got)
+		status, reply := h.api(t, "POST", "/v1/messages", `{"users":["a","b","b","nobody"],"data":{"x":1}}`)
+		if status != 200 {
+			t.Fatalf("%d %s", status, reply)
 		}
-	}
-	status, reply = h.api(t, "POST", "/v1/broadcast", `{"data":"all"}`)
-	if status != 200 || mustJSON(t, reply)["connections"] != float64(3) {
-		t.Fatalf("%d %s", status, reply)
-	}
-	for _, conn := range []*websocket.Conn{a, b} {
-		if _, got := read(t, conn); string(got) != `"all"` {
-			t.Fatalf("got %s", got)
+		var multi struct {
+			Users []struct {
+				User        string `json:"user_id"`
+				Connections int    `json:"connections"`
+			} `json:"users"`
+			Connections int `json:"connections"`
 		}
-	}
-	if _, got := read(t, c); mustJSON(t, string(got))["data"] != "all" {
-		t.Fatalf("got %s", got)
-	}
+		json.Unmarshal([]byte(reply), &multi)
+		if multi.Connections != 2 || len(multi.Users) != 3 || multi.Users[2].User != "nobody" || multi.Users[2].Connections != 0 {
+			t.Fatalf("reply %s", reply)
+		}
+		for _, cl := range []*conn{a, b} {
+			if got := cl.payload(t); got != `{"x":1}` {
+				t.Fatalf("got %s", got)
+			}
+		}
+		status, reply = h.api(t, "POST", "/v1/broadcast", `{"data":"all"}`)
+		if status != 200 || mustJSON(t, reply)["connections"] != float64(3) {
+			t.Fatalf("%d %s", status, reply)
+		}
+		for _, cl := range []*conn{a, b, c} {
+			m := cl.next(t)
+			if m.Type != "message" || string(m.Payload) != `"all"` {
+				t.Fatalf("got %+v %s", m.envelope, m.Payload)
+			}
+			// A broadcast is not stored: no offset, no epoch (and over SSE no id).
+			if cl.envelopes() && (m.Offset != 0 || m.Epoch != "" || m.ID == "") {
+				t.Fatalf("broadcast envelope %+v", m.envelope)
+			}
+		}
+	})
 }
 
 func TestListAndDisconnectUser(t *testing.T) {
-	ioModes(t, func(t *testing.T, mode string) {
-		h := startHerald(t, testEnv(t, "HERALD_IO", mode))
-		c1, c2 := h.dial(t, "u"), h.dial(t, "u")
+	transports(t, func(t *testing.T, tr transport) {
+		h := startHerald(t, tr.env(t))
+		c1, c2 := tr.dial(t, h, "u"), tr.dial(t, h, "u")
 		conns := h.waitConns(t, "u", 2)
 		for _, c := range conns {
 			for _, k := range []string{"id", "connected_at", "last_active_at", "source_ip", "user_agent"} {
@@ -162,15 +170,21 @@ func TestListAndDisconnectUser(t *testing.T) {
 			if c["source_ip"] != "127.0.0.1" {
 				t.Fatalf("source_ip %v", c["source_ip"])
 			}
+			if c["protocol"] != c1.protocol() {
+				t.Fatalf("protocol %v, want %s", c["protocol"], c1.protocol())
+			}
+		}
+		if tr.sse() { // the listed ids are the ones the streams were told
+			if ids := []any{conns[0]["id"], conns[1]["id"]}; !(ids[0] == c1.id && ids[1] == c2.id || ids[0] == c2.id && ids[1] == c1.id) {
+				t.Fatalf("listed %v, streams have %s and %s", ids, c1.id, c2.id)
+			}
 		}
 		status, reply := h.api(t, "DELETE", "/v1/users/u/connections", "")
 		if status != 200 || mustJSON(t, reply)["closed"] != float64(2) {
 			t.Fatalf("%d %s", status, reply)
 		}
-		for _, c := range []*websocket.Conn{c1, c2} {
-			if code := websocket.CloseStatus(readErr(t, c)); code != 4003 {
-				t.Fatalf("close code %d, want 4003", code)
-			}
+		for _, c := range []*conn{c1, c2} {
+			c.expectClose(t, 4003)
 		}
 		h.waitConns(t, "u", 0)
 		// Unknown user: an empty list, not an error (a user simply has no
@@ -183,51 +197,53 @@ func TestListAndDisconnectUser(t *testing.T) {
 }
 
 func TestMaxConnsPerUserClosesOldest(t *testing.T) {
-	h := startHerald(t, testEnv(t, "HERALD_MAX_CONNS_PER_USER", "2"))
-	oldest := h.dial(t, "u")
-	h.waitConns(t, "u", 1)
-	h.dial(t, "u")
-	h.waitConns(t, "u", 2)
-	h.dial(t, "u")
-	if code := websocket.CloseStatus(readErr(t, oldest)); code != 4029 {
-		t.Fatalf("oldest closed with %d, want 4029", code)
-	}
-	h.waitConns(t, "u", 2)
+	transports(t, func(t *testing.T, tr transport) {
+		h := startHerald(t, tr.env(t, "HERALD_MAX_CONNS_PER_USER", "2"))
+		oldest := tr.dial(t, h, "u")
+		h.waitConns(t, "u", 1)
+		tr.dial(t, h, "u")
+		h.waitConns(t, "u", 2)
+		tr.dial(t, h, "u")
+		oldest.expectClose(t, 4029)
+		h.waitConns(t, "u", 2)
+	})
 }
 
+// A bad token is refused before anything else, the same way on /ws and
+// /sse.
 func TestWebSocketAuthErrors(t *testing.T) {
 	h := startHerald(t, testEnv(t))
 	expired, _ := h.issuer.Mint("u", time.Nanosecond)
 	time.Sleep(1100 * time.Millisecond) // JWT exp has one-second resolution
 	algNone := "eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0.eyJzdWIiOiJ1IiwiZXhwIjo0MTAyNDQ0ODAwfQ."
-	for _, tc := range []struct {
-		name, query, message string
-	}{
-		{"missing", "", "missing token"},
-		{"garbage", "?token=abc", "invalid token"},
-		{"expired", "?token=" + expired, "token expired"},
-		{"alg none", "?token=" + algNone, "token signature or algorithm rejected"},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			defer cancel()
-			_, resp, err := websocket.Dial(ctx, h.WSURL+"/ws"+tc.query, nil)
-			if err == nil {
-				t.Fatal("upgrade succeeded")
-			}
-			if resp == nil || resp.StatusCode != 401 {
-				t.Fatalf("resp %v", resp)
-			}
-			var body struct {
-				Error struct{ Code, Message string } `json:"error"`
-			}
-			if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
-				t.Fatal(err)
-			}
-			if body.Error.Code != "unauthorized" || body.Error.Message != tc.message {
-				t.Fatalf("error %+v", body.Error)
-			}
-		})
+	for _, tr := range []transport{wsEpoll, sseTransport} {
+		for _, tc := range []struct {
+			name, token, message string
+		}{
+			{"missing", "", "missing token"},
+			{"garbage", "abc", "invalid token"},
+			{"expired", expired, "token expired"},
+			{"alg none", algNone, "token signature or algorithm rejected"},
+		} {
+			t.Run(tr.name+"/"+tc.name, func(t *testing.T) {
+				c, status, body, err := tr.tryDial(t, h, "u", withToken(tc.token))
+				if c != nil {
+					t.Fatal("connected")
+				}
+				if status != 401 {
+					t.Fatalf("status %d (%v)", status, err)
+				}
+				var e struct {
+					Error struct{ Code, Message string } `json:"error"`
+				}
+				if err := json.Unmarshal([]byte(body), &e); err != nil {
+					t.Fatal(err)
+				}
+				if e.Error.Code != "unauthorized" || e.Error.Message != tc.message {
+					t.Fatalf("error %+v", e.Error)
+				}
+			})
+		}
 	}
 	// A plain GET without an upgrade is a clear 400.
 	status, body := h.request(t, "GET", "/ws?token="+h.token(t, "u"), "", nil)
@@ -239,12 +255,12 @@ func TestWebSocketAuthErrors(t *testing.T) {
 // Many connections of many users, messages in flight to all: every client
 // gets its own messages, in order.
 func TestConcurrentDeliveryOrder(t *testing.T) {
-	ioModes(t, func(t *testing.T, mode string) {
-		h := startHerald(t, testEnv(t, "HERALD_IO", mode))
+	transports(t, func(t *testing.T, tr transport) {
+		h := startHerald(t, tr.env(t))
 		const users, perUser = 20, 30
-		conns := make([]*websocket.Conn, users)
+		conns := make([]*conn, users)
 		for i := range conns {
-			conns[i] = h.dial(t, fmt.Sprint("u", i))
+			conns[i] = tr.dial(t, h, fmt.Sprint("u", i))
 			h.waitConns(t, fmt.Sprint("u", i), 1)
 		}
 		errs := make(chan error, users)
@@ -267,7 +283,7 @@ func TestConcurrentDeliveryOrder(t *testing.T) {
 		}
 		for i, c := range conns {
 			for n := range perUser {
-				if _, got := read(t, c); string(got) != fmt.Sprint(n) {
+				if got := c.payload(t); got != fmt.Sprint(n) {
 					t.Fatalf("user %d message %d: got %s", i, n, got)
 				}
 			}
@@ -275,6 +291,8 @@ func TestConcurrentDeliveryOrder(t *testing.T) {
 	})
 }
 
+// Protocol pings are WebSocket frames; an SSE client cannot send one (its
+// heartbeat is the server's comment line, see TestHeartbeatDropsDeadKeepsLive).
 func TestClientPingAnswered(t *testing.T) {
 	ioModes(t, func(t *testing.T, mode string) {
 		h := startHerald(t, testEnv(t, "HERALD_IO", mode))
@@ -289,6 +307,8 @@ func TestClientPingAnswered(t *testing.T) {
 	})
 }
 
+// Client frames exist only on WebSocket: an SSE client sends nothing on its
+// stream, so there is no client message to limit.
 func TestClientFrameLimits(t *testing.T) {
 	ioModes(t, func(t *testing.T, mode string) {
 		h := startHerald(t, testEnv(t, "HERALD_IO", mode))

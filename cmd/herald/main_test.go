@@ -16,6 +16,7 @@ import (
 	"github.com/coder/websocket"
 
 	heraldpkg "github.com/herald-gw/herald"
+	"github.com/herald-gw/herald/schematest"
 	"github.com/herald-gw/herald/token"
 )
 
@@ -167,7 +168,7 @@ func (h *server) request(t *testing.T, method, path, body string, headers map[st
 // waitConns waits until user has n connections registered.
 func (h *server) waitConns(t *testing.T, user string, n int) []map[string]any {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(testTimeout)
 	for {
 		status, body := h.api(t, "GET", "/v1/users/"+user+"/connections", "")
 		var out struct {
@@ -187,11 +188,32 @@ func (h *server) waitConns(t *testing.T, user string, n int) []map[string]any {
 // noisy and a passing read returns at once anyway.
 const testTimeout = 20 * time.Second
 
+// schema validates every protocol message the tests see against
+// docs/protocol.schema.json. TestMain loads it.
+var schema *schematest.Validator
+
+// loadSchema compiles the schema of the module, two levels up.
+func loadSchema() (*schematest.Validator, error) {
+	return schematest.Load(filepath.Join("..", "..", filepath.FromSlash(schematest.SchemaFile)))
+}
+
+// readWS reads one message off c. Every text message of a herald.v1
+// connection is validated against the schema on tb (raw connections carry
+// the application's payloads, which have none).
+func readWS(ctx context.Context, tb testing.TB, c *websocket.Conn) (websocket.MessageType, []byte, error) {
+	tb.Helper()
+	typ, b, err := c.Read(ctx)
+	if err == nil && typ == websocket.MessageText && c.Subprotocol() == "herald.v1" {
+		schema.ServerMessage(tb, b)
+	}
+	return typ, b, err
+}
+
 func read(t *testing.T, c *websocket.Conn) (websocket.MessageType, []byte) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
 	defer cancel()
-	typ, b, err := c.Read(ctx)
+	typ, b, err := readWS(ctx, t, c)
 	if err != nil {
 		t.Fatalf("read: %v", err)
 	}
@@ -201,12 +223,30 @@ func read(t *testing.T, c *websocket.Conn) (websocket.MessageType, []byte) {
 // readErr reads until the connection fails and returns the error.
 func readErr(t *testing.T, c *websocket.Conn) error {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
 	defer cancel()
 	for {
-		if _, _, err := c.Read(ctx); err != nil {
+		if _, _, err := readWS(ctx, t, c); err != nil {
 			return err
 		}
+	}
+}
+
+// writeV1Err sends a herald.v1 client message, validated against the
+// schema first: the tests speak the protocol as documented.
+func writeV1Err(tb testing.TB, c *websocket.Conn, m []byte) error {
+	tb.Helper()
+	schema.ClientMessage(tb, m)
+	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+	defer cancel()
+	return c.Write(ctx, websocket.MessageText, m)
+}
+
+// writeV1 is writeV1Err failing t.
+func writeV1(t *testing.T, c *websocket.Conn, m []byte) {
+	t.Helper()
+	if err := writeV1Err(t, c, m); err != nil {
+		t.Fatalf("write %s: %v", m, err)
 	}
 }
 

@@ -21,12 +21,19 @@ import (
 )
 
 // TestMain lets a test start Herald as a real process: the test binary
-// re-executed with HERALD_TEST_MAIN=1 runs main itself.
+// re-executed with HERALD_TEST_MAIN=1 runs main itself. For the tests it
+// loads the protocol schema every message they see is validated against.
 func TestMain(m *testing.M) {
 	if os.Getenv("HERALD_TEST_MAIN") == "1" {
 		main()
 		os.Exit(0)
 	}
+	v, err := loadSchema()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "protocol schema:", err)
+		os.Exit(1)
+	}
+	schema = v
 	os.Exit(m.Run())
 }
 
