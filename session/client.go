@@ -1,6 +1,7 @@
 package session
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"time"
@@ -29,6 +30,9 @@ func (s *Session) HandleMessage(p []byte) error {
 		return nil
 	}
 	var m clientMessage
+	if t := bytes.TrimLeft(p, " \t\r\n"); len(t) == 0 || t[0] != '{' {
+		return &wire.ProtocolError{Code: wire.CloseUnsupported, Reason: "herald.v1 messages are JSON objects"}
+	}
 	if err := json.Unmarshal(p, &m); err != nil {
 		var te *json.UnmarshalTypeError
 		if !errors.As(err, &te) || te.Field == "" {
