@@ -40,6 +40,7 @@ func (s *Session) runCatchup(r *Resume) {
 	ctx, cancel := context.WithTimeout(context.Background(), herald.ReplayTimeout)
 	defer cancel()
 	h := s.m.history
+	prevLast := ^uint64(0)
 	for {
 		first, last, err := h.Bounds(ctx, s.user)
 		if err != nil {
@@ -68,10 +69,15 @@ func (s *Session) runCatchup(r *Resume) {
 			}
 		}
 		r = nil
-		if s.goLive() {
+		// A parked message beyond the next offset means another gap: the
+		// missing offsets were committed after Bounds was read, so read
+		// again. Unless the Store made no progress: then it does not have
+		// them (a message from another store, history lost meanwhile), and
+		// waiting would never end — skip the gap with a reset instead.
+		if s.goLive(ctx, last == prevLast) {
 			return
 		}
-		// A parked message left another gap: fill that one too.
+		prevLast = last
 	}
 }
 
@@ -130,8 +136,10 @@ func resetBytes(f wire.Format, epoch string, last uint64) []byte {
 
 // goLive sends what was parked, in order, and ends the catch-up. When a
 // parked message is not the next offset (another message went missing
-// meanwhile) it keeps the rest parked and reports false: fill again.
-func (s *Session) goLive() bool {
+// meanwhile) it keeps the rest parked and reports false: fill again — or,
+// with jump, tells the client the gap cannot be filled (a reset) and goes
+// on after it.
+func (s *Session) goLive(ctx context.Context, jump bool) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	cu := s.cu.Load()
@@ -139,16 +147,23 @@ func (s *Session) goLive() bool {
 		if s.state != stateOpen {
 			break
 		}
-		switch {
-		case p.offset <= s.lastOffset:
-		case p.offset == s.lastOffset+1:
+		if p.offset > s.lastOffset+1 {
+			if !jump {
+				cu.parked = cu.parked[:copy(cu.parked, cu.parked[i:])]
+				return false
+			}
+			s.m.log.Warn("catch-up: the store lacks offsets this session was handed; skipping them",
+				"conn", s.id, "user", s.user, "from", s.lastOffset+1, "to", p.offset-1)
+			s.lastOffset = p.offset - 1
+			if b := resetBytes(s.format, s.m.history.Epoch(), s.lastOffset); b != nil {
+				s.writeLocked(b)
+			}
+		}
+		if p.offset == s.lastOffset+1 {
 			if s.firstLive == 0 {
 				s.firstLive = p.offset
 			}
 			s.sendStoredLocked(p.b, p.offset)
-		default:
-			cu.parked = cu.parked[:copy(cu.parked, cu.parked[i:])]
-			return false
 		}
 	}
 	s.cu.Store(nil)

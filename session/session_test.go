@@ -484,3 +484,20 @@ func TestHeartbeatByPingsSent(t *testing.T) {
 		t.Fatalf("dead session got %d pings before the close, want 2", dead.pings)
 	}
 }
+
+// A message the Store does not know (another store's, or history lost)
+// cannot be gap-filled: the session says so with a reset and goes on,
+// rather than reading the Store forever.
+func TestGapTheStoreCannotFill(t *testing.T) {
+	f := newFixture(t, Config{})
+	msgs := f.appendN(t, "u", 1, 10)
+	tr := &testTransport{}
+	s := f.open(t, tr, Params{Format: wire.FormatV1})
+	s.Send(wire.Encode(wire.FormatV1, msgs[0]), 1)
+	foreign := &herald.Message{ID: "x", User: "u", Offset: 5, Epoch: f.store.Epoch(), Data: []byte(`1`)}
+	s.Send(wire.Encode(wire.FormatV1, foreign), 5)
+	wantOffsets(t, tr, []uint64{1, 5})
+	if !slices.ContainsFunc(tr.messages(), func(m map[string]any) bool { return m["type"] == "reset" && m["offset"] == 4.0 }) {
+		t.Fatalf("no reset to offset 4: %v", tr.messages())
+	}
+}
