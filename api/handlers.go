@@ -151,7 +151,10 @@ func (u *userID) UnmarshalJSON(b []byte) error {
 		return nil
 	}
 	if !integerID.Match(b) {
-		return &json.UnmarshalTypeError{Value: "non-integer", Type: reflect.TypeFor[string](), Field: "user_id"}
+		// No Field: the decoder names the field this value was for
+		// (user_id, or a batch message's user); one named here would be
+		// appended to that.
+		return &json.UnmarshalTypeError{Value: "non-integer", Type: reflect.TypeFor[string]()}
 	}
 	*u = userID(b)
 	return nil
