@@ -232,8 +232,9 @@ func readJSON(r *http.Request, v any) error {
 	return decodeJSON(body, v)
 }
 
-// decodeJSON decodes body into v, telling malformed JSON and wrong types
-// apart from each other in the message (both are invalid_json).
+// decodeJSON decodes body into v, a pointer to a request struct, telling
+// malformed JSON and wrong types apart from each other in the message (both
+// are invalid_json).
 func decodeJSON(body []byte, v any) error {
 	if len(bytes.TrimSpace(body)) == 0 {
 		return herald.Errorf(herald.EInvalidJSON, "request body is empty")
@@ -244,6 +245,11 @@ func decodeJSON(body []byte, v any) error {
 	switch {
 	case err == nil:
 		return nil
+	case errors.As(err, &te) && te.Field == "":
+		// Not a field but the whole value is wrong: a body (or a batch
+		// message) that is not an object. The struct's Go name would mean
+		// nothing to a client.
+		return &herald.Error{Code: herald.EInvalidJSON, Message: "wrong type: got " + te.Value + ", want an object", Err: err}
 	case errors.As(err, &te):
 		return &herald.Error{Code: herald.EInvalidJSON, Message: "field " + strings.TrimPrefix(te.Field, ".") + " has the wrong type: got " + te.Value + ", want " + te.Type.String(), Err: err}
 	case errors.As(err, &se):

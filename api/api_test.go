@@ -189,6 +189,8 @@ func TestMalformedJSON(t *testing.T) {
 			{"truncated", `{"`, "malformed JSON"},
 			{"not JSON", `user_id=42`, "malformed JSON"},
 			{"trailing garbage", `{} x`, "malformed JSON"},
+			{"an array", `[{}]`, "got array, want an object"},
+			{"a string", `"{}"`, "got string, want an object"},
 			{"empty", ``, "empty"},
 			{"blank", " \n\t", "empty"},
 		} {
