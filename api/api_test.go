@@ -2,6 +2,7 @@ package api
 
 import (
 	"errors"
+	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -444,6 +445,25 @@ func TestFailures(t *testing.T) {
 				status: http.StatusServiceUnavailable, code: herald.EUnavailable, msg: "message store is closed",
 			},
 		)
+	}
+	runRouteTests(t, tests)
+}
+
+// failingBody is a request body whose reading fails, as when the client
+// goes away mid-upload.
+type failingBody struct{}
+
+func (failingBody) Read([]byte) (int, error) { return 0, errors.New("connection reset") }
+
+func TestUnreadableBody(t *testing.T) {
+	var tests []routeTest
+	for _, r := range append(serverRoutes(), browserRoutes()...) {
+		if r.method != "POST" {
+			continue
+		}
+		req := r.request("")
+		req.Body = io.NopCloser(failingBody{})
+		tests = append(tests, routeTest{name: r.String(), req: req, status: http.StatusBadRequest, code: herald.EInvalidRequest, msg: "could not read request body"})
 	}
 	runRouteTests(t, tests)
 }
