@@ -21,34 +21,13 @@ import (
 )
 
 // MaxLimit is the most messages one Since call returns; a limit <= 0 or
-// above it means MaxLimit. It matches the sqlite store.
-const MaxLimit = 1000
+// above it means MaxLimit.
+const MaxLimit = herald.MaxHistoryPage
 
 // ErrClosed is returned by every method but Epoch and Close once Close has
 // been called. It carries herald.EUnavailable, so an API handler reports
 // 503 (shutting down).
 var ErrClosed error = herald.Errorf(herald.EUnavailable, "message store is closed")
-
-// Inbox flags of a stored message, as bits. Marks only ever add bits, and
-// each mark adds the ones it implies (see markBits).
-const (
-	flagSeen     uint8 = 1 << iota // shown to the user
-	flagRead                       // opened; implies seen
-	flagArchived                   // out of the inbox; implies read
-)
-
-// markBits returns the flags mark sets, implied ones included.
-func markBits(mark herald.Mark) uint8 {
-	switch mark {
-	case herald.MarkSeen:
-		return flagSeen
-	case herald.MarkRead:
-		return flagSeen | flagRead
-	case herald.MarkArchived:
-		return flagSeen | flagRead | flagArchived
-	}
-	return 0
-}
 
 // Store is an in-memory herald.Store. It is safe for concurrent use.
 type Store struct {
@@ -69,7 +48,7 @@ type stream struct {
 
 type entry struct {
 	herald.Message
-	flags uint8
+	flags herald.InboxFlags
 }
 
 // index returns the position in s.msgs of the first message with Offset >
@@ -243,15 +222,8 @@ func (s *Store) Trim(ctx context.Context, keep int, before time.Time) (int, erro
 
 // Inbox lists the user's retained messages with their flags, newest first.
 func (s *Store) Inbox(ctx context.Context, q herald.InboxQuery) ([]herald.InboxItem, error) {
-	var mask, want uint8
-	switch q.Status {
-	case herald.InboxAll:
-		mask, want = flagArchived, 0
-	case herald.InboxUnread:
-		mask, want = flagRead|flagArchived, 0
-	case herald.InboxArchived:
-		mask, want = flagArchived, flagArchived
-	default:
+	mask, want, ok := q.Status.Filter()
+	if !ok {
 		return nil, herald.Errorf(herald.EInvalidRequest, "unknown inbox status %d", q.Status)
 	}
 	limit := q.PageSize()
@@ -273,12 +245,7 @@ func (s *Store) Inbox(ctx context.Context, q herald.InboxQuery) ([]herald.InboxI
 		if e.flags&mask != want {
 			continue
 		}
-		it := herald.InboxItem{
-			Message:  e.Message,
-			Seen:     e.flags&flagSeen != 0,
-			Read:     e.flags&flagRead != 0,
-			Archived: e.flags&flagArchived != 0,
-		}
+		it := e.flags.Item(e.Message)
 		it.Data = bytes.Clone(e.Data)
 		out = append(out, it)
 	}
@@ -288,7 +255,7 @@ func (s *Store) Inbox(ctx context.Context, q herald.InboxQuery) ([]herald.InboxI
 // Mark sets mark on the user's messages with the given ids, or on all of
 // them, and returns the ids whose flags changed.
 func (s *Store) Mark(ctx context.Context, user herald.UserID, mark herald.Mark, ids []string, all bool) ([]string, error) {
-	bits := markBits(mark)
+	bits := mark.Flags()
 	if bits == 0 {
 		return nil, herald.Errorf(herald.EInvalidRequest, "unknown mark %d", mark)
 	}
@@ -327,7 +294,7 @@ func (s *Store) Mark(ctx context.Context, user herald.UserID, mark herald.Mark, 
 			changed = append(changed, e.ID)
 		}
 	}
-	return dedupe(changed), nil
+	return herald.DedupeIDs(changed), nil
 }
 
 // Counts returns the user's unread and unseen counts over retained messages
@@ -343,16 +310,7 @@ func (s *Store) Counts(ctx context.Context, user herald.UserID) (herald.InboxCou
 		return c, nil
 	}
 	for i := range st.msgs {
-		f := st.msgs[i].flags
-		if f&flagArchived != 0 {
-			continue
-		}
-		if f&flagRead == 0 {
-			c.Unread++
-		}
-		if f&flagSeen == 0 {
-			c.Unseen++
-		}
+		st.msgs[i].flags.Count(&c)
 	}
 	return c, nil
 }
@@ -365,21 +323,4 @@ func (s *Store) Close() error {
 	s.closed = true
 	s.streams = nil
 	return nil
-}
-
-// dedupe drops repeated ids (a caller may give two messages one ID), keeping
-// the first of each.
-func dedupe(ids []string) []string {
-	if len(ids) < 2 {
-		return ids
-	}
-	seen := make(map[string]bool, len(ids))
-	out := ids[:0]
-	for _, id := range ids {
-		if !seen[id] {
-			seen[id] = true
-			out = append(out, id)
-		}
-	}
-	return out
 }

@@ -87,14 +87,6 @@ func migrations() []string {
 	}
 }
 
-// Inbox flags as stored in messages.flags. Marks only ever add bits, and
-// each mark adds the ones it implies (markBits).
-const (
-	flagSeen     = 1 << iota // shown to the user
-	flagRead                 // opened; implies seen
-	flagArchived             // out of the inbox; implies read
-)
-
 // migrate brings the schema on conn up to date and returns the store's epoch,
 // creating it if the database is new. It runs in one IMMEDIATE transaction so
 // that two processes opening a new file at once cannot both create the

@@ -54,7 +54,7 @@ import (
 
 // MaxLimit is the most messages one Since call returns; a limit <= 0 or
 // above it means MaxLimit. It bounds the memory and time of one replay.
-const MaxLimit = 1000
+const MaxLimit = herald.MaxHistoryPage
 
 // ErrClosed is returned by every method but Epoch and Close once Close has
 // been called. It carries herald.EUnavailable, so an API handler reports
@@ -348,7 +348,7 @@ func (r *readerStmts) defs() []stmtDef {
 			WHERE user = ?1 AND "offset" < ?2 AND flags & ?3 = ?4
 			ORDER BY "offset" DESC LIMIT ?5`},
 		{&r.counts, fmt.Sprintf(`SELECT COALESCE(SUM(flags & %d = 0), 0), COALESCE(SUM(flags & %d = 0), 0)
-			FROM messages WHERE user = ? AND flags & %d = 0`, flagRead, flagSeen, flagArchived)},
+			FROM messages WHERE user = ? AND flags & %d = 0`, herald.FlagRead, herald.FlagSeen, herald.FlagArchived)},
 		// Retention's scans (see Trim).
 		{&r.trimAll, `SELECT user, MIN("offset"), MAX("offset") FROM messages
 			GROUP BY user HAVING MAX("offset") - MIN("offset") >= ?`},
@@ -791,15 +791,8 @@ func (s *Store) Bounds(ctx context.Context, user herald.UserID) (first, last uin
 
 // Inbox lists the user's retained messages with their flags, newest first.
 func (s *Store) Inbox(ctx context.Context, q herald.InboxQuery) ([]herald.InboxItem, error) {
-	var mask, want int
-	switch q.Status {
-	case herald.InboxAll:
-		mask, want = flagArchived, 0
-	case herald.InboxUnread:
-		mask, want = flagRead|flagArchived, 0
-	case herald.InboxArchived:
-		mask, want = flagArchived, flagArchived
-	default:
+	mask, want, ok := q.Status.Filter()
+	if !ok {
 		return nil, herald.Errorf(herald.EInvalidRequest, "unknown inbox status %d", q.Status)
 	}
 	if err := s.checkOpen(); err != nil {
@@ -819,15 +812,14 @@ func (s *Store) Inbox(ctx context.Context, q herald.InboxQuery) ([]herald.InboxI
 		var (
 			off, ts int64
 			flags   int
-			it      = herald.InboxItem{Message: herald.Message{User: q.User, Epoch: s.epoch}}
+			m       = herald.Message{User: q.User, Epoch: s.epoch}
 		)
-		if err := rows.Scan(&off, &it.ID, &ts, &flags, &it.Data); err != nil {
+		if err := rows.Scan(&off, &m.ID, &ts, &flags, &m.Data); err != nil {
 			return nil, fmt.Errorf("sqlite: inbox: scan: %w", err)
 		}
-		it.Offset = uint64(off)
-		it.Time = time.Unix(0, ts)
-		it.Seen, it.Read, it.Archived = flags&flagSeen != 0, flags&flagRead != 0, flags&flagArchived != 0
-		out = append(out, it)
+		m.Offset = uint64(off)
+		m.Time = time.Unix(0, ts)
+		out = append(out, herald.InboxFlags(flags).Item(m))
 	}
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("sqlite: inbox: %w", err)
@@ -835,24 +827,11 @@ func (s *Store) Inbox(ctx context.Context, q herald.InboxQuery) ([]herald.InboxI
 	return out, nil
 }
 
-// markBits returns the flags mark sets, implied ones included.
-func markBits(mark herald.Mark) int {
-	switch mark {
-	case herald.MarkSeen:
-		return flagSeen
-	case herald.MarkRead:
-		return flagSeen | flagRead
-	case herald.MarkArchived:
-		return flagSeen | flagRead | flagArchived
-	}
-	return 0
-}
-
 // Mark sets mark on the user's messages with the given ids, or on all of
 // them, and returns the ids whose flags changed. It is one transaction on
 // the writer, ordered with the Appends around it.
 func (s *Store) Mark(ctx context.Context, user herald.UserID, mark herald.Mark, ids []string, all bool) ([]string, error) {
-	bits := markBits(mark)
+	bits := int(mark.Flags())
 	if bits == 0 {
 		return nil, herald.Errorf(herald.EInvalidRequest, "unknown mark %d", mark)
 	}
@@ -895,24 +874,7 @@ func (s *Store) Mark(ctx context.Context, user herald.UserID, mark herald.Mark, 
 	if err != nil {
 		return nil, err
 	}
-	return dedupe(changed), nil
-}
-
-// dedupe drops repeated ids (a caller may give two messages one ID), keeping
-// the first of each.
-func dedupe(ids []string) []string {
-	if len(ids) < 2 {
-		return ids
-	}
-	seen := make(map[string]bool, len(ids))
-	out := ids[:0]
-	for _, id := range ids {
-		if !seen[id] {
-			seen[id] = true
-			out = append(out, id)
-		}
-	}
-	return out
+	return herald.DedupeIDs(changed), nil
 }
 
 // Counts returns the user's unread and unseen counts over retained messages
