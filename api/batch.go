@@ -80,7 +80,7 @@ func handleBatch(s *Server) http.Handler {
 			}
 			switch {
 			case err != nil:
-			case it.User == nil || *it.User == "":
+			case it.User == nil || blank(string(*it.User)):
 				err = herald.Errorf(herald.EInvalidRequest, "user is required")
 			default:
 				// Data came out of a body that decoded, so it is valid JSON

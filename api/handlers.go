@@ -175,7 +175,7 @@ func handleNotify(s *Server) http.Handler {
 			return
 		}
 		switch {
-		case req.User == nil || *req.User == "":
+		case req.User == nil || blank(string(*req.User)):
 			err = herald.Errorf(herald.EInvalidRequest, "user_id is required")
 		case req.JSON == nil:
 			err = herald.Errorf(herald.EInvalidRequest, "json is required")
@@ -199,7 +199,13 @@ func handleUserMessage(s *Server) http.Handler {
 			return
 		}
 		body, err := readBody(r)
-		if err == nil {
+		switch {
+		case err != nil:
+		case len(bytes.TrimSpace(body)) == 0:
+			// The body is the payload: an empty one is an empty JSON
+			// document, as docs/api.md's error table says.
+			err = herald.Errorf(herald.EInvalidJSON, "request body is empty")
+		default:
 			err = validPayload(body)
 		}
 		if err != nil {
@@ -253,7 +259,7 @@ func handleMultiMessage(s *Server) http.Handler {
 			err = herald.Errorf(herald.EInvalidRequest, "users must list at least one user id")
 		case len(req.Users) > MaxUsers:
 			err = herald.Errorf(herald.EInvalidRequest, "users lists %d ids; the limit is %d", len(req.Users), MaxUsers)
-		case slices.Contains(req.Users, ""):
+		case slices.ContainsFunc(req.Users, blank):
 			err = herald.Errorf(herald.EInvalidRequest, "users must not contain an empty id")
 		default:
 			err = validPayload(req.Data)
@@ -349,9 +355,13 @@ func handleMethodNotAllowed(log *slog.Logger, allowed []string) http.Handler {
 	})
 }
 
+// blank reports a user id that is empty or only white space: refused
+// wherever a user id is given, path or body alike.
+func blank(u string) bool { return strings.TrimSpace(u) == "" }
+
 func pathUser(r *http.Request) (herald.UserID, error) {
 	u := r.PathValue("user")
-	if strings.TrimSpace(u) == "" {
+	if blank(u) {
 		return "", herald.Errorf(herald.EInvalidRequest, "user id is empty")
 	}
 	return herald.UserID(u), nil

@@ -79,6 +79,7 @@ func TestNotify(t *testing.T) {
 		invalid("no user id", `{"json":"{}"}`, "user_id is required"),
 		invalid("null user id", `{"user_id":null,"json":"{}"}`, "user_id is required"),
 		invalid("empty user id", `{"user_id":"","json":"{}"}`, "user_id is required"),
+		invalid("blank user id", `{"user_id":" \t","json":"{}"}`, "user_id is required"),
 		invalid("no json", `{"user_id":42}`, "json is required"),
 		invalid("null json", `{"user_id":42,"json":null}`, "json is required"),
 	})
@@ -101,9 +102,8 @@ func TestUserMessage(t *testing.T) {
 			status: http.StatusOK, body: `{"user_id":"42","id":"m1","offset":17,"connections":0}`},
 		{name: "blank user", req: post("%20", `{}`), status: http.StatusBadRequest, code: herald.EInvalidRequest, msg: "user id is empty"},
 		{name: "not JSON", req: post("42", `{"a":`), status: http.StatusBadRequest, code: herald.EInvalidJSON, msg: "payload is not valid JSON"},
-		// docs/api.md's error table says an empty body is invalid_json;
-		// this route has always answered invalid_request.
-		{name: "empty body", req: post("42", ``), status: http.StatusBadRequest, code: herald.EInvalidRequest, msg: "data is required"},
+		// docs/api.md's error table: an empty body is invalid_json.
+		{name: "empty body", req: post("42", ``), status: http.StatusBadRequest, code: herald.EInvalidJSON, msg: "request body is empty"},
 	})
 }
 
@@ -137,6 +137,7 @@ func TestMultiMessage(t *testing.T) {
 		invalid("no users", `{"data":1}`, "at least one user"),
 		invalid("empty users", `{"users":[],"data":1}`, "at least one user"),
 		invalid("an empty user id", `{"users":["1",""],"data":1}`, "empty id"),
+		invalid("a blank user id", `{"users":["1","  "],"data":1}`, "empty id"),
 		invalid("too many users", `{"users":`+ids(MaxUsers+1)+`,"data":1}`, strconv.Itoa(MaxUsers)),
 		invalid("no data", `{"users":["1"]}`, "data is required"),
 	})

@@ -41,6 +41,17 @@ func uintParam(r *http.Request, name string, def uint64) (uint64, error) {
 	return n, nil
 }
 
+// limitParam parses ?limit=: a page size of at least 1 (a larger one is
+// clamped by the caller). 0 is refused rather than read as "the default"
+// or "the most": a page of nothing has no meaning.
+func limitParam(r *http.Request, def uint64) (uint64, error) {
+	n, err := uintParam(r, "limit", def)
+	if err == nil && n == 0 {
+		err = herald.Errorf(herald.EInvalidRequest, "limit must be at least 1")
+	}
+	return n, err
+}
+
 // handleHistory serves GET /v1/users/{user}/messages?since=&limit=: the
 // user's stored stream after since, oldest first. Page on with since=next.
 func handleHistory(s *Server) http.Handler {
@@ -58,7 +69,7 @@ func handleHistory(s *Server) http.Handler {
 		since, err := uintParam(r, "since", 0)
 		var limit uint64
 		if err == nil {
-			limit, err = uintParam(r, "limit", defaultHistoryPage)
+			limit, err = limitParam(r, defaultHistoryPage)
 		}
 		if err != nil {
 			writeError(w, r, s.log, err)
@@ -123,7 +134,7 @@ func handleInbox(s *Server, userOf func(*http.Request) (herald.UserID, error)) h
 			q.Before, err = uintParam(r, "before", 0)
 		}
 		if err == nil {
-			limit, err = uintParam(r, "limit", herald.DefaultInboxLimit)
+			limit, err = limitParam(r, herald.DefaultInboxLimit)
 		}
 		if err != nil {
 			writeError(w, r, s.log, err)
@@ -142,7 +153,7 @@ func handleInbox(s *Server, userOf func(*http.Request) (herald.UserID, error)) h
 			e.Seen, e.Read, e.Archived = &it.Seen, &it.Read, &it.Archived
 			out.Messages[i] = e
 		}
-		if len(items) > 0 && len(items) == q.Limit {
+		if len(items) > 0 && len(items) == q.PageSize() {
 			next := items[len(items)-1].Offset
 			out.Next = &next
 		}

@@ -30,9 +30,7 @@ func TestHistory(t *testing.T) {
 		{name: "since and limit", req: get("?since=5&limit=2"), status: http.StatusOK, body: `{"messages":[],"next":5,"epoch":"epoch-1"}`, check: asked(5, 2)},
 		{name: "limit clamped", req: get("?limit=5000"), status: http.StatusOK, check: asked(0, herald.MaxHistoryPage)},
 		{name: "limit beyond int64", req: get("?limit=18446744073709551615"), status: http.StatusOK, check: asked(0, herald.MaxHistoryPage)},
-		// limit=0 reaches the store as 0, which the stores read as their
-		// maximum; docs/api.md does not say what 0 means.
-		{name: "limit zero", req: get("?limit=0"), status: http.StatusOK, check: asked(0, 0)},
+		invalid("?limit=0", "limit must be at least 1"),
 		{
 			name: "envelopes", req: get("?since=6"), status: http.StatusOK,
 			setup: func(f *fixture) {
@@ -130,6 +128,7 @@ func TestInbox(t *testing.T) {
 				invalid("?status=ALL", "status must be"),
 				invalid("?before=-1", "before must be an unsigned integer"),
 				invalid("?limit=many", "limit must be an unsigned integer"),
+				invalid("?limit=0", "limit must be at least 1"),
 			})
 		})
 	}
