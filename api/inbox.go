@@ -2,30 +2,37 @@ package api
 
 import (
 	"context"
-	"encoding/json"
 	"net/http"
 	"strconv"
 	"time"
 
 	"github.com/herald-gw/herald"
+	"github.com/herald-gw/herald/wire"
 )
 
 // envelopeJSON is a stored message as the history and inbox APIs return
-// it: the herald.v1 envelope, plus its inbox state where that applies.
+// it: the herald.v1 envelope, byte for byte what a connection receives
+// (wire.AppendEnvelope is the one encoder), plus its inbox state where that
+// applies.
 type envelopeJSON struct {
-	Type     string          `json:"type"`
-	ID       string          `json:"id"`
-	Offset   uint64          `json:"offset"`
-	Epoch    string          `json:"epoch"`
-	TS       time.Time       `json:"ts"`
-	Data     json.RawMessage `json:"data"`
-	Seen     *bool           `json:"seen,omitempty"`
-	Read     *bool           `json:"read,omitempty"`
-	Archived *bool           `json:"archived,omitempty"`
+	m     *herald.Message
+	inbox *herald.InboxItem // nil in history
 }
 
-func envelopeOf(m *herald.Message) envelopeJSON {
-	return envelopeJSON{Type: "message", ID: m.ID, Offset: m.Offset, Epoch: m.Epoch, TS: m.Time.UTC(), Data: herald.EnvelopeData(m.Data)}
+func envelopeOf(m *herald.Message) envelopeJSON { return envelopeJSON{m: m} }
+
+func (e envelopeJSON) MarshalJSON() ([]byte, error) {
+	b := wire.AppendEnvelope(make([]byte, 0, 192+len(e.m.Data)), e.m)
+	if e.inbox == nil {
+		return b, nil
+	}
+	b = append(b[:len(b)-1], `,"seen":`...)
+	b = strconv.AppendBool(b, e.inbox.Seen)
+	b = append(b, `,"read":`...)
+	b = strconv.AppendBool(b, e.inbox.Read)
+	b = append(b, `,"archived":`...)
+	b = strconv.AppendBool(b, e.inbox.Archived)
+	return append(b, '}'), nil
 }
 
 // uintParam parses an optional unsigned query parameter.
@@ -149,9 +156,7 @@ func handleInbox(s *Server, userOf func(*http.Request) (herald.UserID, error)) h
 		out := reply{Messages: make([]envelopeJSON, len(items))}
 		for i := range items {
 			it := &items[i]
-			e := envelopeOf(&it.Message)
-			e.Seen, e.Read, e.Archived = &it.Seen, &it.Read, &it.Archived
-			out.Messages[i] = e
+			out.Messages[i] = envelopeJSON{m: &it.Message, inbox: it}
 		}
 		if len(items) > 0 && len(items) == q.PageSize() {
 			next := items[len(items)-1].Offset
