@@ -88,12 +88,20 @@ func TestSendUserEncodesOncePerProtocol(t *testing.T) {
 	v1.format = wire.FormatV1
 	full := newConn(h, "u", 4)
 	full.full = true
-	for _, c := range []*testConn{raw1, raw2, v1, full} {
+	sse1, sse2 := newConn(h, "u", 5), newConn(h, "u", 6)
+	sse1.format, sse2.format = wire.FormatSSE, wire.FormatSSE
+	for _, c := range []*testConn{raw1, raw2, v1, full, sse1, sse2} {
 		h.Add(c)
 	}
 	res := h.SendUser(&herald.Message{ID: "m", User: "u", Offset: 1, Epoch: "e", Data: []byte(`{"a":1}`)})
-	if res.Connections != 3 || len(res.Failed) != 1 || res.Failed[0].ID != "c4" {
+	if res.Connections != 5 || len(res.Failed) != 1 || res.Failed[0].ID != "c4" {
 		t.Fatalf("result %+v", res)
+	}
+	if &sse1.frames[0][0] != &sse2.frames[0][0] {
+		t.Fatal("SSE event encoded twice")
+	}
+	if string(sse1.frames[0]) != "id: e:1\ndata: {\"type\":\"message\",\"id\":\"m\",\"offset\":1,\"epoch\":\"e\",\"data\":{\"a\":1}}\n\n" {
+		t.Fatalf("SSE event %q", sse1.frames[0])
 	}
 	if &raw1.frames[0][0] != &raw2.frames[0][0] {
 		t.Fatal("raw frame encoded twice")
