@@ -11,7 +11,6 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	apigw "github.com/aws/aws-sdk-go-v2/service/apigatewaymanagementapi"
 	"github.com/aws/aws-sdk-go-v2/service/apigatewaymanagementapi/types"
-	"github.com/coder/websocket"
 )
 
 // awsClient is the unmodified AWS SDK client an API server on AWS uses,
@@ -27,23 +26,30 @@ func awsClient(endpoint, akid, secret string) *apigw.Client {
 	})
 }
 
+// The management API reaches a connection by id, whatever carries it: an
+// SSE stream is posted to, described and closed like a WebSocket.
 func TestAWSManagementAPI(t *testing.T) {
-	ioModes(t, func(t *testing.T, mode string) {
-		h := startHerald(t, testEnv(t, "HERALD_IO", mode))
+	transports(t, func(t *testing.T, tr transport) {
+		h := startHerald(t, tr.env(t))
 		for _, endpoint := range []string{h.URL, h.URL + "/production"} {
 			t.Run(strings.TrimPrefix(endpoint, h.URL), func(t *testing.T) {
 				ctx := context.Background()
 				api := awsClient(endpoint, testAKID, testSKey)
-				c := h.dial(t, "42")
+				c := tr.dial(t, h, "42")
 				id := h.waitConns(t, "42", 1)[0]["id"].(string)
+				if tr.sse() && id != c.id {
+					t.Fatalf("listed id %s, the stream was told %s", id, c.id)
+				}
 
-				// PostToConnection: the raw client gets exactly the bytes.
+				// PostToConnection: the raw client gets exactly the bytes; an
+				// SSE stream an envelope holding them, not stored (no offset,
+				// no event id).
 				data := []byte(`{"message":"from lambda"}`)
 				if _, err := api.PostToConnection(ctx, &apigw.PostToConnectionInput{ConnectionId: aws.String(id), Data: data}); err != nil {
 					t.Fatalf("post: %v", err)
 				}
-				if _, got := read(t, c); string(got) != string(data) {
-					t.Fatalf("got %q", got)
+				if m := c.next(t); m.Type != "message" || string(m.Payload) != string(data) || m.Offset != 0 {
+					t.Fatalf("got %+v %q", m.envelope, m.Payload)
 				}
 
 				// GetConnection.
@@ -67,9 +73,7 @@ func TestAWSManagementAPI(t *testing.T) {
 				if _, err := api.DeleteConnection(ctx, &apigw.DeleteConnectionInput{ConnectionId: aws.String(id)}); err != nil {
 					t.Fatalf("delete: %v", err)
 				}
-				if code := websocket.CloseStatus(readErr(t, c)); code != 4003 {
-					t.Fatalf("close code %d", code)
-				}
+				c.expectClose(t, 4003)
 				h.waitConns(t, "42", 0)
 				var gone *types.GoneException
 				if _, err := api.PostToConnection(ctx, &apigw.PostToConnectionInput{ConnectionId: aws.String(id), Data: data}); !errors.As(err, &gone) {

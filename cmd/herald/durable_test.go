@@ -16,15 +16,18 @@ import (
 
 // envelope is a herald.v1 server message.
 type envelope struct {
-	Type   string          `json:"type"`
-	ID     string          `json:"id"`
-	Offset uint64          `json:"offset"`
-	Epoch  string          `json:"epoch"`
-	Data   json.RawMessage `json:"data"`
-	Unread *int            `json:"unread"`
-	Unseen *int            `json:"unseen"`
-	IDs    []string        `json:"ids"`
-	Mark   string          `json:"mark"`
+	Type    string          `json:"type"`
+	ID      string          `json:"id"`
+	Offset  uint64          `json:"offset"`
+	Epoch   string          `json:"epoch"`
+	TS      string          `json:"ts"`
+	Data    json.RawMessage `json:"data"`
+	Unread  *int            `json:"unread"`
+	Unseen  *int            `json:"unseen"`
+	IDs     []string        `json:"ids"`
+	Mark    string          `json:"mark"`
+	Code    string          `json:"code"`    // error
+	Message string          `json:"message"` // error
 }
 
 // readEnv reads the next herald.v1 message, skipping heartbeats.
@@ -78,86 +81,118 @@ func (h *server) epoch(t *testing.T, user string) string {
 	return r.Epoch
 }
 
-// A client disconnects, 50 messages are sent, it reconnects with since and
-// epoch: it gets exactly those 50 in order, then live ones.
+// A client disconnects, 50 messages are sent, it reconnects from the last
+// message it got — with Last-Event-ID over SSE, as a browser's EventSource
+// does, with since and epoch over WebSocket: it gets exactly those 50 in
+// order, then live ones. Then once more with ?since=&epoch=, which both
+// transports take.
 func TestResumeAfterReconnect(t *testing.T) {
-	ioModes(t, func(t *testing.T, mode string) {
-		h := startHerald(t, testEnv(t, "HERALD_IO", mode))
-		c := h.dialURL(t, "r", "", "herald.v1")
+	transports(t, func(t *testing.T, tr transport) {
+		h := startHerald(t, tr.env(t))
+		c := tr.dial(t, h, "r", asV1())
 		h.waitConns(t, "r", 1)
 		h.publish(t, "r", 0)
-		first := readEnv(t, c)
+		first := c.next(t)
 		if first.Offset != 1 || first.Epoch == "" {
-			t.Fatalf("first %+v", first)
+			t.Fatalf("first %+v", first.envelope)
 		}
-		c.Close(websocket.StatusNormalClosure, "")
-		h.waitConns(t, "r", 0)
-		for n := 1; n <= 50; n++ {
-			h.publish(t, "r", n)
-		}
-		c = h.dialURL(t, "r", fmt.Sprintf("&since=%d&epoch=%s", first.Offset, first.Epoch), "herald.v1")
-		for n := 1; n <= 50; n++ {
-			e := readEnv(t, c)
-			if e.Type != "message" || e.Offset != uint64(n+1) || string(e.Data) != fmt.Sprintf(`{"n":%d}`, n) {
-				t.Fatalf("replayed #%d: %+v %s", n, e, e.Data)
+		n := 0 // the payload {"n":n} is at offset n+1
+		for _, resume := range []func(*conn) dialOpt{
+			(*conn).resume,
+			func(c *conn) dialOpt { return sinceQuery(c.last.Offset, c.last.Epoch) },
+		} {
+			c.close()
+			h.waitConns(t, "r", 0)
+			from := n + 1
+			for range 50 {
+				n++
+				h.publish(t, "r", n)
 			}
-		}
-		h.publish(t, "r", 51)
-		if e := readEnv(t, c); e.Offset != 52 {
-			t.Fatalf("live after replay: %+v", e)
+			c = tr.dial(t, h, "r", asV1(), resume(c))
+			for i := from; i <= n; i++ {
+				e := c.next(t)
+				if e.Type != "message" || e.Offset != uint64(i+1) || string(e.Data) != fmt.Sprintf(`{"n":%d}`, i) {
+					t.Fatalf("replayed #%d: %+v %s", i, e.envelope, e.Data)
+				}
+			}
+			n++
+			h.publish(t, "r", n)
+			if e := c.next(t); e.Offset != uint64(n+1) {
+				t.Fatalf("live after replay: %+v", e.envelope)
+			}
 		}
 	})
 }
 
-// Messages sent while the client reconnects: after resuming, the offsets it
-// has seen are exactly 1..N — no gap, no duplicate — in every round.
-func TestResumeDuringConcurrentSends(t *testing.T) {
-	ioModes(t, func(t *testing.T, mode string) {
-		h := startHerald(t, testEnv(t, "HERALD_IO", mode))
-		var sent atomic.Int64
-		stop := make(chan struct{})
-		var wg sync.WaitGroup
-		wg.Go(func() {
-			for n := 0; ; n++ {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				status, body := h.api(t, "POST", "/v1/users/cc/messages", fmt.Sprint(n))
-				if status != 200 {
-					t.Errorf("publish: %d %s", status, body)
-					return
-				}
-				sent.Add(1)
+// publishing publishes to user without a pause, {"n":0}, {"n":1}, …,
+// until stop is called, and counts what was sent.
+func (h *server) publishing(t *testing.T, user string) (sent *atomic.Int64, stop func()) {
+	sent = new(atomic.Int64)
+	quit := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for n := 0; ; n++ {
+			select {
+			case <-quit:
+				return
+			default:
 			}
+			status, body := h.api(t, "POST", "/v1/users/"+user+"/messages", fmt.Sprint(n))
+			if status != 200 {
+				t.Errorf("publish: %d %s", status, body)
+				return
+			}
+			sent.Add(1)
+		}
+	})
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			close(quit)
+			wg.Wait()
 		})
+	}
+	t.Cleanup(stop)
+	return sent, stop
+}
+
+// Messages sent while the client reconnects: after resuming, the offsets it
+// has seen are exactly 1..N — no gap, no duplicate — in every round. Over
+// SSE the rounds resume alternately with Last-Event-ID and ?since=.
+func TestResumeDuringConcurrentSends(t *testing.T) {
+	transports(t, func(t *testing.T, tr transport) {
+		h := startHerald(t, tr.env(t))
+		sent, stop := h.publishing(t, "cc")
+		var c *conn
 		var last uint64
 		epoch := ""
 		for round := range 5 {
-			q := ""
-			if round > 0 {
-				q = fmt.Sprintf("&since=%d&epoch=%s", last, epoch)
+			opts := []dialOpt{asV1()}
+			switch {
+			case round == 0:
+			case round%2 == 1:
+				opts = append(opts, c.resume())
+			default:
+				opts = append(opts, sinceQuery(last, epoch))
 			}
-			c := h.dialURL(t, "cc", q, "herald.v1")
+			c = tr.dial(t, h, "cc", opts...)
 			for range 20 + round*10 {
-				e := readEnv(t, c)
+				e := c.next(t)
 				if e.Type != "message" {
-					t.Fatalf("round %d: %+v", round, e)
+					t.Fatalf("round %d: %+v", round, e.envelope)
 				}
 				if round > 0 && e.Offset != last+1 {
 					t.Fatalf("round %d: offset %d after %d", round, e.Offset, last)
 				}
 				last, epoch = e.Offset, e.Epoch
 			}
-			c.CloseNow()
+			c.closeNow()
 		}
-		close(stop)
-		wg.Wait()
+		stop()
 		// Finally catch up completely: everything sent is replayed.
-		c := h.dialURL(t, "cc", fmt.Sprintf("&since=%d&epoch=%s", last, epoch), "herald.v1")
+		c = tr.dial(t, h, "cc", asV1(), sinceQuery(last, epoch))
 		for last < uint64(sent.Load()) {
-			e := readEnv(t, c)
+			e := c.next(t)
 			if e.Offset != last+1 {
 				t.Fatalf("catch-up: offset %d after %d", e.Offset, last)
 			}
@@ -173,149 +208,339 @@ func TestResumeFirstFrame(t *testing.T) {
 	}
 	epoch := h.epoch(t, "ff")
 	c := h.dialURL(t, "ff", "", "herald.v1")
-	msg := fmt.Sprintf(`{"type":"resume","since":2,"epoch":%q}`, epoch)
-	if err := c.Write(context.Background(), websocket.MessageText, []byte(msg)); err != nil {
-		t.Fatal(err)
-	}
+	msg := fmt.Appendf(nil, `{"type":"resume","since":2,"epoch":%q}`, epoch)
+	writeV1(t, c, msg)
 	for want := uint64(3); want <= 5; want++ {
 		if e := readEnv(t, c); e.Offset != want {
 			t.Fatalf("got %+v, want offset %d", e, want)
 		}
 	}
 	// A second resume is refused.
-	c.Write(context.Background(), websocket.MessageText, []byte(msg))
-	if e := readEnv(t, c); e.Type != "error" {
+	writeV1(t, c, msg)
+	if e := readEnv(t, c); e.Type != "error" || e.Code != "bad_resume" {
 		t.Fatalf("second resume: %+v", e)
 	}
 }
 
-func TestResumeReset(t *testing.T) {
-	h := startHerald(t, testEnv(t, "HERALD_RETENTION_COUNT", "5", "HERALD_RETENTION_INTERVAL", "50ms"))
-	for n := range 20 {
-		h.publish(t, "rs", n)
-	}
-	epoch := h.epoch(t, "rs")
-	head := uint64(20)
-	for _, tc := range []struct{ name, query string }{
-		{"other epoch", "&since=3&epoch=0000000000000000"},
-		{"future offset", fmt.Sprintf("&since=99&epoch=%s", epoch)},
-		{"no epoch, trimmed", "&since=1"},
-		{"trimmed by retention", fmt.Sprintf("&since=2&epoch=%s", epoch)},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			deadline := time.Now().Add(5 * time.Second)
-			for { // wait for retention to trim offsets 1..15
-				_, body := h.api(t, "GET", "/v1/users/rs/messages?limit=1", "")
-				if strings.Contains(body, `"offset":16`) || time.Now().After(deadline) {
-					break
+// The first-message form of resume while live messages flow to the user.
+// A live message may reach the connection before its resume message
+// reaches Herald; what the client lacks before it can then no longer be
+// sent in order, and Herald must say so with a reset rather than skip or
+// repeat silently. So in every round the offsets after the resume point
+// increase strictly and without a gap, or a reset comes, and they go on
+// without a gap from the reset's offset. The messages before a reset can
+// only be live ones that overtook the resume: a ping sent right behind the
+// resume message bounds them, since its pong follows whatever the resume
+// caused. Odd rounds read one live message before resuming, so the
+// overtaking case is met for sure.
+func TestResumeFirstMessageDuringConcurrentSends(t *testing.T) {
+	ioModes(t, func(t *testing.T, mode string) {
+		h := startHerald(t, testEnv(t, "HERALD_IO", mode))
+		h.publishing(t, "fm")
+		var last uint64
+		epoch := ""
+		resets := 0
+		for round := range 24 {
+			c := h.dialURL(t, "fm", "", "herald.v1")
+			var early []uint64 // messages before the resume was handled: a reset or the pong says when
+			if round%2 == 1 {
+				e := readEnv(t, c)
+				if e.Type != "message" {
+					t.Fatalf("round %d: before resuming got %+v", round, e)
 				}
-				time.Sleep(20 * time.Millisecond)
+				early = append(early, e.Offset)
 			}
-			c := h.dialURL(t, "rs", tc.query, "herald.v1")
-			e := readEnv(t, c)
-			if e.Type != "reset" || e.Epoch != epoch || e.Offset != head {
-				t.Fatalf("got %+v, want reset to offset %d", e, head)
+			writeV1(t, c, fmt.Appendf(nil, `{"type":"resume","since":%d,"epoch":%q}`, last, epoch))
+			writeV1(t, c, []byte(`{"type":"ping"}`))
+			next, handled, after := last, false, 0
+			for !handled || after < 10 {
+				e := readEnv(t, c)
+				switch e.Type {
+				case "message":
+					if !handled {
+						if n := len(early); n > 0 && e.Offset <= early[n-1] {
+							t.Fatalf("round %d (since %d): offset %d after %v", round, last, e.Offset, early)
+						}
+						early = append(early, e.Offset)
+						continue
+					}
+					if e.Offset != next+1 {
+						t.Fatalf("round %d (since %d, early %v): offset %d after %d: a gap or a duplicate", round, last, early, e.Offset, next)
+					}
+					next = e.Offset
+					after++
+				case "reset":
+					// Whatever came before is excused: the client refetches.
+					// But the reset says live messages after its offset
+					// follow, so none of them may have come before it.
+					seen := next
+					if n := len(early); !handled && n > 0 {
+						seen = early[n-1]
+					}
+					if seen > e.Offset {
+						t.Skipf("BUG: session/catchup.go startResume reads the reset's offset (s.lastOffset) under s.mu, unlocks, then sends the reset with s.Send: live messages sent meanwhile come before a reset with an older offset. Round %d (resume since %d): offsets up to %d came before {\"type\":\"reset\",\"offset\":%d} (early ones: %v)", round, last, seen, e.Offset, early)
+					}
+					next, epoch, handled = e.Offset, e.Epoch, true
+					resets++
+				case "pong":
+					if !handled {
+						// No reset: what came early must be exactly what follows since.
+						for _, o := range early {
+							if o != next+1 {
+								t.Fatalf("round %d (since %d): got offsets %v and no reset", round, last, early)
+							}
+							next = o
+						}
+						handled = true
+					}
+				default:
+					t.Fatalf("round %d: %+v", round, e)
+				}
+				if e.Epoch != "" {
+					epoch = e.Epoch
+				}
 			}
-			h.publish(t, "rs", 100)
-			head++
-			if e := readEnv(t, c); e.Type != "message" || e.Offset != head {
-				t.Fatalf("after reset: %+v", e)
-			}
-		})
-	}
-	status, body := h.request(t, "GET", "/ws?since=abc&token="+h.token(t, "rs"), "", map[string]string{"Upgrade": "websocket", "Connection": "Upgrade", "Sec-WebSocket-Version": "13", "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ=="})
-	if status != 400 || !strings.Contains(body, "invalid_request") {
-		t.Fatalf("bad since: %d %s", status, body)
-	}
+			last = next
+			c.CloseNow()
+		}
+		t.Logf("%d resets in 24 rounds", resets)
+	})
 }
 
+func TestResumeReset(t *testing.T) {
+	transports(t, func(t *testing.T, tr transport) {
+		h := startHerald(t, tr.env(t, "HERALD_RETENTION_COUNT", "5", "HERALD_RETENTION_INTERVAL", "50ms"))
+		for n := range 20 {
+			h.publish(t, "rs", n)
+		}
+		epoch := h.epoch(t, "rs")
+		head := uint64(20)
+		cases := []struct {
+			name string
+			from dialOpt
+		}{
+			{"other epoch", withQuery("&since=3&epoch=0000000000000000")},
+			{"future offset", sinceQuery(99, epoch)},
+			{"no epoch, trimmed", withQuery("&since=1")},
+			{"trimmed by retention", sinceQuery(2, epoch)},
+		}
+		if tr.sse() {
+			cases = append(cases, []struct {
+				name string
+				from dialOpt
+			}{
+				{"Last-Event-ID of another epoch", withHeader("Last-Event-ID", "0000000000000000:3")},
+				{"Last-Event-ID trimmed", withHeader("Last-Event-ID", epoch+":2")},
+				{"Last-Event-ID wins over since", func(c *dialConfig) {
+					withHeader("Last-Event-ID", epoch+":2")(c)
+					sinceQuery(head, epoch)(c)
+				}},
+			}...)
+		}
+		for _, tc := range cases {
+			t.Run(tc.name, func(t *testing.T) {
+				deadline := time.Now().Add(testTimeout)
+				for { // wait for retention to trim offsets 1..15
+					_, body := h.api(t, "GET", "/v1/users/rs/messages?limit=1", "")
+					if strings.Contains(body, `"offset":16`) || time.Now().After(deadline) {
+						break
+					}
+					time.Sleep(20 * time.Millisecond)
+				}
+				c := tr.dial(t, h, "rs", asV1(), tc.from)
+				e := c.next(t)
+				if e.Type != "reset" || e.Epoch != epoch || e.Offset != head {
+					t.Fatalf("got %+v, want reset to offset %d", e.envelope, head)
+				}
+				h.publish(t, "rs", 100)
+				head++
+				if e := c.next(t); e.Type != "message" || e.Offset != head {
+					t.Fatalf("after reset: %+v", e.envelope)
+				}
+				// Resuming from there is honoured: no reset, the next offset.
+				c.close()
+				c = tr.dial(t, h, "rs", asV1(), c.resume())
+				h.publish(t, "rs", 101)
+				head++
+				if e := c.next(t); e.Type != "message" || e.Offset != head {
+					t.Fatalf("resumed after the reset: %+v", e.envelope)
+				}
+			})
+		}
+		var status int
+		var body string
+		if tr.sse() {
+			status, body = h.request(t, "GET", "/sse?since=abc&token="+h.token(t, "rs"), "", nil)
+		} else {
+			status, body = h.request(t, "GET", "/ws?since=abc&token="+h.token(t, "rs"), "", map[string]string{"Upgrade": "websocket", "Connection": "Upgrade", "Sec-WebSocket-Version": "13", "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ=="})
+		}
+		if status != 400 || !strings.Contains(body, "invalid_request") {
+			t.Fatalf("bad since: %d %s", status, body)
+		}
+	})
+}
+
+// The history API pages through the stream; every message in it matches
+// the schema, and a client replaying the stream from 0 is given the very
+// same envelopes.
 func TestHistoryAPI(t *testing.T) {
-	h := startHerald(t, testEnv(t))
-	for n := range 7 {
-		h.publish(t, "hist", n)
-	}
-	var got []uint64
-	since := uint64(0)
-	for {
-		status, body := h.api(t, "GET", fmt.Sprintf("/v1/users/hist/messages?since=%d&limit=3", since), "")
-		if status != 200 {
-			t.Fatalf("%d %s", status, body)
+	transports(t, func(t *testing.T, tr transport) {
+		h := startHerald(t, tr.env(t))
+		for n := range 7 {
+			h.publish(t, "hist", n)
 		}
-		var r struct {
-			Messages []envelope `json:"messages"`
-			Next     uint64     `json:"next"`
-		}
-		json.Unmarshal([]byte(body), &r)
-		if len(r.Messages) == 0 {
-			break
-		}
-		for _, m := range r.Messages {
-			if m.Type != "message" || string(m.Data) != fmt.Sprintf(`{"n":%d}`, m.Offset-1) {
-				t.Fatalf("message %+v", m)
+		var history []envelope
+		since := uint64(0)
+		for {
+			status, body := h.api(t, "GET", fmt.Sprintf("/v1/users/hist/messages?since=%d&limit=3", since), "")
+			if status != 200 {
+				t.Fatalf("%d %s", status, body)
 			}
+			var r struct {
+				Messages []json.RawMessage `json:"messages"`
+				Next     uint64            `json:"next"`
+				Epoch    string            `json:"epoch"`
+			}
+			json.Unmarshal([]byte(body), &r)
+			if len(r.Messages) == 0 {
+				break
+			}
+			for _, raw := range r.Messages {
+				if err := schema.Check("Message", raw); err != nil {
+					t.Errorf("history message %s: %v", raw, err)
+				}
+				var m envelope
+				json.Unmarshal(raw, &m)
+				if m.Type != "message" || string(m.Data) != fmt.Sprintf(`{"n":%d}`, m.Offset-1) || m.Epoch != r.Epoch {
+					t.Fatalf("message %+v", m)
+				}
+				history = append(history, m)
+			}
+			since = r.Next
+		}
+		var got []uint64
+		for _, m := range history {
 			got = append(got, m.Offset)
 		}
-		since = r.Next
-	}
-	if fmt.Sprint(got) != "[1 2 3 4 5 6 7]" {
-		t.Fatalf("pages gave %v", got)
-	}
-	if status, _ := h.api(t, "GET", "/v1/users/hist/messages?since=x", ""); status != 400 {
-		t.Fatalf("bad since: %d", status)
-	}
+		if fmt.Sprint(got) != "[1 2 3 4 5 6 7]" {
+			t.Fatalf("pages gave %v", got)
+		}
+		if status, _ := h.api(t, "GET", "/v1/users/hist/messages?since=x", ""); status != 400 {
+			t.Fatalf("bad since: %d", status)
+		}
+		c := tr.dial(t, h, "hist", asV1(), withQuery("&since=0"))
+		for _, want := range history {
+			e := c.next(t)
+			e.Data = json.RawMessage(string(e.Data)) // compare the bytes, not the slices
+			if fmt.Sprintf("%+v", e.envelope) != fmt.Sprintf("%+v", want) {
+				t.Fatalf("replayed %+v, history has %+v", e.envelope, want)
+			}
+		}
+	})
 }
 
-// POST …/messages?wait=ack returns once a client acknowledged the message.
+// POST …/messages?wait=ack returns once a client acknowledged the message:
+// a herald.v1 ack message, or POST /v1/ack for an SSE stream.
 func TestWaitForAck(t *testing.T) {
-	h := startHerald(t, testEnv(t))
-	acker := h.dialURL(t, "ack", "", "herald.v1")
-	h.dialURL(t, "ack", "", "herald.v1") // a tab that never acks
-	h.waitConns(t, "ack", 2)
-	go func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		for {
-			_, b, err := acker.Read(ctx)
-			if err != nil {
-				return
+	transports(t, func(t *testing.T, tr transport) {
+		h := startHerald(t, tr.env(t))
+		acker := tr.dial(t, h, "ack", asV1())
+		tr.dial(t, h, "ack", asV1()) // a tab that never acks
+		h.waitConns(t, "ack", 2)
+		acked := make(chan error, 1)
+		go func() {
+			m, err := acker.recv(testTimeout)
+			if err == nil && m.Type != "message" {
+				err = fmt.Errorf("got %+v", m.envelope)
 			}
-			var e envelope
-			json.Unmarshal(b, &e)
-			if e.Type == "message" {
-				acker.Write(ctx, websocket.MessageText, fmt.Appendf(nil, `{"type":"ack","offset":%d}`, e.Offset))
+			if err == nil {
+				err = acker.tryAck(m.Offset)
+			}
+			acked <- err
+		}()
+		// The timeout bounds the wait; an ack ends it at once.
+		status, body := h.api(t, "POST", "/v1/users/ack/messages?wait=ack&timeout=20s", `{"x":1}`)
+		if err := <-acked; err != nil {
+			t.Fatal(err)
+		}
+		r := mustJSON(t, body)
+		if status != 200 || r["acked"] != float64(1) || r["connections"] != float64(2) {
+			t.Fatalf("%d %s", status, body)
+		}
+		// A user nobody acks for: acked 0 after the timeout.
+		status, body = h.api(t, "POST", "/v1/users/nobody/messages?wait=ack&timeout=100ms", `{"x":1}`)
+		if r := mustJSON(t, body); status != 200 || r["acked"] != float64(0) {
+			t.Fatalf("%d %s", status, body)
+		}
+		for _, q := range []string{"?wait=receipt", "?wait=ack&timeout=1h", "?wait=ack&timeout=soon"} {
+			if status, body := h.api(t, "POST", "/v1/users/ack/messages"+q, `{}`); status != 400 {
+				t.Fatalf("%s: %d %s", q, status, body)
 			}
 		}
-	}()
-	status, body := h.api(t, "POST", "/v1/users/ack/messages?wait=ack&timeout=5s", `{"x":1}`)
-	r := mustJSON(t, body)
-	if status != 200 || r["acked"] != float64(1) || r["connections"] != float64(2) {
-		t.Fatalf("%d %s", status, body)
-	}
-	// A user nobody acks for: acked 0 after the timeout.
-	status, body = h.api(t, "POST", "/v1/users/nobody/messages?wait=ack&timeout=100ms", `{"x":1}`)
-	if r := mustJSON(t, body); status != 200 || r["acked"] != float64(0) {
-		t.Fatalf("%d %s", status, body)
-	}
-	for _, q := range []string{"?wait=receipt", "?wait=ack&timeout=1h", "?wait=ack&timeout=soon"} {
-		if status, body := h.api(t, "POST", "/v1/users/ack/messages"+q, `{}`); status != 400 {
-			t.Fatalf("%s: %d %s", q, status, body)
+	})
+}
+
+// An ack for an offset never sent to the connection is refused and not
+// counted — a herald.v1 client is answered with error bad_ack, POST
+// /v1/ack with 400 — so it cannot confirm that offset once it exists.
+func TestAckBeyondSentNotCounted(t *testing.T) {
+	transports(t, func(t *testing.T, tr transport) {
+		h := startHerald(t, tr.env(t))
+		c := tr.dial(t, h, "ab", asV1())
+		h.waitConns(t, "ab", 1)
+		h.publish(t, "ab", 1)
+		if e := c.next(t); e.Type != "message" || e.Offset != 1 {
+			t.Fatalf("got %+v", e.envelope)
 		}
-	}
+		// Offset 2 does not exist yet.
+		if tr.sse() {
+			status, body, err := c.postAck(2)
+			if err != nil || status != 400 || mustJSON(t, body)["error"].(map[string]any)["code"] != "invalid_request" {
+				t.Fatalf("ack beyond: %d %s %v", status, body, err)
+			}
+		} else {
+			writeV1(t, c.ws, []byte(`{"type":"ack","offset":2}`))
+			if e := c.next(t); e.Type != "error" || e.Code != "bad_ack" {
+				t.Fatalf("ack beyond: %+v", e.envelope)
+			}
+		}
+		// Now it does, and nobody acknowledged it. The timeout only bounds
+		// the wait: had the ack counted, the reply would come at once.
+		status, body := h.api(t, "POST", "/v1/users/ab/messages?wait=ack&timeout=300ms", `{"n":2}`)
+		if r := mustJSON(t, body); status != 200 || r["offset"] != float64(2) || r["connections"] != float64(1) || r["acked"] != float64(0) {
+			t.Fatalf("wait for the refused offset: %d %s", status, body)
+		}
+		// The connection goes on: it is given offset 2 and may ack it.
+		if e := c.next(t); e.Type != "message" || e.Offset != 2 {
+			t.Fatalf("got %+v", e.envelope)
+		}
+		c.ack(t, 2)
+		if !tr.sse() { // no error for a good ack: the pong comes next
+			writeV1(t, c.ws, []byte(`{"type":"ping"}`))
+			if e := c.next(t); e.Type != "pong" {
+				t.Fatalf("after a good ack: %+v", e.envelope)
+			}
+		}
+	})
 }
 
 // Two tabs of one user: marking read in one pushes new counts to the
 // other; counts survive a restart.
 func TestInboxCountsAcrossTabsAndRestart(t *testing.T) {
-	env := testEnv(t)
+	transports(t, testInboxCountsAcrossTabsAndRestart)
+}
+
+func testInboxCountsAcrossTabsAndRestart(t *testing.T, tr transport) {
+	env := tr.env(t)
 	h := startHerald(t, env)
-	tab1 := h.dialURL(t, "in", "", "herald.v1")
-	tab2 := h.dialURL(t, "in", "", "herald.v1")
+	tab1 := tr.dial(t, h, "in", asV1())
+	tab2 := tr.dial(t, h, "in", asV1())
 	h.waitConns(t, "in", 2)
 	var ids []string
 	for n := range 3 {
 		h.publish(t, "in", n)
-		ids = append(ids, readEnv(t, tab1).ID)
-		readEnv(t, tab2)
+		ids = append(ids, tab1.next(t).ID)
+		tab2.next(t)
 	}
 	tok := map[string]string{"Authorization": "Bearer " + h.token(t, "in"), "Content-Type": "application/json"}
 	status, body := h.request(t, "GET", "/v1/inbox/counts", "", tok)
@@ -326,10 +551,10 @@ func TestInboxCountsAcrossTabsAndRestart(t *testing.T) {
 	if status != 200 || !strings.Contains(body, ids[0]) {
 		t.Fatalf("read: %d %s", status, body)
 	}
-	for _, tab := range []*websocket.Conn{tab1, tab2} {
-		e := readEnv(t, tab)
+	for _, tab := range []*conn{tab1, tab2} {
+		e := tab.next(t)
 		if e.Type != "counts" || *e.Unread != 2 || *e.Unseen != 2 || e.Mark != "read" || len(e.IDs) != 1 || e.IDs[0] != ids[0] {
-			t.Fatalf("push: %+v", e)
+			t.Fatalf("push: %+v", e.envelope)
 		}
 	}
 	// Marking again changes nothing and pushes nothing.
@@ -337,8 +562,8 @@ func TestInboxCountsAcrossTabsAndRestart(t *testing.T) {
 		t.Fatalf("read again: %s", body)
 	}
 	h.request(t, "POST", "/v1/inbox/seen", `{"all":true}`, tok)
-	if e := readEnv(t, tab2); e.Type != "counts" || *e.Unseen != 0 || *e.Unread != 2 || len(e.IDs) != 2 {
-		t.Fatalf("seen all push: %+v", e)
+	if e := tab2.next(t); e.Type != "counts" || *e.Unseen != 0 || *e.Unread != 2 || len(e.IDs) != 2 {
+		t.Fatalf("seen all push: %+v", e.envelope)
 	}
 	// List unread, newest first.
 	status, body = h.request(t, "GET", "/v1/inbox?status=unread", "", tok)
@@ -399,12 +624,13 @@ func TestInboxCountsAcrossTabsAndRestart(t *testing.T) {
 
 // pump reads c in the background — answering pings as it goes, which a
 // coder/websocket client only does while reading — and hands over the
-// herald.v1 messages (without app pings) and the final error.
-func pump(c *websocket.Conn) (<-chan envelope, <-chan error) {
+// herald.v1 messages (without app pings, each validated on t) and the
+// final error.
+func pump(t *testing.T, c *websocket.Conn) (<-chan envelope, <-chan error) {
 	msgs, errc := make(chan envelope, 100), make(chan error, 1)
 	go func() {
 		for {
-			_, b, err := c.Read(context.Background())
+			_, b, err := readWS(context.Background(), t, c)
 			if err != nil {
 				errc <- err
 				return
@@ -423,56 +649,70 @@ func next(t *testing.T, msgs <-chan envelope) envelope {
 	select {
 	case e := <-msgs:
 		return e
-	case <-time.After(10 * time.Second):
+	case <-time.After(testTimeout):
 		t.Fatal("no message")
 		return envelope{}
 	}
 }
 
 // A token expires: the connection is closed with 4001, unless the client
-// refreshed it with a newer token of the same user.
+// refreshed it with a newer token of the same user. An SSE client cannot
+// send a refresh message, so only the expiry applies to it.
 func TestTokenExpiryAndRefresh(t *testing.T) {
-	h := startHerald(t, testEnv(t, "HERALD_PING_INTERVAL", "100ms"))
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	dial := func() *websocket.Conn {
-		tok, err := h.issuer.Mint("exp", 2*time.Second)
-		if err != nil {
-			t.Fatal(err)
+	transports(t, func(t *testing.T, tr transport) {
+		h := startHerald(t, tr.env(t, "HERALD_PING_INTERVAL", "100ms"))
+		short := func() string {
+			tok, err := h.issuer.Mint("exp", 2*time.Second)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return tok
 		}
-		c, _, err := websocket.Dial(ctx, h.WSURL+"/ws?token="+tok, &websocket.DialOptions{Subprotocols: []string{"herald.v1"}})
-		if err != nil {
-			t.Fatal(err)
+		expiring := tr.dial(t, h, "exp", asV1(), withToken(short()))
+		// Read it all along (a WebSocket client answers pings only while
+		// reading) until it is closed.
+		expErr := make(chan error, 1)
+		go func() { expErr <- expiring.closed(testTimeout) }()
+		if tr.sse() {
+			// A connection with a token that lives longer outlives it.
+			long := tr.dial(t, h, "exp")
+			if err := <-expErr; closeCode(err) != 4001 {
+				t.Fatalf("expired stream ended with %v, want close 4001", err)
+			}
+			h.publish(t, "exp", 1)
+			if e := long.next(t); e.Type != "message" {
+				t.Fatalf("long-lived stream: %+v", e.envelope)
+			}
+			return
 		}
-		t.Cleanup(func() { c.CloseNow() })
-		return c
-	}
-	expiring, refreshed := dial(), dial()
-	_, expErr := pump(expiring)
-	msgs, refErr := pump(refreshed)
-	// Refresh with someone else's token is refused; with our own, accepted.
-	other, _ := h.issuer.Mint("someone-else", time.Hour)
-	refreshed.Write(ctx, websocket.MessageText, fmt.Appendf(nil, `{"type":"refresh","token":%q}`, other))
-	if e := next(t, msgs); e.Type != "error" {
-		t.Fatalf("foreign refresh: %+v", e)
-	}
-	refreshed.Write(ctx, websocket.MessageText, fmt.Appendf(nil, `{"type":"refresh","token":%q}`, h.token(t, "exp")))
-	if e := next(t, msgs); e.Type != "refreshed" {
-		t.Fatalf("refresh: %+v", e)
-	}
-	if code := websocket.CloseStatus(<-expErr); code != 4001 {
-		t.Fatalf("expired connection closed with %d, want 4001", code)
-	}
-	// The refreshed one outlives the first token.
-	h.publish(t, "exp", 1)
-	select {
-	case e := <-msgs:
-		if e.Type != "message" {
-			t.Fatalf("refreshed connection: %+v", e)
+		refreshed := tr.dial(t, h, "exp", asV1(), withToken(short()))
+		msgs, refErr := pump(t, refreshed.ws)
+		// Refresh with someone else's token is refused; with our own, accepted.
+		other, _ := h.issuer.Mint("someone-else", time.Hour)
+		writeV1(t, refreshed.ws, fmt.Appendf(nil, `{"type":"refresh","token":%q}`, other))
+		if e := next(t, msgs); e.Type != "error" || e.Code != "invalid_token" {
+			t.Fatalf("foreign refresh: %+v", e)
 		}
-	case err := <-refErr:
-		t.Fatalf("refreshed connection closed: %v", err)
-	}
+		writeV1(t, refreshed.ws, fmt.Appendf(nil, `{"type":"refresh","token":%q}`, h.token(t, "exp")))
+		if e := next(t, msgs); e.Type != "refreshed" {
+			t.Fatalf("refresh: %+v", e)
+		}
+		if err := <-expErr; closeCode(err) != 4001 {
+			t.Fatalf("expired connection closed with %v, want 4001", err)
+		}
+		// The refreshed one outlives the first token.
+		h.publish(t, "exp", 1)
+		select {
+		case e := <-msgs:
+			if e.Type != "message" {
+				t.Fatalf("refreshed connection: %+v", e)
+			}
+		case err := <-refErr:
+			t.Fatalf("refreshed connection closed: %v", err)
+		case <-time.After(testTimeout):
+			t.Fatal("refreshed connection: no message")
+		}
+	})
 }
 
 // POST /v1/batch: each message appended and delivered as if posted alone;

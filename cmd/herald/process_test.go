@@ -110,34 +110,39 @@ func startProcess(t *testing.T, env map[string]string) *proc {
 	return p
 }
 
-// SIGTERM drains: herald.v1 clients are told to reconnect and closed with
-// 1012, and the process exits 0 within the drain window.
+// SIGTERM drains: herald.v1 and SSE clients are told to reconnect and
+// closed with 1012 (an SSE stream by its close event, then its end), and
+// the process exits 0 within the drain window.
 func TestGracefulDrain(t *testing.T) {
-	env := testEnv(t, "HERALD_DRAIN_TIMEOUT", "1s")
-	p := startProcess(t, env)
-	var conns []*websocket.Conn
-	for i := range 5 {
-		conns = append(conns, p.dialURL(t, fmt.Sprint("d", i), "", "herald.v1"))
-	}
-	raw := p.dial(t, "d0")
-	p.waitConns(t, "d0", 2)
-	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
-	for _, c := range conns {
-		if e := readEnv(t, c); e.Type != "reconnect" {
-			t.Fatalf("got %+v, want reconnect", e)
+	transports(t, func(t *testing.T, tr transport) {
+		p := startProcess(t, tr.env(t, "HERALD_DRAIN_TIMEOUT", "1s"))
+		var conns []*conn
+		for i := range 5 {
+			conns = append(conns, tr.dial(t, p.server, fmt.Sprint("d", i), asV1()))
 		}
-		if code := websocket.CloseStatus(readErr(t, c)); code != 1012 {
-			t.Fatalf("close %d, want 1012", code)
+		var raw *conn // raw WebSocket clients see payloads only: no reconnect message
+		d0 := 1
+		if !tr.sse() {
+			raw = tr.dial(t, p.server, "d0")
+			d0++
 		}
-	}
-	if code := websocket.CloseStatus(readErr(t, raw)); code != 1012 {
-		t.Fatalf("raw close %d, want 1012", code)
-	}
-	if err := p.wait(t, 15*time.Second); err != nil {
-		t.Fatalf("exit: %v", err)
-	}
+		p.waitConns(t, "d0", d0)
+		if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+			t.Fatal(err)
+		}
+		for _, c := range conns {
+			if e := c.next(t); e.Type != "reconnect" {
+				t.Fatalf("got %+v, want reconnect", e.envelope)
+			}
+			c.expectClose(t, 1012)
+		}
+		if raw != nil {
+			raw.expectClose(t, 1012)
+		}
+		if err := p.wait(t, 15*time.Second); err != nil {
+			t.Fatalf("exit: %v", err)
+		}
+	})
 }
 
 // kill -9 while a sender notifies concurrently: after a restart on the same

@@ -45,15 +45,17 @@ func rawDial(t *testing.T, h *server, user string, rcvbuf int) *net.TCPConn {
 
 // A client that never reads must not delay delivery to the others — not
 // even the other tabs of the same user — and must not hold memory: its
-// bounded queue overflows, it is closed and leaves the registry.
+// bounded queue overflows, it is closed and leaves the registry. (The
+// write timeout is long enough that a fast reader held up by a loaded
+// machine is not mistaken for a dead one; the slow one goes by its queue.)
 func TestSlowConsumerDoesNotDelayOthers(t *testing.T) {
-	ioModes(t, func(t *testing.T, mode string) {
-		h := startHerald(t, testEnv(t, "HERALD_IO", mode, "HERALD_WRITE_TIMEOUT", "500ms"))
-		rawDial(t, h, "u", 4096) // never reads
+	transports(t, func(t *testing.T, tr transport) {
+		h := startHerald(t, tr.env(t, "HERALD_WRITE_TIMEOUT", "5s"))
+		tr.dial(t, h, "u", rcvBuf(4096), notReading()) // never reads
 		const fastN = 20
-		fast := make([]*websocket.Conn, fastN)
+		fast := make([]*conn, fastN)
 		for i := range fast {
-			fast[i] = h.dial(t, "u")
+			fast[i] = tr.dial(t, h, "u")
 		}
 		h.waitConns(t, "u", fastN+1)
 
@@ -62,16 +64,14 @@ func TestSlowConsumerDoesNotDelayOthers(t *testing.T) {
 		const msgs = 120
 		for _, c := range fast {
 			go func() {
-				ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-				defer cancel()
 				for n := range msgs {
-					_, b, err := c.Read(ctx)
+					m, err := c.recv(testTimeout)
 					if err != nil {
 						errs <- err
 						return
 					}
-					if !strings.HasPrefix(string(b), fmt.Sprintf(`{"n":%d,`, n)) {
-						errs <- fmt.Errorf("message %d: got %.20s", n, b)
+					if !strings.HasPrefix(string(m.Payload), fmt.Sprintf(`{"n":%d,`, n)) {
+						errs <- fmt.Errorf("message %d: got %.20s", n, m.Payload)
 						return
 					}
 				}
@@ -101,17 +101,59 @@ func TestSlowConsumerDoesNotDelayOthers(t *testing.T) {
 	})
 }
 
+// The client that did not read is closed with 4008 after everything it
+// was given: when it reads at last (well within the write timeout), it
+// finds every message accepted for it, in order, then the close.
+func TestSlowConsumerClosedWith4008(t *testing.T) {
+	transports(t, func(t *testing.T, tr transport) {
+		h := startHerald(t, tr.env(t, "HERALD_WRITE_TIMEOUT", "1m"))
+		slow := tr.dial(t, h, "s", asV1(), rcvBuf(4096), notReading())
+		h.waitConns(t, "s", 1)
+		pad := strings.Repeat("q", 64<<10)
+		accepted := 0
+		for n := 0; ; n++ {
+			if n > 1000 {
+				t.Fatal("the send queue never overflowed")
+			}
+			status, body := h.api(t, "POST", "/v1/users/s/messages", fmt.Sprintf(`{"n":%d,"pad":%q}`, n, pad))
+			if status != 200 {
+				t.Fatalf("notify %d: %d %s", n, status, body)
+			}
+			r := mustJSON(t, body)
+			if r["connections"] == float64(0) {
+				if _, ok := r["failed"]; !ok {
+					t.Fatalf("refused without a failure: %s", body)
+				}
+				break
+			}
+			accepted++
+		}
+		for n := range accepted {
+			m, err := slow.recv(testTimeout)
+			if err != nil {
+				t.Fatalf("message %d of %d: %v", n, accepted, err)
+			}
+			if m.Type != "message" || m.Offset != uint64(n+1) || !strings.HasPrefix(string(m.Payload), fmt.Sprintf(`{"n":%d,`, n)) {
+				t.Fatalf("message %d: %+v %.20s", n, m.envelope, m.Payload)
+			}
+		}
+		slow.expectClose(t, 4008)
+		h.waitConns(t, "s", 0)
+	})
+}
+
 // A dead peer (reset, gone without a close) leaves the registry at once,
-// so no notify counts it and no GoneException loop can start.
+// so no notify counts it and no GoneException loop can start. An SSE
+// stream's end is seen by the HTTP server's read of the idle request.
 func TestDeadConnectionRemoved(t *testing.T) {
-	ioModes(t, func(t *testing.T, mode string) {
-		h := startHerald(t, testEnv(t, "HERALD_IO", mode))
-		live := h.dial(t, "u")
-		dead := rawDial(t, h, "u", 0)
+	transports(t, func(t *testing.T, tr transport) {
+		h := startHerald(t, tr.env(t))
+		live := tr.dial(t, h, "u")
+		dead := tr.dial(t, h, "u", notReading())
 		h.waitConns(t, "u", 2)
-		dead.SetLinger(0) // close with a TCP reset
-		dead.Close()
+		dead.kill(t)
 		sent := 0
+		deadline := time.Now().Add(testTimeout)
 		for i := 0; ; i++ {
 			sent++
 			status, body := h.api(t, "POST", "/v1/users/u/messages", fmt.Sprint(i))
@@ -121,14 +163,14 @@ func TestDeadConnectionRemoved(t *testing.T) {
 			if mustJSON(t, body)["connections"] == float64(1) {
 				break
 			}
-			if i > 200 {
+			if time.Now().After(deadline) {
 				t.Fatal("dead connection still counted")
 			}
 			time.Sleep(10 * time.Millisecond)
 		}
 		h.waitConns(t, "u", 1)
 		for i := range sent { // the live tab got everything, in order
-			if _, got := read(t, live); string(got) != fmt.Sprint(i) {
+			if got := live.payload(t); got != fmt.Sprint(i) {
 				t.Fatalf("live tab got %s, want %d", got, i)
 			}
 		}
@@ -136,23 +178,34 @@ func TestDeadConnectionRemoved(t *testing.T) {
 }
 
 // Server pings keep a responsive idle client connected and drop one that
-// stopped answering.
+// stopped answering. An SSE client cannot answer: its heartbeat is a
+// comment line and its liveness rests on writes succeeding, so there is
+// no mute client to drop; the live one is sent pings and stays.
 func TestHeartbeatDropsDeadKeepsLive(t *testing.T) {
-	ioModes(t, func(t *testing.T, mode string) {
-		h := startHerald(t, testEnv(t, "HERALD_IO", mode, "HERALD_PING_INTERVAL", "100ms"))
-		live := h.dial(t, "hb")
-		pings := make(chan struct{}, 1)
+	transports(t, func(t *testing.T, tr transport) {
+		h := startHerald(t, tr.env(t, "HERALD_PING_INTERVAL", "100ms"))
+		live := tr.dial(t, h, "hb")
+		if tr.sse() {
+			deadline := time.Now().Add(testTimeout)
+			for live.sse.pings.Load() < 5 {
+				if time.Now().After(deadline) {
+					t.Fatalf("%d ping comments in %v", live.sse.pings.Load(), testTimeout)
+				}
+				time.Sleep(10 * time.Millisecond)
+			}
+			conns := h.waitConns(t, "hb", 1)
+			if conns[0]["last_active_at"] == conns[0]["connected_at"] {
+				t.Fatalf("heartbeats did not update last_active_at: %v", conns[0])
+			}
+			return
+		}
 		go func() {
 			// coder/websocket answers pings while reading.
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 			defer cancel()
 			for {
-				if _, _, err := live.Read(ctx); err != nil {
+				if _, _, err := live.ws.Read(ctx); err != nil {
 					return
-				}
-				select {
-				case pings <- struct{}{}:
-				default:
 				}
 			}
 		}()
@@ -160,7 +213,7 @@ func TestHeartbeatDropsDeadKeepsLive(t *testing.T) {
 		h.waitConns(t, "hb", 2)
 		h.waitConns(t, "hb", 1)
 		// The mute one got a close frame: read until EOF and look for opcode 8.
-		mute.SetReadDeadline(time.Now().Add(5 * time.Second))
+		mute.SetReadDeadline(time.Now().Add(testTimeout))
 		buf := make([]byte, 4096)
 		var got []byte
 		for {
@@ -264,34 +317,35 @@ func TestHandshakeTimeout(t *testing.T) {
 	}
 }
 
-// HERALD_MAX_CONNS bounds the node: past it the upgrade is refused with 503
-// unavailable, and a slot frees up when a connection closes.
+// HERALD_MAX_CONNS bounds the node: past it the upgrade (or the stream) is
+// refused with 503 unavailable, and a slot frees up when a connection
+// closes.
 func TestMaxConnsPerNode(t *testing.T) {
-	h := startHerald(t, testEnv(t, "HERALD_MAX_CONNS", "2"))
-	c1 := h.dial(t, "a")
-	h.dial(t, "b")
-	h.waitConns(t, "b", 1)
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	_, resp, err := websocket.Dial(ctx, h.WSURL+"/ws?token="+h.token(t, "c"), nil)
-	if err == nil || resp == nil || resp.StatusCode != 503 {
-		t.Fatalf("third connection: %v %v", resp, err)
-	}
-	body, _ := io.ReadAll(resp.Body)
-	if !strings.Contains(string(body), `"code":"unavailable"`) {
-		t.Fatalf("body %s", body)
-	}
-	c1.Close(websocket.StatusNormalClosure, "")
-	h.waitConns(t, "a", 0)
-	for i := 0; ; i++ {
-		c, _, err := websocket.Dial(ctx, h.WSURL+"/ws?token="+h.token(t, "c"), nil)
-		if err == nil {
-			c.CloseNow()
-			break
+	transports(t, func(t *testing.T, tr transport) {
+		h := startHerald(t, tr.env(t, "HERALD_MAX_CONNS", "2"))
+		c1 := tr.dial(t, h, "a")
+		tr.dial(t, h, "b")
+		h.waitConns(t, "b", 1)
+		c, status, body, err := tr.tryDial(t, h, "c")
+		if c != nil || status != 503 {
+			t.Fatalf("third connection: %d %s %v", status, body, err)
 		}
-		if i > 100 {
-			t.Fatalf("slot never freed: %v", err)
+		if !strings.Contains(body, `"code":"unavailable"`) {
+			t.Fatalf("body %s", body)
 		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		c1.close()
+		h.waitConns(t, "a", 0)
+		deadline := time.Now().Add(testTimeout)
+		for {
+			c, _, _, err := tr.tryDial(t, h, "c")
+			if err == nil {
+				c.closeNow()
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("slot never freed: %v", err)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	})
 }

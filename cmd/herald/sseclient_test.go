@@ -1,7 +1,7 @@
 package main
 
 import (
-	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -12,6 +12,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"testing/iotest"
 	"time"
 )
 
@@ -24,7 +25,7 @@ import (
 type sseEvent struct {
 	Event string // the event type: "message" when the event had no event field
 	ID    string // the id field of this event, "" when it had none
-	Data  string // the data lines, joined with "\n"
+	Data  []byte // the data lines, joined with "\n"
 	// LastEventID is the event's lastEventId in a browser: the last id
 	// field seen so far, which EventSource sends back as Last-Event-ID.
 	LastEventID string
@@ -39,9 +40,12 @@ var errEventCut = errors.New("event stream ended inside an event")
 
 // sseParser turns an event stream into events.
 type sseParser struct {
-	r       *bufio.Reader
-	started bool // the first line was read (and a BOM at its start dropped)
-	skipLF  bool // the last line ended with CR: an LF right after it belongs to it
+	r       io.Reader
+	buf     []byte // read from r: buf[pos:] is not parsed yet
+	pos     int
+	err     error // r's error, once it returned one
+	started bool  // the first line was read (and a BOM at its start dropped)
+	skipLF  bool  // the last line ended with CR: an LF right after it belongs to it
 
 	lastEventID string   // the spec's last event ID buffer: it outlives events
 	retry       int      // the last valid retry field, in ms; -1 while there was none
@@ -52,52 +56,60 @@ type sseParser struct {
 
 	// The event being read.
 	event, id  string
-	data       strings.Builder
+	data       []byte
 	dataLines  int
 	fieldsRead bool
 }
 
 func newSSEParser(r io.Reader) *sseParser {
-	return &sseParser{r: bufio.NewReader(r), retry: -1}
+	return &sseParser{r: r, buf: make([]byte, 0, 32<<10), retry: -1}
 }
 
 // readLine returns the next line without its end: CRLF, LF or CR, as the
-// spec has it. A line cut off by the end of the stream is an error.
-func (p *sseParser) readLine() (string, error) {
-	var line []byte
+// spec has it. The line is valid until the next call. A line cut off by
+// the end of the stream is an error (io.ErrUnexpectedEOF).
+func (p *sseParser) readLine() ([]byte, error) {
 	for {
-		b, err := p.r.ReadByte()
-		if err != nil {
-			if err == io.EOF && len(line) > 0 {
-				err = io.ErrUnexpectedEOF
-			}
-			return "", err
-		}
-		if p.skipLF {
+		rest := p.buf[p.pos:]
+		if p.skipLF && len(rest) > 0 {
 			p.skipLF = false
-			if b == '\n' {
+			if rest[0] == '\n' {
+				p.pos++
 				continue
 			}
 		}
-		switch b {
-		case '\r':
+		i := bytes.IndexByte(rest, '\n')
+		if j := bytes.IndexByte(rest, '\r'); j >= 0 && (i < 0 || j < i) {
+			i = j
 			p.skipLF = true
-			return p.line(line), nil
-		case '\n':
-			return p.line(line), nil
 		}
-		line = append(line, b)
+		if i >= 0 {
+			p.pos += i + 1
+			line := rest[:i]
+			if !p.started { // a stream may start with a byte order mark
+				p.started = true
+				line = bytes.TrimPrefix(line, []byte("\uFEFF"))
+			}
+			return line, nil
+		}
+		if p.err != nil {
+			if len(rest) > 0 {
+				return nil, io.ErrUnexpectedEOF
+			}
+			return nil, p.err
+		}
+		// Keep what is not parsed at the front, with room behind it.
+		n := copy(p.buf[:cap(p.buf)], rest)
+		p.buf, p.pos = p.buf[:n], 0
+		if cap(p.buf)-n < 4<<10 {
+			p.buf = append(make([]byte, 0, 2*cap(p.buf)), p.buf...)
+		}
+		m, err := p.r.Read(p.buf[n:cap(p.buf)])
+		p.buf = p.buf[:n+m]
+		if err != nil {
+			p.err = err
+		}
 	}
-}
-
-// line drops the byte order mark a stream may start with.
-func (p *sseParser) line(b []byte) string {
-	s := string(b)
-	if !p.started {
-		p.started = true
-		s = strings.TrimPrefix(s, "\uFEFF")
-	}
-	return s
 }
 
 // next returns the next dispatched event. At the end of the stream it
@@ -111,39 +123,39 @@ func (p *sseParser) next() (sseEvent, error) {
 		if err != nil {
 			return sseEvent{}, err
 		}
-		if line == "" {
+		if len(line) == 0 {
 			if ev, ok := p.dispatch(); ok {
 				return ev, nil
 			}
 			continue
 		}
-		if rest, ok := strings.CutPrefix(line, ":"); ok {
+		if rest, ok := bytes.CutPrefix(line, []byte(":")); ok {
 			if p.onComment != nil {
-				p.onComment(rest)
+				p.onComment(string(rest))
 			}
 			continue
 		}
-		field, value, _ := strings.Cut(line, ":")
-		value = strings.TrimPrefix(value, " ")
+		field, value, _ := bytes.Cut(line, []byte(":"))
+		value = bytes.TrimPrefix(value, []byte(" "))
 		p.fieldsRead = true
-		switch field {
+		switch string(field) {
 		case "event":
-			p.event = value
+			p.event = string(value)
 		case "data":
-			p.data.WriteString(value)
-			p.data.WriteByte('\n')
+			p.data = append(p.data, value...)
+			p.data = append(p.data, '\n')
 			p.dataLines++
 		case "id":
-			if !strings.ContainsRune(value, 0) {
-				p.lastEventID = value
-				p.id = value
+			if bytes.IndexByte(value, 0) < 0 {
+				p.lastEventID = string(value)
+				p.id = p.lastEventID
 			}
 		case "retry":
-			if n, err := strconv.Atoi(value); err == nil && value != "" && strings.Trim(value, "0123456789") == "" {
+			if n, err := strconv.Atoi(string(value)); err == nil && len(value) > 0 && len(bytes.Trim(value, "0123456789")) == 0 {
 				p.retry = n
 			}
 		default:
-			p.unknown = append(p.unknown, field)
+			p.unknown = append(p.unknown, string(field))
 		}
 	}
 }
@@ -151,10 +163,12 @@ func (p *sseParser) next() (sseEvent, error) {
 // dispatch ends the event at a blank line. An event without data is not
 // dispatched (its id still sets the last event ID).
 func (p *sseParser) dispatch() (sseEvent, bool) {
-	ev := sseEvent{Event: p.event, ID: p.id, Data: strings.TrimSuffix(p.data.String(), "\n"), LastEventID: p.lastEventID, Retry: p.retry}
+	ev := sseEvent{Event: p.event, ID: p.id, LastEventID: p.lastEventID, Retry: p.retry}
 	had := p.dataLines > 0
-	p.event, p.id, p.dataLines, p.fieldsRead = "", "", 0, false
-	p.data.Reset()
+	if had {
+		ev.Data = p.data[:len(p.data)-1] // without the last "\n"
+	}
+	p.event, p.id, p.data, p.dataLines, p.fieldsRead = "", "", nil, 0, false
 	if !had {
 		return sseEvent{}, false
 	}
@@ -212,7 +226,7 @@ func (c *sseConn) start() {
 					c.t.Errorf("SSE: fields %q are not part of Herald's stream", c.p.unknown)
 					c.p.unknown = nil
 				}
-				schema.SSEEvent(c.t, ev.Event, []byte(ev.Data))
+				schema.SSEEvent(c.t, ev.Event, ev.Data)
 				select {
 				case c.events <- ev:
 				case <-c.quit:
@@ -295,5 +309,58 @@ func checkStreamHeaders(t testing.TB, resp *http.Response) {
 	}
 	if cc := resp.Header.Get("Cache-Control"); cc != "no-store" {
 		t.Errorf("SSE Cache-Control %q, want no-store", cc)
+	}
+}
+
+// The test client parses streams as the spec says, whatever the reads'
+// boundaries: it is what every SSE test relies on.
+func TestSSEParser(t *testing.T) {
+	stream := "\uFEFFretry: 1500\n" +
+		": a comment\r\n" +
+		"data: one\r\n\r\n" + // CRLF
+		"event: counts\rdata:{\"x\":1}\r\rdata\n\n" + // CR; no space after the colon; a field without a colon
+		"id: e:7\ndata:  two spaces\ndata: second line\n\n" +
+		"event: ignored\nid: e:8\n\n" + // no data: not dispatched, but the id stays
+		"id: bad\x00id\nretry: 12x\ndata: after\n\n" + // an id with NUL and a retry that is not digits are ignored
+		"data: cut off"
+	want := []sseEvent{
+		{Event: "message", Data: []byte("one"), Retry: 1500},
+		{Event: "counts", Data: []byte(`{"x":1}`), Retry: 1500},
+		{Event: "message", Data: []byte(""), Retry: 1500},
+		{Event: "message", ID: "e:7", Data: []byte(" two spaces\nsecond line"), LastEventID: "e:7", Retry: 1500},
+		{Event: "message", Data: []byte("after"), LastEventID: "e:8", Retry: 1500},
+	}
+	for _, r := range []struct {
+		name string
+		r    io.Reader
+	}{
+		{"whole", strings.NewReader(stream)},
+		{"byte by byte", iotest.OneByteReader(strings.NewReader(stream))},
+	} {
+		t.Run(r.name, func(t *testing.T) {
+			p := newSSEParser(r.r)
+			var comments []string
+			p.onComment = func(s string) { comments = append(comments, s) }
+			for i, w := range want {
+				ev, err := p.next()
+				if err != nil {
+					t.Fatalf("event %d: %v", i, err)
+				}
+				if fmt.Sprintf("%+v", ev) != fmt.Sprintf("%+v", w) {
+					t.Fatalf("event %d: %+v %q, want %+v %q", i, ev, ev.Data, w, w.Data)
+				}
+			}
+			if _, err := p.next(); err != errEventCut {
+				t.Fatalf("an event cut off by the end: %v", err)
+			}
+			if fmt.Sprint(comments) != "[ a comment]" || len(p.unknown) != 0 {
+				t.Fatalf("comments %q, unknown fields %q", comments, p.unknown)
+			}
+		})
+	}
+	p := newSSEParser(strings.NewReader("data: x\n\n"))
+	p.next()
+	if _, err := p.next(); err != io.EOF {
+		t.Fatalf("a stream that ends between events: %v", err)
 	}
 }

@@ -222,7 +222,7 @@ func (c *conn) awaitConnected(d time.Duration) error {
 		ID    string `json:"connection_id"`
 		Epoch string `json:"epoch"`
 	}
-	if err := json.Unmarshal([]byte(ev.Data), &hello); err != nil {
+	if err := json.Unmarshal(ev.Data, &hello); err != nil {
 		return err
 	}
 	c.id, c.epoch, c.connected = hello.ID, hello.Epoch, true
@@ -309,9 +309,29 @@ func (c *conn) recvSSE(d time.Duration) (msg, error) {
 		return msg{}, err
 	}
 	c.lastEventID = ev.LastEventID
+	switch ev.Event {
+	case "connected":
+		return msg{}, fmt.Errorf("a second connected event: %s", ev.Data)
+	case "close":
+		if ev.ID != "" {
+			c.t.Errorf("SSE close event has id %q", ev.ID)
+		}
+		var cl struct {
+			Code   int    `json:"code"`
+			Reason string `json:"reason"`
+		}
+		if err := json.Unmarshal(ev.Data, &cl); err != nil {
+			return msg{}, fmt.Errorf("SSE close event data: %s", ev.Data)
+		}
+		// The close event is the last: the stream ends right after it.
+		if ev, err := c.sse.recv(testTimeout); err != io.EOF {
+			c.t.Errorf("SSE: after the close event %s came %+v, %v; want the end of the stream", ev.Data, ev, err)
+		}
+		return msg{}, &sseClosed{cl.Code, cl.Reason}
+	}
 	var e envelope
-	if err := json.Unmarshal([]byte(ev.Data), &e); err != nil {
-		return msg{}, fmt.Errorf("SSE %s event data is not JSON: %s", ev.Event, ev.Data)
+	if err := json.Unmarshal(ev.Data, &e); err != nil {
+		return msg{}, fmt.Errorf("SSE %s event data: %v: %s", ev.Event, err, ev.Data)
 	}
 	if e.Type != ev.Event {
 		c.t.Errorf("SSE %s event carries type %q", ev.Event, e.Type)
@@ -324,21 +344,6 @@ func (c *conn) recvSSE(d time.Duration) (msg, error) {
 	}
 	if ev.ID != wantID {
 		c.t.Errorf("SSE %s event has id %q, want %q (data %s)", ev.Event, ev.ID, wantID, ev.Data)
-	}
-	switch ev.Event {
-	case "connected":
-		return msg{}, fmt.Errorf("a second connected event: %s", ev.Data)
-	case "close":
-		var cl struct {
-			Code   int    `json:"code"`
-			Reason string `json:"reason"`
-		}
-		json.Unmarshal([]byte(ev.Data), &cl)
-		// The close event is the last: the stream ends right after it.
-		if ev, err := c.sse.recv(testTimeout); err != io.EOF {
-			c.t.Errorf("SSE: after the close event %s came %+v, %v; want the end of the stream", ev.Data, ev, err)
-		}
-		return msg{}, &sseClosed{cl.Code, cl.Reason}
 	}
 	c.track(e)
 	return msg{envelope: e, Payload: e.Data, EventID: ev.ID}, nil
