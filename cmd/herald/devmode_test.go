@@ -30,7 +30,13 @@ func TestDevModeBannerWorks(t *testing.T) {
 	h := startHerald(t, map[string]string{
 		"HERALD_ADDR": "127.0.0.1:0", "HERALD_DB": filepath.Join(t.TempDir(), "herald.db"), "HERALD_LOG_LEVEL": "warn",
 	})
+	// startHerald returns at the "listening on" line; the rest of the
+	// banner is a later write.
 	banner := h.stdout.String()
+	for deadline := time.Now().Add(testTimeout); !strings.Contains(banner, "Docs: docs/api.md") && time.Now().Before(deadline); {
+		time.Sleep(5 * time.Millisecond)
+		banner = h.stdout.String()
+	}
 	wsURL := regexp.MustCompile(`new WebSocket\("([^"]+)"\)`).FindStringSubmatch(banner)
 	curl := regexp.MustCompile(`(?m)^\s*(curl .*)$`).FindStringSubmatch(banner)
 	if wsURL == nil || curl == nil {
