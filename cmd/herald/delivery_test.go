@@ -51,6 +51,8 @@ func TestNotifyRawBytesExactly(t *testing.T) {
 	})
 }
 
+// Subprotocols are WebSocket's: an SSE client's token comes in the query
+// or an Authorization header (TestSSEStream).
 func TestTokenLocations(t *testing.T) {
 	h := startHerald(t, testEnv(t))
 	tok := h.token(t, "u1")

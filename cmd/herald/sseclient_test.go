@@ -310,6 +310,9 @@ func checkStreamHeaders(t testing.TB, resp *http.Response) {
 	if cc := resp.Header.Get("Cache-Control"); cc != "no-store" {
 		t.Errorf("SSE Cache-Control %q, want no-store", cc)
 	}
+	if xa := resp.Header.Get("X-Accel-Buffering"); xa != "no" {
+		t.Errorf("SSE X-Accel-Buffering %q, want no", xa)
+	}
 }
 
 // The test client parses streams as the spec says, whatever the reads'
