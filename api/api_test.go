@@ -363,7 +363,7 @@ func TestCORS(t *testing.T) {
 			h := w.Header()
 			for name, want := range map[string]string{
 				"Access-Control-Allow-Origin":  from,
-				"Access-Control-Allow-Headers": "Authorization, Content-Type",
+				"Access-Control-Allow-Headers": "Authorization, Content-Type, Last-Event-ID",
 				"Access-Control-Allow-Methods": "GET, POST, OPTIONS",
 				"Access-Control-Max-Age":       "600",
 				"Vary":                         "Origin",

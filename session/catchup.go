@@ -231,13 +231,14 @@ func (s *Session) startResume(r Resume) {
 		go s.runCatchup(&r)
 		return
 	}
+	defer s.mu.Unlock()
 	epochOK := r.Epoch == "" || r.Epoch == s.m.history.Epoch()
-	seamless := epochOK && s.firstLive == r.Since+1 && s.cu.Load() == nil
-	last := s.lastOffset
-	s.mu.Unlock()
-	if !seamless {
-		if b := resetBytes(s.format, s.m.history.Epoch(), last); b != nil {
-			s.Send(b, 0)
-		}
+	if epochOK && s.firstLive == r.Since+1 && s.cu.Load() == nil {
+		return // seamless
+	}
+	// Written under the lock that orders sends, so no live message can come
+	// between the offset read here and the reset that names it.
+	if b := resetBytes(s.format, s.m.history.Epoch(), s.lastOffset); b != nil {
+		s.writeLocked(b)
 	}
 }
