@@ -28,6 +28,7 @@ type envelope struct {
 	Mark    string          `json:"mark"`
 	Code    string          `json:"code"`    // error
 	Message string          `json:"message"` // error
+	Expires time.Time       `json:"expires"` // refreshed
 }
 
 // readEnv reads the next herald.v1 message, skipping heartbeats.
@@ -668,14 +669,18 @@ func next(t *testing.T, msgs <-chan envelope) envelope {
 // send a refresh message, so only the expiry applies to it.
 func TestTokenExpiryAndRefresh(t *testing.T) {
 	transports(t, func(t *testing.T, tr transport) {
-		h := startHerald(t, tr.env(t, "HERALD_PING_INTERVAL", "100ms"))
-		short := func() string {
-			tok, err := h.issuer.Mint("exp", 2*time.Second)
+		// Expiry runs on the token's own deadline, not at a heartbeat, so
+		// the default ping interval keeps heartbeats out of the way.
+		h := startHerald(t, tr.env(t))
+		mint := func(ttl time.Duration) string {
+			tok, err := h.issuer.Mint("exp", ttl)
 			if err != nil {
 				t.Fatal(err)
 			}
 			return tok
 		}
+		// exp is in whole seconds: 4 s leaves at least 3 for the dial.
+		short := func() string { return mint(4 * time.Second) }
 		expiring := tr.dial(t, h, "exp", asV1(), withToken(short()))
 		// Read it all along (a WebSocket client answers pings only while
 		// reading) until it is closed.
@@ -693,7 +698,10 @@ func TestTokenExpiryAndRefresh(t *testing.T) {
 			}
 			return
 		}
-		refreshed := tr.dial(t, h, "exp", asV1(), withToken(short()))
+		// Its first token outlives the short one by far, so the refresh
+		// has all the time it needs to arrive; the new expiry is checked
+		// in the refreshed reply.
+		refreshed := tr.dial(t, h, "exp", asV1(), withToken(mint(30*time.Second)))
 		msgs, refErr := pump(t, refreshed.ws)
 		// Refresh with someone else's token is refused; with our own, accepted.
 		other, _ := h.issuer.Mint("someone-else", time.Hour)
@@ -701,9 +709,14 @@ func TestTokenExpiryAndRefresh(t *testing.T) {
 		if e := next(t, msgs); e.Type != "error" || e.Code != "invalid_token" {
 			t.Fatalf("foreign refresh: %+v", e)
 		}
-		writeV1(t, refreshed.ws, fmt.Appendf(nil, `{"type":"refresh","token":%q}`, h.token(t, "exp")))
-		if e := next(t, msgs); e.Type != "refreshed" {
-			t.Fatalf("refresh: %+v", e)
+		longTok := h.token(t, "exp") // an hour
+		claims, err := h.issuer.Verify(longTok)
+		if err != nil {
+			t.Fatal(err)
+		}
+		writeV1(t, refreshed.ws, fmt.Appendf(nil, `{"type":"refresh","token":%q}`, longTok))
+		if e := next(t, msgs); e.Type != "refreshed" || !e.Expires.Equal(claims.Expires) {
+			t.Fatalf("refresh: %+v, want expires %v", e, claims.Expires)
 		}
 		if err := <-expErr; closeCode(err) != 4001 {
 			t.Fatalf("expired connection closed with %v, want 4001", err)
