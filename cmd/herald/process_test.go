@@ -184,7 +184,19 @@ func TestCrashLosesNothingAcknowledged(t *testing.T) {
 			}
 		})
 	}
-	time.Sleep(700 * time.Millisecond)
+	// Kill it mid-stream, once a good number were acknowledged: the
+	// writers keep going, so the kill lands among requests in flight.
+	for deadline := time.Now().Add(testTimeout); ; time.Sleep(5 * time.Millisecond) {
+		mu.Lock()
+		n := len(acked)
+		mu.Unlock()
+		if n >= 200 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("only %d messages acknowledged in %v", n, testTimeout)
+		}
+	}
 	p.cmd.Process.Signal(syscall.SIGKILL)
 	p.wait(t, 15*time.Second)
 	wg.Wait()
