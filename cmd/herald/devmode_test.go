@@ -9,6 +9,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"io"
 	"math/big"
 	"net"
 	"net/http"
@@ -93,26 +94,36 @@ func TestTLSGoroutinePath(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.CloseNow()
-	for i := 0; ; i++ {
-		req, _ := http.NewRequest("POST", h.URL+"/v1/users/t/messages", strings.NewReader(`{"secure":true}`))
+	// Registered first, then one message and one bounded read: a read
+	// that times out would close the client's connection.
+	for deadline := time.Now().Add(testTimeout); ; time.Sleep(10 * time.Millisecond) {
+		req, _ := http.NewRequest("GET", h.URL+"/v1/users/t/connections", nil)
 		req.Header.Set("Authorization", "Bearer "+testAPIKey)
 		resp, err := hc.Do(req)
 		if err != nil {
 			t.Fatal(err)
 		}
+		b, _ := io.ReadAll(resp.Body)
 		resp.Body.Close()
-		if resp.StatusCode != 200 {
-			t.Fatalf("status %d", resp.StatusCode)
+		if strings.Contains(string(b), `"protocol":"raw"`) {
+			break
 		}
-		if _, got, err := readTimeout(c, 200*time.Millisecond); err == nil {
-			if string(got) != `{"secure":true}` {
-				t.Fatalf("got %s", got)
-			}
-			return
+		if time.Now().After(deadline) {
+			t.Fatalf("the TLS connection never registered: %s", b)
 		}
-		if i > 50 {
-			t.Fatal("no delivery over TLS")
-		}
+	}
+	req, _ := http.NewRequest("POST", h.URL+"/v1/users/t/messages", strings.NewReader(`{"secure":true}`))
+	req.Header.Set("Authorization", "Bearer "+testAPIKey)
+	resp, err := hc.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("status %d", resp.StatusCode)
+	}
+	if _, got := read(t, c); string(got) != `{"secure":true}` {
+		t.Fatalf("got %s", got)
 	}
 }
 
