@@ -127,12 +127,6 @@ func TestTLSGoroutinePath(t *testing.T) {
 	}
 }
 
-func readTimeout(c *websocket.Conn, d time.Duration) (websocket.MessageType, []byte, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), d)
-	defer cancel()
-	return c.Read(ctx)
-}
-
 func writeSelfSigned(t *testing.T, dir string) (string, string) {
 	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
