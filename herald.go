@@ -8,6 +8,7 @@ package herald
 import (
 	"context"
 	"crypto/rand"
+	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
@@ -289,6 +290,14 @@ func EnvelopeData(payload []byte) json.RawMessage {
 	}
 	b, _ := json.Marshal(string(payload)) // a string always marshals
 	return b
+}
+
+// NewConnID returns a new connection id: 12 random bytes, base64url, so 16
+// URL-safe characters that fit the path of /@connections/{id} as they are.
+func NewConnID() ConnID {
+	var b [12]byte
+	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails on supported systems
+	return ConnID(base64.RawURLEncoding.EncodeToString(b[:]))
 }
 
 // NewMessageID returns a message id that sorts by time: 6 bytes of

@@ -17,8 +17,6 @@ package gateway
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/base64"
 	"fmt"
 	"log/slog"
 	"net"
@@ -203,8 +201,8 @@ func (g *Gateway) Accept(w http.ResponseWriter, r *http.Request, claims token.Cl
 	c := &conn{g: g, nc: nc}
 	c.asm.MaxMessage = g.cfg.MaxFrame
 	p := session.Params{
-		ID: newConnID(), User: claims.User, Format: wire.FormatRaw, Expires: claims.Expires,
-		SourceIP: sourceIP(r), UserAgent: g.intern(clip(r.UserAgent(), 256)),
+		User: claims.User, Format: wire.FormatRaw, Expires: claims.Expires,
+		RemoteAddr: r.RemoteAddr, UserAgent: g.intern(clip(r.UserAgent(), 256)),
 	}
 	if proto == herald.ProtocolV1 {
 		p.Format = wire.FormatV1
@@ -213,6 +211,7 @@ func (g *Gateway) Accept(w http.ResponseWriter, r *http.Request, claims token.Cl
 		p.Resume = &session.Resume{Since: since, Epoch: q.Get("epoch")}
 	}
 	c.s = g.sessions.New(c, p)
+	p.ID = c.s.ID()
 	// The raw descriptor is set before the connection is visible to any
 	// sender: Write writes to it in place without the reader's help, and
 	// the poller keys its table by it.
@@ -245,20 +244,6 @@ func (g *Gateway) Accept(w http.ResponseWriter, r *http.Request, claims token.Cl
 	}
 	go c.readLoop()
 	return nil
-}
-
-func newConnID() herald.ConnID {
-	var b [12]byte
-	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails on supported systems
-	return herald.ConnID(base64.RawURLEncoding.EncodeToString(b[:]))
-}
-
-func sourceIP(r *http.Request) string {
-	host, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
-		return r.RemoteAddr
-	}
-	return host
 }
 
 func clip(s string, n int) string {

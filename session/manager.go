@@ -22,6 +22,7 @@ package session
 import (
 	"context"
 	"log/slog"
+	"net"
 	"sync/atomic"
 	"time"
 
@@ -197,9 +198,9 @@ type Params struct {
 	ID        herald.ConnID
 	User      herald.UserID
 	Format    wire.Format
-	Expires   time.Time // the token's expiry; zero = none
-	SourceIP  string
-	UserAgent string
+	Expires    time.Time // the token's expiry; zero = none
+	RemoteAddr string    // the TCP peer, host:port (X-Forwarded-For is not trusted)
+	UserAgent  string    // kept to its first 256 bytes
 	// Resume, when not nil, replays the stream after Resume.Since before
 	// anything live (the ?since= form of resume).
 	Resume *Resume
@@ -216,9 +217,12 @@ type Resume struct {
 // the transport needs to reach the session, then call Start.
 func (m *Manager) New(t Transport, p Params) *Session {
 	now := m.cfg.Clock.Now()
+	if p.ID == "" {
+		p.ID = herald.NewConnID()
+	}
 	s := &Session{
 		m: m, t: t, id: p.ID, user: p.User, format: p.Format,
-		connectedAt: now.UnixNano(), sourceIP: p.SourceIP, userAgent: p.UserAgent,
+		connectedAt: now.UnixNano(), sourceIP: hostOf(p.RemoteAddr), userAgent: clip(p.UserAgent, maxUserAgent),
 		expires: p.Expires, resume: p.Resume,
 	}
 	s.lastActive.Store(now.UnixNano())
@@ -226,6 +230,25 @@ func (m *Manager) New(t Transport, p Params) *Session {
 		// Park live messages from the moment the session is visible, so
 		// none can slip past the replay.
 		s.cu.Store(newCatchup())
+	}
+	return s
+}
+
+// maxUserAgent bounds the User-Agent a session keeps: it is reported, not
+// parsed, and a client must not make the server hold kilobytes of it.
+const maxUserAgent = 256
+
+func hostOf(addr string) string {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return addr
+	}
+	return host
+}
+
+func clip(s string, n int) string {
+	if len(s) > n {
+		return s[:n]
 	}
 	return s
 }

@@ -11,8 +11,6 @@
 package sse
 
 import (
-	"crypto/rand"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"log/slog"
@@ -112,11 +110,11 @@ func (h *Handler) Serve(w http.ResponseWriter, r *http.Request, claims token.Cla
 	}
 
 	c := &conn{h: h, wake: make(chan struct{}, 1)}
-	id := newConnID()
 	c.s = h.sessions.New(c, session.Params{
-		ID: id, User: claims.User, Format: wire.FormatSSE, Expires: claims.Expires,
-		SourceIP: sourceIP(r), UserAgent: clip(r.UserAgent(), 256), Resume: resume,
+		User: claims.User, Format: wire.FormatSSE, Expires: claims.Expires,
+		RemoteAddr: r.RemoteAddr, UserAgent: r.UserAgent(), Resume: resume,
 	})
+	id := c.s.ID()
 	hdr := w.Header()
 	hdr.Set("Content-Type", "text/event-stream")
 	hdr.Set("Cache-Control", "no-store")
@@ -265,25 +263,4 @@ func (c *conn) teardown() {
 	c.queue, c.qbytes = nil, 0
 	c.mu.Unlock()
 	c.s.Gone()
-}
-
-func newConnID() herald.ConnID {
-	var b [12]byte
-	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails on supported systems
-	return herald.ConnID(base64.RawURLEncoding.EncodeToString(b[:]))
-}
-
-func sourceIP(r *http.Request) string {
-	host, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
-		return r.RemoteAddr
-	}
-	return host
-}
-
-func clip(s string, n int) string {
-	if len(s) > n {
-		return s[:n]
-	}
-	return s
 }
