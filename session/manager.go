@@ -195,9 +195,9 @@ func (m *Manager) Drain(ctx context.Context, code uint16, reason string, spread 
 
 // Params describe a new session.
 type Params struct {
-	ID        herald.ConnID
-	User      herald.UserID
-	Format    wire.Format
+	ID         herald.ConnID
+	User       herald.UserID
+	Format     wire.Format
 	Expires    time.Time // the token's expiry; zero = none
 	RemoteAddr string    // the TCP peer, host:port (X-Forwarded-For is not trusted)
 	UserAgent  string    // kept to its first 256 bytes
