@@ -36,6 +36,9 @@
 #   LAT_CONNS [10000]  LAT_RATES [1000 2000 5000 10000]  LAT_DURATION [10s]
 #   LAT_BATCH [100]  LAT_BATCH_WAIT [3ms]  RESUME_CONNS [10000]  RESUME_MESSAGES [10]
 #   CONNECT_RATE [2000]  SENDERS [256]  SUITE_TIMEOUT [2700]
+#   TRANSPORT [ws]: or sse, to run every point over Server-Sent Events
+#     (herald-load -transport sse; the baseline serves SSE the same way);
+#     give such a run its own OUT_DIR, e.g. docs/bench-sse
 #   BUILD_FROM [worktree]: or a git ref (e.g. HEAD) to build herald from
 #     that commit (git archive), e.g. while others edit the working tree;
 #     herald-load, the measuring tool, is always built from the working tree
@@ -62,6 +65,7 @@ CONNECT_RATE=${CONNECT_RATE:-2000}
 SENDERS=${SENDERS:-256}
 SUITE_TIMEOUT=${SUITE_TIMEOUT:-2700}
 BUILD_FROM=${BUILD_FROM:-worktree}
+TRANSPORT=${TRANSPORT:-ws}
 
 cd "$ROOT" # every command below runs here, so recorded paths stay short
 mkdir -p "$OUT"
@@ -156,10 +160,10 @@ load() {
 	local name=$1 limit=$2 rc=0
 	shift 2
 	((SECONDS + limit < SUITE_TIMEOUT)) || fail "suite timeout (${SUITE_TIMEOUT}s) would pass during $name; stopping"
-	echo "herald-load -url $HERALD_URL $(printf '%q ' "$@")" >>"$OUT/run.txt"
-	printf '\n## %s (load average before: %s)\n$ herald-load -url %s %s\n' "$name" "$(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null)" \
-		"$HERALD_URL" "$(printf '%q ' "$@")" >>"$OUT/results.txt"
-	timeout --kill-after=30 "$limit" "$WORK/herald-load" -url "$HERALD_URL" "$@" \
+	echo "herald-load -url $HERALD_URL -transport $TRANSPORT $(printf '%q ' "$@")" >>"$OUT/run.txt"
+	printf '\n## %s (load average before: %s)\n$ herald-load -url %s -transport %s %s\n' "$name" "$(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null)" \
+		"$HERALD_URL" "$TRANSPORT" "$(printf '%q ' "$@")" >>"$OUT/results.txt"
+	timeout --kill-after=30 "$limit" "$WORK/herald-load" -url "$HERALD_URL" -transport "$TRANSPORT" "$@" \
 		>>"$OUT/results.txt" 2>"$WORK/$name/load.log" &
 	LOAD_PID=$!
 	wait "$LOAD_PID" || rc=$?
@@ -229,7 +233,7 @@ rm -f "$OUT"/memory.csv "$OUT"/fanout.csv "$OUT"/latency.csv "$OUT"/latency-batc
 	echo "memory:  $(grep -m1 MemTotal /proc/meminfo 2>/dev/null | awk '{printf "%.1f GiB", $2/1048576}')"
 	echo "files:   ulimit -n $(ulimit -n)"
 	echo "load:    $(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null) (load average at the start; each point's is in results.txt)"
-	echo "knobs:   MEM_CONNS='$MEM_CONNS' HOLD=$HOLD FANOUT_CONNS='$FANOUT_CONNS' FANOUT_MESSAGES=$FANOUT_MESSAGES LAT_CONNS=$LAT_CONNS LAT_RATES='$LAT_RATES' LAT_DURATION=$LAT_DURATION LAT_BATCH=$LAT_BATCH LAT_BATCH_WAIT=$LAT_BATCH_WAIT RESUME_CONNS=$RESUME_CONNS RESUME_MESSAGES=$RESUME_MESSAGES CONNECT_RATE=$CONNECT_RATE SENDERS=$SENDERS"
+	echo "knobs:   TRANSPORT=$TRANSPORT MEM_CONNS='$MEM_CONNS' HOLD=$HOLD FANOUT_CONNS='$FANOUT_CONNS' FANOUT_MESSAGES=$FANOUT_MESSAGES LAT_CONNS=$LAT_CONNS LAT_RATES='$LAT_RATES' LAT_DURATION=$LAT_DURATION LAT_BATCH=$LAT_BATCH LAT_BATCH_WAIT=$LAT_BATCH_WAIT RESUME_CONNS=$RESUME_CONNS RESUME_MESSAGES=$RESUME_MESSAGES CONNECT_RATE=$CONNECT_RATE SENDERS=$SENDERS"
 	echo "server:  fresh herald process per point, HERALD_ADDR=127.0.0.1:0 HERALD_DB=<new file> HERALD_LOG_LEVEL=warn HERALD_DRAIN_TIMEOUT=1s, defaults otherwise"
 	echo "# herald-load runs, in order (-url is each point's fresh server):"
 } >"$OUT/run.txt"
