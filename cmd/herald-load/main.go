@@ -1,8 +1,9 @@
 // Command herald-load is a load generator for Herald deployments: it holds
-// many WebSocket connections (spread over worker processes and source
-// addresses) and measures the server's memory per idle connection,
-// broadcast fan-out, notification latency, connect/disconnect churn and
-// a storm of clients reconnecting at once with resume.
+// many WebSocket connections, or Server-Sent Events streams with
+// -transport sse (spread over worker processes and source addresses), and
+// measures the server's memory per idle connection, broadcast fan-out,
+// notification latency, connect/disconnect churn and a storm of clients
+// reconnecting at once with resume.
 //
 //	herald-load -scenario idle -conns 19000 -hold 20s
 //
