@@ -139,12 +139,7 @@ func (s *Session) refresh(tok string) {
 	}
 	s.mu.Lock()
 	if s.state == stateOpen {
-		if claims.Expires.IsZero() {
-			s.stopExpiryLocked()
-			s.expires = time.Time{}
-		} else {
-			s.armExpiryLocked(claims.Expires)
-		}
+		s.armExpiryLocked(claims.Expires)
 	}
 	s.mu.Unlock()
 	b, _ := json.Marshal(struct { // a string and a time always marshal

@@ -103,6 +103,7 @@ type Manager struct {
 	pageLimit int
 	appPing   []byte       // herald.v1 {"type":"ping"} frame, shared
 	open      atomic.Int64 // connections reserved, every transport together
+	expiries  expiries     // token expiry, by the second
 }
 
 // Reserve takes a connection slot for a transport that is about to accept
@@ -131,6 +132,7 @@ func NewManager(cfg Config, h *hub.Hub, history History, tokens Verifier, log *s
 		cfg: cfg, hub: h, history: history, tokens: tokens, log: log,
 		pageLimit: min(max(1, cfg.MaxQueueBytes/2/herald.MaxPayload), 500),
 		appPing:   wire.AppPingFrame(),
+		expiries:  expiries{clock: cfg.Clock},
 	}
 }
 
@@ -223,7 +225,10 @@ func (m *Manager) New(t Transport, p Params) *Session {
 	s := &Session{
 		m: m, t: t, id: p.ID, user: p.User, format: p.Format,
 		connectedAt: now.UnixNano(), sourceIP: hostOf(p.RemoteAddr), userAgent: clip(p.UserAgent, maxUserAgent),
-		expires: p.Expires, resume: p.Resume,
+		resume: p.Resume,
+	}
+	if !p.Expires.IsZero() {
+		s.expires = p.Expires.UnixNano() // armed by Start
 	}
 	s.lastActive.Store(now.UnixNano())
 	if p.Resume != nil {
@@ -259,8 +264,8 @@ func (m *Manager) Start(s *Session) {
 	m.hub.Add(s)
 	s.mu.Lock()
 	s.started = true
-	if !s.expires.IsZero() && s.state == stateOpen {
-		s.armExpiryLocked(s.expires)
+	if s.expires != 0 && s.state == stateOpen {
+		s.armExpiryLocked(time.Unix(0, s.expires))
 	}
 	r := s.resume
 	s.mu.Unlock()

@@ -48,31 +48,35 @@ type Session struct {
 	t           Transport
 	id          herald.ConnID
 	user        herald.UserID
-	format      wire.Format
 	connectedAt int64 // unix nanos
 	sourceIP    string
 	userAgent   string
 
 	lastActive atomic.Int64  // unix nanos of the last read or write
 	acked      atomic.Uint64 // highest offset the client acknowledged
-	pingsOut   atomic.Int32  // pings sent since the client last said anything
 	cu         atomic.Pointer[catchup]
+	pingsOut   atomic.Int32 // pings sent since the client last said anything
+
+	// The small fields sit together, so they share one word instead of
+	// padding one each.
+	format  wire.Format
+	state   uint8 // guarded by mu
+	started bool  // guarded by mu: Start was called, the session is in the hub
+	spoke   bool  // the reader's: the client has sent a message (a resume must be the first)
 
 	mu      sync.Mutex
-	state   uint8
-	started bool      // Start was called: the session is in the hub
-	resume  *Resume   // where the client resumes from, until Start replays it
-	expires time.Time // token expiry; zero = none
-	expiry  Timer     // fires at expires
+	resume  *Resume // where the client resumes from, until Start replays it
+	expires int64   // token expiry, unix nanos; 0 = none
+	// expSec and expIdx place the session in the manager's expiry buckets
+	// (guarded by the manager's expiries.mu, not by mu).
+	expSec int64
+	expIdx int32
 	// lastOffset is the highest stream offset sent (or known to the client
 	// through its resume point); firstLive is the first stored offset sent
 	// live, before any resume message: together they tell what the client
 	// has been sent, which is what de-dup, gap detection and acks judge by.
 	lastOffset uint64
 	firstLive  uint64
-
-	// Reader state, touched only by the transport's one reader.
-	spoke bool // the client has sent a message (a resume must be the first)
 }
 
 // ID, User and Format describe the session for the hub.
@@ -246,24 +250,19 @@ func (s *Session) Heartbeat() {
 }
 
 // armExpiryLocked closes the session when its token expires, on the
-// token's own deadline rather than at the next heartbeat.
+// token's own deadline rather than at the next heartbeat; a zero at
+// disarms.
 func (s *Session) armExpiryLocked(at time.Time) {
-	s.stopExpiryLocked()
-	s.expires = at
-	d := at.Sub(s.m.cfg.Clock.Now())
-	s.expiry = s.m.cfg.Clock.AfterFunc(max(d, 0), func() {
-		s.mu.Lock()
-		expired := s.expires.Equal(at) // not refreshed meanwhile
-		s.mu.Unlock()
-		if expired {
-			s.Close(wire.CloseTokenExpired, "token expired")
-		}
-	})
+	s.expires = 0
+	if !at.IsZero() {
+		s.expires = at.UnixNano()
+	}
+	s.m.expiries.arm(s, at)
 }
 
 func (s *Session) stopExpiryLocked() {
-	if s.expiry != nil {
-		s.expiry.Stop()
-		s.expiry = nil
+	if s.expires != 0 {
+		s.expires = 0
+		s.m.expiries.arm(s, time.Time{})
 	}
 }

@@ -526,3 +526,48 @@ func TestSendAllocatesNothing(t *testing.T) {
 		t.Fatalf("%v allocations per Send", n)
 	}
 }
+
+// Expiry keeps no timer per session: sessions whose tokens expire in the
+// same second share one, a refresh moves a session to its new second, and
+// a closed session leaves at once (nothing holds it until its expiry).
+func TestExpiryBuckets(t *testing.T) {
+	f := newFixture(t, Config{})
+	at := f.clock.Now().Add(time.Hour)
+	var ss []*Session
+	var trs []*testTransport
+	for range 100 {
+		tr := &testTransport{}
+		trs = append(trs, tr)
+		ss = append(ss, f.open(t, tr, Params{Format: wire.FormatV1, Expires: at}))
+	}
+	if n := len(f.clock.timers); n != 1 {
+		t.Fatalf("%d timers for 100 sessions expiring in one second", n)
+	}
+	ss[0].Close(wire.CloseNormal, "")
+	if n := f.m.expiries.pending(); n != 99 {
+		t.Fatalf("%d sessions wait for expiry after one closed, want 99", n)
+	}
+	ss[2].mu.Lock()
+	ss[2].armExpiryLocked(at.Add(time.Hour)) // a refresh
+	ss[2].mu.Unlock()
+	f.clock.Advance(time.Hour)
+	for i, tr := range trs {
+		want := wire.CloseTokenExpired
+		switch i {
+		case 0:
+			want = wire.CloseNormal
+		case 2:
+			want = 0
+		}
+		if c := tr.closeCode(); c != want {
+			t.Fatalf("session %d: close %d, want %d", i, c, want)
+		}
+	}
+	if n := f.m.expiries.pending(); n != 1 {
+		t.Fatalf("%d sessions wait for expiry, want the refreshed one", n)
+	}
+	f.clock.Advance(time.Hour)
+	if c := trs[2].closeCode(); c != wire.CloseTokenExpired {
+		t.Fatalf("refreshed session: close %d after its new expiry", c)
+	}
+}
