@@ -19,11 +19,12 @@ const (
 	stateClosed        // the socket is closed
 )
 
-// conn is one WebSocket connection: the transport of a session. It moves
-// bytes — a bounded send queue drained by a short-lived writer, frames
-// parsed as they are read — and tells its session what it read. It is kept
-// small on purpose: idle connections are what a gateway holds most of, and
-// every byte here is multiplied by a million on a big node.
+// conn is one connection, the transport of a session: a WebSocket, or a
+// Server-Sent Events stream taken over from net/http (see AdoptSSE). It
+// moves bytes — a bounded send queue drained by a short-lived writer,
+// frames parsed as they are read — and tells its session what it read. It
+// is kept small on purpose: idle connections are what a gateway holds most
+// of, and every byte here is multiplied by a million on a big node.
 type conn struct {
 	g  *Gateway
 	nc net.Conn
@@ -33,6 +34,7 @@ type conn struct {
 	mu      sync.Mutex
 	state   uint8
 	writing bool     // a writer goroutine owns the socket's write side
+	sse     bool     // an event stream: SSE heartbeat and close event, input discarded; fixed at creation
 	fd      int32    // epoll mode only
 	qbytes  int      // bytes in queue
 	queue   [][]byte // frames waiting for the writer; shared, read-only slices
@@ -65,11 +67,18 @@ func (c *conn) Pending() (frames, bytes int) {
 }
 
 // Ping sends a protocol ping; the client's pong (or anything else it
-// sends) tells the session it is alive.
-func (c *conn) Ping() { c.Write(c.g.ping) }
+// sends) tells the session it is alive. An event stream gets a comment
+// line instead, which nobody answers: it only has to be written in time.
+func (c *conn) Ping() {
+	if c.sse {
+		c.Write(c.g.ssePing)
+		return
+	}
+	c.Write(c.g.ping)
+}
 
-// Bidirectional: a WebSocket client answers pings.
-func (c *conn) Bidirectional() bool { return true }
+// Bidirectional: a WebSocket client answers pings, an EventSource cannot.
+func (c *conn) Bidirectional() bool { return !c.sse }
 
 // queueLocked appends frame to the send queue, enforcing its bounds.
 func (c *conn) queueLocked(frame []byte) bool {
@@ -102,8 +111,8 @@ func (c *conn) queueLocked(frame []byte) bool {
 	return true
 }
 
-// Close queues a close frame and closes the socket once it is written (or
-// the write deadline passes).
+// Close queues a close frame (on an event stream, a close event) and
+// closes the socket once it is written (or the write deadline passes).
 func (c *conn) Close(code uint16, reason string) {
 	c.mu.Lock()
 	c.closeLocked(code, reason)
@@ -116,7 +125,11 @@ func (c *conn) closeLocked(code uint16, reason string) {
 	}
 	c.state = stateClosing
 	// The close frame goes past the queue limits: it is the last one.
-	c.queue = append(c.queue, wire.CloseFrame(code, reason))
+	if c.sse {
+		c.queue = append(c.queue, sseCloseEvent(code, reason))
+	} else {
+		c.queue = append(c.queue, wire.CloseFrame(code, reason))
+	}
 	c.startWriterLocked()
 }
 
@@ -177,6 +190,12 @@ const lingerTimeout = 2 * time.Second
 // lingerTimeout passes. Closing outright with unread bytes in the socket
 // would send a TCP reset, and a reset can make the client drop our close
 // frame and never learn the close code.
+//
+// An event stream lingers the same way: its FIN is what ends the response
+// (it has no length), the client closes in turn and the reader's EOF tears
+// the connection down at once; the timer only bounds a client that does
+// not. Closing outright would save the timer but risk the same reset for
+// any stray bytes the client sent.
 func (c *conn) lingerClose() {
 	if tc, ok := c.nc.(interface{ CloseWrite() error }); ok {
 		_ = tc.CloseWrite()
@@ -253,7 +272,15 @@ func (c *conn) readLoop() {
 
 // ingest feeds what was read to the assembler, which calls back for each
 // complete message and control frame. p is only borrowed.
+//
+// An event stream has nothing to read: after its request a well-behaved
+// EventSource sends nothing, and acks travel over HTTP. Whatever arrives
+// is dropped unparsed; what matters on that side is EOF or an error,
+// which is how a closed tab is noticed.
 func (c *conn) ingest(p []byte) error {
+	if c.sse {
+		return nil
+	}
 	return c.asm.Feed(p, (*frames)(c))
 }
 

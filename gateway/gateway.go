@@ -71,7 +71,8 @@ type Gateway struct {
 	log      *slog.Logger
 	poll     *poller // nil in goroutine mode
 
-	ping    []byte
+	ping    []byte    // WebSocket ping frame, shared by every connection
+	ssePing []byte    // event-stream heartbeat comment, likewise
 	bufs    sync.Pool // *[]byte read buffers, lent only while a read is in flight
 	rawOps  sync.Pool // *rawOp, see poll_linux.go
 	agents  sync.Map  // interned User-Agent strings
@@ -83,7 +84,7 @@ type Gateway struct {
 func New(cfg Config, sm *session.Manager, tokens *token.Issuer, log *slog.Logger) (*Gateway, error) {
 	cfg.setDefaults()
 	cfg.maxQueueFrames, cfg.maxQueueBytes = sm.Config().MaxQueueFrames, sm.Config().MaxQueueBytes
-	g := &Gateway{cfg: cfg, sessions: sm, tokens: tokens, log: log, ping: wire.PingFrame()}
+	g := &Gateway{cfg: cfg, sessions: sm, tokens: tokens, log: log, ping: wire.PingFrame(), ssePing: wire.SSEPing()}
 	g.bufs.New = func() any { b := make([]byte, 4096); return &b }
 	switch cfg.IO {
 	case IOAuto, IOEpoll:
@@ -212,18 +213,7 @@ func (g *Gateway) Accept(w http.ResponseWriter, r *http.Request, claims token.Cl
 	}
 	c.s = g.sessions.New(c, p)
 	p.ID = c.s.ID()
-	// The raw descriptor is set before the connection is visible to any
-	// sender: Write writes to it in place without the reader's help, and
-	// the poller keys its table by it.
-	epoll := false
-	if tc, isTCP := nc.(*net.TCPConn); isTCP && g.poll != nil {
-		if rc, err := tc.SyscallConn(); err == nil {
-			fd := int32(-1)
-			if rc.Control(func(f uintptr) { fd = int32(f) }) == nil && fd >= 0 {
-				c.rc, c.fd, epoll = rc, fd, true
-			}
-		}
-	}
+	epoll := c.attachFD()
 	// Bytes the client sent right behind its handshake are already in the
 	// HTTP server's buffer; feed them before the session joins the hub, so
 	// a resume message among them replays exactly as ?since= does.
@@ -235,15 +225,43 @@ func (g *Gateway) Accept(w http.ResponseWriter, r *http.Request, claims token.Cl
 	}
 	g.sessions.Start(c.s)
 	g.log.Debug("connected", "conn", p.ID, "user", p.User, "format", p.Format.String())
+	g.watch(c, epoll)
+	return nil
+}
+
+// attachFD keeps c's raw descriptor when the epoll loop can serve it (a
+// plain TCP socket, epoll in use) and reports whether it did. It must run
+// before the connection is visible to any sender: Write writes to the
+// descriptor in place without the reader's help, and the poller keys its
+// table by it.
+func (c *conn) attachFD() bool {
+	tc, isTCP := c.nc.(*net.TCPConn)
+	if !isTCP || c.g.poll == nil {
+		return false
+	}
+	rc, err := tc.SyscallConn()
+	if err != nil {
+		return false
+	}
+	fd := int32(-1)
+	if rc.Control(func(f uintptr) { fd = int32(f) }) != nil || fd < 0 {
+		return false
+	}
+	c.rc, c.fd = rc, fd
+	return true
+}
+
+// watch starts reading c: its socket joins the epoll set, or, without one
+// (or if registration fails), a goroutine reads it.
+func (g *Gateway) watch(c *conn, epoll bool) {
 	if epoll {
 		err := g.poll.add(c)
 		if err == nil {
-			return nil
+			return
 		}
-		g.log.Warn("epoll registration failed, using a goroutine", "conn", p.ID, "err", err)
+		g.log.Warn("epoll registration failed, using a goroutine", "conn", c.s.ID(), "err", err)
 	}
 	go c.readLoop()
-	return nil
 }
 
 func clip(s string, n int) string {
