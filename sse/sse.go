@@ -8,9 +8,23 @@
 // SSE is one-way: the client cannot answer pings, so liveness rests on
 // writes (a heartbeat comment every ping interval, each write bounded by
 // the write timeout), and acks travel over HTTP (POST /v1/ack).
+//
+// Two ways to carry a stream:
+//
+//   - HTTP/1.x (the common case): the handler takes the connection over
+//     from net/http and hands it to the WebSocket gateway's machinery
+//     (Config.Gateway), which serves it like a WebSocket — in the epoll set
+//     while idle, written in place or by a writer that lives only while
+//     there is something to write. The response is close-delimited
+//     (Connection: close, neither Content-Length nor chunking, RFC 9112
+//     §6.3): an idle stream then costs no goroutine and none of net/http's
+//     buffers, which for a node of idle tabs is most of the memory.
+//   - HTTP/2, or no gateway configured: net/http carries the stream, with
+//     the handler's goroutine as its writer.
 package sse
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"log/slog"
@@ -31,6 +45,18 @@ import (
 // package herald.
 type Config struct {
 	WriteTimeout time.Duration // one write (and flush) may take this long before the stream is dropped
+	// Gateway carries the streams whose connection can be taken over
+	// (HTTP/1.x); the gateway.Gateway of the node. Without one, every
+	// stream is served through net/http.
+	Gateway Adopter
+}
+
+// Adopter carries a taken-over connection as an event stream:
+// *gateway.Gateway. See its AdoptSSE for the contract: it owns nc and the
+// reserved connection slot from the call on, writes prelude(id) first, and
+// returns an error only when it already gave both back.
+type Adopter interface {
+	AdoptSSE(nc net.Conn, p session.Params, prelude func(herald.ConnID) []byte) error
 }
 
 // Handler serves event streams.
@@ -93,14 +119,41 @@ func resumePoint(r *http.Request) (*session.Resume, error) {
 // Serve streams events to an authenticated client until it goes away, the
 // session is closed, or a write fails. An error returned is a
 // *herald.Error for the caller to report, before anything was written.
+//
+// On HTTP/1.x with a Gateway configured, Serve returns as soon as the
+// stream is handed over: the connection is no longer net/http's (it is not
+// a request in flight for http.Server.Shutdown either; the session
+// manager's drain closes it).
 func (h *Handler) Serve(w http.ResponseWriter, r *http.Request, claims token.Claims) error {
 	resume, err := resumePoint(r)
 	if err != nil {
 		return err
 	}
-	rc := http.NewResponseController(w)
 	if !h.sessions.Reserve() {
 		return herald.Errorf(herald.EUnavailable, "connection limit of this node reached")
+	}
+	p := session.Params{
+		User: claims.User, Format: wire.FormatSSE, Expires: claims.Expires,
+		RemoteAddr: r.RemoteAddr, UserAgent: r.UserAgent(), Resume: resume,
+	}
+	rc := http.NewResponseController(w)
+	if h.cfg.Gateway != nil {
+		nc, _, err := rc.Hijack()
+		switch {
+		case err == nil:
+			// The head is built now, while w's headers (CORS, set by
+			// middleware) are at hand; the events need the session's id.
+			head := h.head(w.Header())
+			if err := h.cfg.Gateway.AdoptSSE(nc, p, func(id herald.ConnID) []byte { return h.prelude(head, id) }); err != nil {
+				h.log.Debug("event stream not started", "user", claims.User, "err", err)
+			}
+			return nil // the connection is the gateway's: nothing can be written here
+		case !errors.Is(err, http.ErrNotSupported):
+			h.sessions.Release()
+			return &herald.Error{Code: herald.EInternal, Message: "cannot take the connection over", Err: err}
+		}
+		// HTTP/2 (or a ResponseWriter that cannot hijack): stream through
+		// net/http below.
 	}
 	defer h.sessions.Release()
 	// The server's read timeout would end the stream: net/http cancels a
@@ -110,24 +163,16 @@ func (h *Handler) Serve(w http.ResponseWriter, r *http.Request, claims token.Cla
 	}
 
 	c := &conn{h: h, wake: make(chan struct{}, 1)}
-	c.s = h.sessions.New(c, session.Params{
-		User: claims.User, Format: wire.FormatSSE, Expires: claims.Expires,
-		RemoteAddr: r.RemoteAddr, UserAgent: r.UserAgent(), Resume: resume,
-	})
+	c.s = h.sessions.New(c, p)
 	id := c.s.ID()
 	hdr := w.Header()
 	hdr.Set("Content-Type", "text/event-stream")
 	hdr.Set("Cache-Control", "no-store")
 	hdr.Set("X-Accel-Buffering", "no") // nginx: do not buffer the stream
 	w.WriteHeader(http.StatusOK)
-	hello, _ := json.Marshal(struct {
-		Type  string        `json:"type"`
-		ID    herald.ConnID `json:"connection_id"`
-		Epoch string        `json:"epoch"`
-	}{"connected", id, h.sessions.Epoch()})
 	// The first bytes are queued before the session is visible, so they
 	// precede anything the hub sends.
-	c.queue = append(c.queue, h.retry, wire.Event("connected", "", hello))
+	c.queue = append(c.queue, h.retry, h.connected(id))
 	c.qbytes = len(h.retry)
 	h.sessions.Start(c.s)
 	h.log.Debug("connected", "conn", id, "user", claims.User, "format", "sse")
@@ -141,6 +186,52 @@ func (h *Handler) Serve(w http.ResponseWriter, r *http.Request, claims token.Cla
 	return nil
 }
 
+// head is the response head of a taken-over stream, written by hand since
+// net/http no longer writes it: the stream's own headers and every header
+// middleware already set on the response (CORS), verbatim. There is no
+// Content-Length and no chunking; "Connection: close" says the response
+// ends when the connection does (RFC 9112 §6.3), which EventSource, curl
+// and every HTTP/1.1 client handle.
+func (h *Handler) head(set http.Header) []byte {
+	hdr := set.Clone()
+	if hdr == nil {
+		hdr = http.Header{}
+	}
+	hdr.Set("Content-Type", "text/event-stream")
+	hdr.Set("Cache-Control", "no-store")
+	hdr.Set("X-Accel-Buffering", "no") // nginx: do not buffer the stream
+	hdr.Set("Connection", "close")
+	hdr.Del("Content-Length")
+	hdr.Del("Transfer-Encoding")
+	if _, ok := hdr["Date"]; !ok {
+		hdr.Set("Date", time.Now().UTC().Format(http.TimeFormat)) // RFC 9110 §6.6.1: an origin with a clock sends it
+	}
+	var b bytes.Buffer
+	b.WriteString("HTTP/1.1 200 OK\r\n")
+	_ = hdr.Write(&b) // a bytes.Buffer does not fail
+	b.WriteString("\r\n")
+	return b.Bytes()
+}
+
+// prelude is the start of a taken-over stream: head, the retry field and
+// the connected event, in one buffer so that they take one write.
+func (h *Handler) prelude(head []byte, id herald.ConnID) []byte {
+	hello := h.connected(id)
+	b := make([]byte, 0, len(head)+len(h.retry)+len(hello))
+	return append(append(append(b, head...), h.retry...), hello...)
+}
+
+// connected is the stream's first event: the connection id (what POST
+// /v1/ack takes) and the epoch offsets belong to.
+func (h *Handler) connected(id herald.ConnID) []byte {
+	hello, _ := json.Marshal(struct {
+		Type  string        `json:"type"`
+		ID    herald.ConnID `json:"connection_id"`
+		Epoch string        `json:"epoch"`
+	}{"connected", id, h.sessions.Epoch()})
+	return wire.Event("connected", "", hello)
+}
+
 // Stream states, guarded by conn.mu.
 const (
 	stateOpen uint8 = iota
@@ -148,8 +239,10 @@ const (
 	stateClosed
 )
 
-// conn is one event stream: the transport of a session. The handler's
-// goroutine is its writer; Write only queues and wakes it.
+// conn is one event stream served through net/http (HTTP/2): the
+// transport of a session. The handler's goroutine is its writer; Write
+// only queues and wakes it. Streams taken over from HTTP/1.x are the
+// gateway's conns instead.
 type conn struct {
 	h    *Handler
 	s    *session.Session
@@ -213,6 +306,7 @@ func (c *conn) closeLocked(code uint16, reason string) {
 		return
 	}
 	c.state = stateClosing
+	// The same event as the gateway's for taken-over streams.
 	b, _ := json.Marshal(struct { // ints and a string always marshal
 		Type   string `json:"type"`
 		Code   uint16 `json:"code"`

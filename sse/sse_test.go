@@ -6,11 +6,13 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/herald-gw/herald"
+	"github.com/herald-gw/herald/gateway"
 	"github.com/herald-gw/herald/hub"
 	"github.com/herald-gw/herald/memory"
 	"github.com/herald-gw/herald/session"
@@ -53,8 +55,36 @@ func TestResumePoint(t *testing.T) {
 	}
 }
 
-// serve runs the SSE handler behind a real HTTP server.
-func serve(t *testing.T, cfg session.Config) (*httptest.Server, *hub.Hub, *token.Issuer) {
+// Ways a stream is carried, for the tests that run over each.
+const (
+	viaEpoll     = "hijack/epoll"     // taken over, the gateway's epoll loop reads it
+	viaGoroutine = "hijack/goroutine" // taken over, a gateway goroutine reads it
+	viaHTTP      = "net/http"         // the ResponseWriter cannot hijack (as on HTTP/2)
+)
+
+func ways() []string {
+	if runtime.GOOS != "linux" {
+		return []string{viaGoroutine, viaHTTP}
+	}
+	return []string{viaEpoll, viaGoroutine, viaHTTP}
+}
+
+// noHijack is a ResponseWriter that streams but cannot be taken over, as
+// net/http's HTTP/2 one: what http.ResponseController finds on it is
+// flushing and deadlines, no Hijack.
+type noHijack struct {
+	http.ResponseWriter
+	rc *http.ResponseController
+}
+
+func (w noHijack) FlushError() error                  { return w.rc.Flush() }
+func (w noHijack) SetReadDeadline(t time.Time) error  { return w.rc.SetReadDeadline(t) }
+func (w noHijack) SetWriteDeadline(t time.Time) error { return w.rc.SetWriteDeadline(t) }
+
+// serve runs the SSE handler behind a real HTTP server, carrying streams
+// the given way. Like api's CORS middleware, the server sets a header
+// before the handler runs: it must reach the client whichever way.
+func serve(t *testing.T, cfg session.Config, way string) (*httptest.Server, *hub.Hub, *token.Issuer) {
 	t.Helper()
 	iss, err := token.NewIssuer([]byte("test-secret-0123456789abcdef0123456789"))
 	if err != nil {
@@ -65,8 +95,25 @@ func serve(t *testing.T, cfg session.Config) (*httptest.Server, *hub.Hub, *token
 	h := hub.New(0)
 	log := slog.New(slog.DiscardHandler)
 	sm := session.NewManager(cfg, h, store, iss, log)
-	sh := New(Config{}, sm, iss, log)
+	// A gateway in every case: the net/http way is the fallback of a
+	// handler that has one but meets a ResponseWriter it cannot take over.
+	io := gateway.IOEpoll
+	if way != viaEpoll {
+		io = gateway.IOGoroutine
+	}
+	g, err := gateway.New(gateway.Config{IO: io}, sm, iss, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	go g.Run(ctx)
+	sh := New(Config{Gateway: g}, sm, iss, log)
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Access-Control-Allow-Origin", "https://app.example")
+		if way == viaHTTP {
+			w = noHijack{w, http.NewResponseController(w)}
+		}
 		claims, err := sh.Authenticate(r)
 		if err == nil {
 			err = sh.Serve(w, r, claims)
@@ -80,9 +127,16 @@ func serve(t *testing.T, cfg session.Config) (*httptest.Server, *hub.Hub, *token
 }
 
 // A stream opens with retry and connected, carries what the hub sends,
-// and ends with a close event when the session is closed.
+// and ends with a close event when the session is closed. Taken over, it
+// is close-delimited; through net/http, chunked as net/http does.
 func TestStream(t *testing.T) {
-	srv, h, iss := serve(t, session.Config{})
+	for _, way := range ways() {
+		t.Run(way, func(t *testing.T) { testStream(t, way) })
+	}
+}
+
+func testStream(t *testing.T, way string) {
+	srv, h, iss := serve(t, session.Config{}, way)
 	tok, _ := iss.Mint("u", time.Hour)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
@@ -92,8 +146,23 @@ func TestStream(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer resp.Body.Close()
-	if ct := resp.Header.Get("Content-Type"); ct != "text/event-stream" {
-		t.Fatalf("Content-Type %q", ct)
+	for k, want := range map[string]string{
+		"Content-Type":                "text/event-stream",
+		"Cache-Control":               "no-store",
+		"X-Accel-Buffering":           "no",
+		"Access-Control-Allow-Origin": "https://app.example",
+	} {
+		if got := resp.Header.Get(k); got != want {
+			t.Fatalf("%s: %q, want %q", k, got, want)
+		}
+	}
+	if way == viaHTTP {
+		if len(resp.TransferEncoding) != 1 || resp.TransferEncoding[0] != "chunked" {
+			t.Fatalf("through net/http: Transfer-Encoding %v, want chunked", resp.TransferEncoding)
+		}
+	} else if len(resp.TransferEncoding) != 0 || resp.ContentLength != -1 || !resp.Close || resp.Header.Get("Date") == "" {
+		t.Fatalf("taken over: Transfer-Encoding %v, Content-Length %d, Close %v, Date %q; want a close-delimited response with a date",
+			resp.TransferEncoding, resp.ContentLength, resp.Close, resp.Header.Get("Date"))
 	}
 	br := bufio.NewReader(resp.Body)
 	readEvent := func() string {
@@ -113,11 +182,15 @@ func TestStream(t *testing.T) {
 	if ev := readEvent(); ev != "retry: 2000\n" {
 		t.Fatalf("first block %q", ev)
 	}
-	if ev := readEvent(); !strings.HasPrefix(ev, "event: connected\ndata: {\"type\":\"connected\",\"connection_id\":") {
-		t.Fatalf("second block %q", ev)
-	}
-	for h.Len() != 1 {
+	for i := 0; h.Len() != 1; i++ {
+		if i == 20000 {
+			t.Fatal("the session never joined the hub")
+		}
 		time.Sleep(time.Millisecond)
+	}
+	id := h.UserConns("u")[0].ID()
+	if ev := readEvent(); !strings.HasPrefix(ev, "event: connected\ndata: {\"type\":\"connected\",\"connection_id\":\""+string(id)+"\"") {
+		t.Fatalf("second block %q, want connected for %s", ev, id)
 	}
 	h.SendUser(&herald.Message{ID: "m", User: "u", Offset: 1, Epoch: "e", Data: []byte(`{"a":1}`)})
 	if ev := readEvent(); !strings.HasPrefix(ev, "id: e:1\ndata: {\"type\":\"message\"") {
@@ -129,6 +202,26 @@ func TestStream(t *testing.T) {
 	}
 	if _, err := br.ReadByte(); err == nil {
 		t.Fatal("the stream went on after the close event")
+	}
+}
+
+// Refusals come before anything is streamed, as JSON errors the caller
+// writes, whichever way the stream would have been carried; a refused
+// stream holds no connection slot.
+func TestRefusedBeforeStreaming(t *testing.T) {
+	for _, way := range ways() {
+		t.Run(way, func(t *testing.T) {
+			srv, h, iss := serve(t, session.Config{}, way)
+			tok, _ := iss.Mint("u", time.Hour)
+			resp, err := http.Get(srv.URL + "/sse?since=x&token=" + tok)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusBadRequest || h.Len() != 0 {
+				t.Fatalf("bad since: %d, %d in the hub", resp.StatusCode, h.Len())
+			}
+		})
 	}
 }
 

@@ -77,7 +77,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	if err != nil {
 		return err
 	}
-	events := sse.New(sse.Config{WriteTimeout: cfg.WriteTimeout}, sessions, issuer, log)
+	events := sse.New(sse.Config{WriteTimeout: cfg.WriteTimeout, Gateway: gw}, sessions, issuer, log)
 	st := stream.New(store, h, broker, log)
 	stopSubscription, err := st.Subscribe(ctx)
 	if err != nil {
