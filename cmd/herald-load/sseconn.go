@@ -41,9 +41,11 @@ import (
 // connection is read by the same epoll loop (or read goroutine) as a
 // WebSocket, through wconn.feed. The bytes go through two incremental
 // parsers whose state is a few integers: chunkDecoder strips the HTTP/1.1
-// chunked framing (net/http, which serves Herald's /sse, chunks a response
-// of unknown length) in place, and parseEvent cuts the events out of what
-// is left. Like a WebSocket frame, only an event split across reads is
+// chunked framing in place when the response has it, and parseEvent cuts
+// the events out of what is left. Herald's HTTP/1.1 streams are
+// close-delimited (Connection: close, no length, no chunking: the gateway
+// carries them), earlier versions' were chunked by net/http; both are read
+// here, told apart by Transfer-Encoding. Like a WebSocket frame, only an event split across reads is
 // copied (into wconn.pend); an idle stream holds no buffer.
 
 // sseStream is what an SSE connection keeps besides wconn's own fields.

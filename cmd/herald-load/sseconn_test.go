@@ -310,11 +310,19 @@ func TestReadHead(t *testing.T) {
 			t.Fatalf("%d bytes a read: rest %q", n, rest)
 		}
 	}
+	// Herald's own head now: close-delimited, no chunking to undo.
+	head, rest, err := readHead(strings.NewReader("HTTP/1.1 200 OK\r\nCache-Control: no-store\r\nConnection: close\r\nContent-Type: text/event-stream\r\nX-Accel-Buffering: no\r\n\r\nretry: 2000\n\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h, err := parseHead(head); err != nil || h.status != 200 || h.chunked || string(h.contentType) != "text/event-stream" || string(rest) != "retry: 2000\n\n" {
+		t.Fatalf("close-delimited: %+v %v, rest %q", h, err, rest)
+	}
 	if _, _, err := readHead(&slowReader{b: []byte("HTTP/1.1 200 OK\r\n"), n: 5}); err == nil {
 		t.Fatal("no error for a head cut short")
 	}
 	// A refusal says why, from the body.
-	head, rest, err := readHead(strings.NewReader("HTTP/1.1 401 Unauthorized\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n" +
+	head, rest, err = readHead(strings.NewReader("HTTP/1.1 401 Unauthorized\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n" +
 		"3c\r\n{\"error\":{\"code\":\"unauthorized\",\"message\":\"invalid token\"}}\r\n0\r\n\r\n"))
 	if err != nil {
 		t.Fatal(err)
