@@ -126,7 +126,7 @@ func (c *conn) closeLocked(code uint16, reason string) {
 	c.state = stateClosing
 	// The close frame goes past the queue limits: it is the last one.
 	if c.sse {
-		c.queue = append(c.queue, sseCloseEvent(code, reason))
+		c.queue = append(c.queue, wire.CloseEvent(code, reason))
 	} else {
 		c.queue = append(c.queue, wire.CloseFrame(code, reason))
 	}

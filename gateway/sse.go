@@ -1,13 +1,11 @@
 package gateway
 
 import (
-	"encoding/json"
 	"net"
 	"time"
 
 	"github.com/herald-gw/herald"
 	"github.com/herald-gw/herald/session"
-	"github.com/herald-gw/herald/wire"
 )
 
 // AdoptSSE carries a Server-Sent Events stream on the gateway's connection
@@ -60,17 +58,4 @@ func (g *Gateway) AdoptSSE(nc net.Conn, p session.Params, prelude func(herald.Co
 	g.log.Debug("connected", "conn", id, "user", p.User, "format", p.Format.String())
 	g.watch(c, epoll)
 	return nil
-}
-
-// sseCloseEvent is the event that ends a stream: it tells the client the
-// close code and reason, which EventSource itself never sees (it only sees
-// the end of the response and reconnects). Package sse builds the same
-// event for streams it serves over net/http (HTTP/2).
-func sseCloseEvent(code uint16, reason string) []byte {
-	b, _ := json.Marshal(struct { // an int and a string always marshal
-		Type   string `json:"type"`
-		Code   uint16 `json:"code"`
-		Reason string `json:"reason"`
-	}{"close", code, reason})
-	return wire.Event("close", "", b)
 }

@@ -306,13 +306,7 @@ func (c *conn) closeLocked(code uint16, reason string) {
 		return
 	}
 	c.state = stateClosing
-	// The same event as the gateway's for taken-over streams.
-	b, _ := json.Marshal(struct { // ints and a string always marshal
-		Type   string `json:"type"`
-		Code   uint16 `json:"code"`
-		Reason string `json:"reason"`
-	}{"close", code, reason})
-	c.queue = append(c.queue, wire.Event("close", "", b)) // past the bounds: it is the last
+	c.queue = append(c.queue, wire.CloseEvent(code, reason)) // past the bounds: it is the last
 	c.signal()
 }
 

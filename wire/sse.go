@@ -1,6 +1,7 @@
 package wire
 
 import (
+	"encoding/json"
 	"strconv"
 
 	"github.com/herald-gw/herald"
@@ -30,6 +31,18 @@ func SSEPing() []byte { return []byte(": ping\n\n") }
 func SSERetry(ms int) []byte {
 	b := strconv.AppendInt([]byte("retry: "), int64(ms), 10)
 	return append(b, '\n', '\n')
+}
+
+// CloseEvent returns the event that ends a stream: it tells the client the
+// close code and reason, which EventSource itself never sees (it only sees
+// the end of the response, and reconnects).
+func CloseEvent(code uint16, reason string) []byte {
+	b, _ := json.Marshal(struct { // an int and a string always marshal
+		Type   string `json:"type"`
+		Code   uint16 `json:"code"`
+		Reason string `json:"reason"`
+	}{"close", code, reason})
+	return Event("close", "", b)
 }
 
 // MessageEvent returns the event that carries m on SSE: its id (for stored

@@ -1,6 +1,7 @@
 package wire
 
 import (
+	"encoding/json"
 	"strings"
 	"testing"
 	"time"
@@ -75,5 +76,27 @@ func TestEncodeAndControlPerFormat(t *testing.T) {
 	}
 	if got := string(SSERetry(2000)); got != "retry: 2000\n\n" {
 		t.Fatalf("retry: %q", got)
+	}
+}
+
+func TestCloseEvent(t *testing.T) {
+	for _, reason := range []string{"token expired", `a "quoted" \ reason`, "tab\tand\nline", "bad \xff utf-8", "ünïcode"} {
+		ev := string(CloseEvent(4001, reason))
+		data, ok := strings.CutPrefix(ev, "event: close\ndata: ")
+		if !ok || !strings.HasSuffix(data, "\n\n") {
+			t.Fatalf("event %q", ev)
+		}
+		var got struct {
+			Type   string `json:"type"`
+			Code   uint16 `json:"code"`
+			Reason string `json:"reason"`
+		}
+		if err := json.Unmarshal([]byte(strings.TrimSuffix(data, "\n\n")), &got); err != nil {
+			t.Fatalf("%q: %v", ev, err)
+		}
+		want := strings.ToValidUTF8(reason, "\uFFFD")
+		if got.Type != "close" || got.Code != 4001 || got.Reason != want {
+			t.Fatalf("decoded %+v from %q", got, ev)
+		}
 	}
 }
