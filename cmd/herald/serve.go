@@ -153,8 +153,9 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	srv.SetReady(false)
 	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.DrainTimeout+5*time.Second)
 	defer cancel()
-	// Shutdown waits for the requests in flight, and an SSE stream is one
-	// until its session is closed: drain the sessions meanwhile.
+	// Shutdown waits for the requests in flight, and an SSE stream served
+	// by net/http (HTTP/2; HTTP/1 streams are taken over by the gateway) is
+	// one until its session is closed: drain the sessions meanwhile.
 	drained := make(chan struct{})
 	go func() {
 		defer close(drained)
