@@ -192,15 +192,6 @@ func (g *Gateway) Accept(w http.ResponseWriter, r *http.Request, claims token.Cl
 			chosen = p
 		}
 	}
-	up := ws.HTTPUpgrader{Protocol: func(p string) bool { return p == chosen }}
-	nc, rw, _, err := up.Upgrade(r, w)
-	if err != nil {
-		g.sessions.Release()
-		g.log.Debug("websocket upgrade failed", "err", err) // the upgrader already answered the client
-		return nil
-	}
-	c := &conn{g: g, nc: nc}
-	c.asm.MaxMessage = g.cfg.MaxFrame
 	p := session.Params{
 		User: claims.User, Format: wire.FormatRaw, Expires: claims.Expires,
 		RemoteAddr: r.RemoteAddr, UserAgent: g.intern(clip(r.UserAgent(), 256)),
@@ -211,22 +202,51 @@ func (g *Gateway) Accept(w http.ResponseWriter, r *http.Request, claims token.Cl
 	if resume {
 		p.Resume = &session.Resume{Since: since, Epoch: q.Get("epoch")}
 	}
+	// The session joins the hub before the handshake answer goes out, so
+	// a message published the moment the client sees its socket open
+	// reaches it. Until the answer is written the connection is corked:
+	// what the hub hands it waits in its queue, behind the handshake.
+	c := &conn{g: g, writing: true}
+	c.asm.MaxMessage = g.cfg.MaxFrame
 	c.s = g.sessions.New(c, p)
 	p.ID = c.s.ID()
-	epoll := c.attachFD()
+	g.sessions.Start(c.s)
+	up := ws.HTTPUpgrader{Protocol: func(p string) bool { return p == chosen }}
+	nc, rw, _, err := up.Upgrade(r, w)
+	if err != nil {
+		c.s.Gone()
+		g.sessions.Release()
+		g.log.Debug("websocket upgrade failed", "err", err) // the upgrader already answered the client
+		return nil
+	}
+	epoll := c.uncork(nc)
+	g.log.Debug("connected", "conn", p.ID, "user", p.User, "format", p.Format.String())
 	// Bytes the client sent right behind its handshake are already in the
-	// HTTP server's buffer; feed them before the session joins the hub, so
-	// a resume message among them replays exactly as ?since= does.
+	// HTTP server's buffer; feed them before the socket.
 	if n := rw.Reader.Buffered(); n > 0 {
 		early, _ := rw.Reader.Peek(n)
 		if err := c.ingest(early); err != nil {
 			c.fail(err)
 		}
 	}
-	g.sessions.Start(c.s)
-	g.log.Debug("connected", "conn", p.ID, "user", p.User, "format", p.Format.String())
 	g.watch(c, epoll)
 	return nil
+}
+
+// uncork gives a corked connection its socket once the handshake is
+// written, and starts writing what was queued meanwhile. It reports
+// whether the socket is served by epoll.
+func (c *conn) uncork(nc net.Conn) (epoll bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.nc = nc
+	epoll = c.attachFD()
+	if len(c.queue) > 0 {
+		go c.writeLoop() // c.writing is already set: the writer owns it
+	} else {
+		c.writing = false
+	}
+	return epoll
 }
 
 // attachFD keeps c's raw descriptor when the epoll loop can serve it (a

@@ -20,13 +20,15 @@ import (
 // passed. p describes the session (p.Format is wire.FormatSSE). prelude
 // returns the first bytes of the stream — the response head, the retry
 // field and the connected event, which names the session — given the
-// session's id: they are written before the session is visible, so they
-// precede anything the hub sends.
+// session's id: they lead the stream's queue, so they precede anything the
+// hub sends.
 //
 // AdoptSSE owns nc and the connection slot the caller reserved
 // (session.Manager.Reserve) from the moment it is called: both are given
-// back when the stream ends, or before AdoptSSE returns an error (the
-// client could not take the prelude; there is nobody to tell).
+// back when the stream ends — also when the client cannot take even the
+// prelude, which ends the stream like any failed write. It returns an
+// error only for what happens before the stream exists (none today; the
+// result keeps the contract open).
 func (g *Gateway) AdoptSSE(nc net.Conn, p session.Params, prelude func(herald.ConnID) []byte) error {
 	// net/http clears its deadlines when it hands a connection over, but a
 	// ResponseWriter of another make need not: a stale read deadline would
@@ -34,27 +36,16 @@ func (g *Gateway) AdoptSSE(nc net.Conn, p session.Params, prelude func(herald.Co
 	// it).
 	_ = nc.SetDeadline(time.Time{})
 	p.UserAgent = g.intern(clip(p.UserAgent, 256))
-	c := &conn{g: g, nc: nc, sse: true}
+	// The stream's first bytes lead its queue and the session joins the
+	// hub before any of it is written, so a message published the moment
+	// the client sees the stream open reaches it, behind the prelude.
+	c := &conn{g: g, sse: true, writing: true}
 	c.s = g.sessions.New(c, p)
 	id := c.s.ID()
-
-	// One write for the head and the first events, before the session is
-	// in the hub, so nothing can be queued ahead of them. A fresh socket's
-	// send buffer takes them whole; the deadline only bounds a client that
-	// opened a stream and stopped reading before it started. The writer
-	// sets its own deadline for every batch after this one.
-	now := time.Now()
-	_ = nc.SetWriteDeadline(now.Add(g.cfg.WriteTimeout))
-	if _, err := nc.Write(prelude(id)); err != nil {
-		// The session was never started: nothing to leave but the slot.
-		_ = nc.Close()
-		g.sessions.Release()
-		return err
-	}
-	c.s.Wrote(now)
-
-	epoll := c.attachFD()
+	first := prelude(id)
+	c.queue, c.qbytes = append(c.queue, first), len(first)
 	g.sessions.Start(c.s)
+	epoll := c.uncork(nc)
 	g.log.Debug("connected", "conn", id, "user", p.User, "format", p.Format.String())
 	g.watch(c, epoll)
 	return nil
