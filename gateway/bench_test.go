@@ -48,7 +48,7 @@ func BenchmarkDeliverOne(b *testing.B) {
 			h := benchGateway(b, mode, users)
 			msgs := make([]herald.Message, users)
 			for i := range msgs {
-				msgs[i] = herald.Message{ID: "m", User: herald.UserID(fmt.Sprint("u", i)), Offset: 1, Epoch: "e", Data: []byte(`{"type":"order","n":12345}`)}
+				msgs[i] = herald.Message{ID: "m", User: herald.UserID(fmt.Sprint("u", i)), Epoch: "e", Data: []byte(`{"type":"order","n":12345}`)}
 			}
 			b.ReportAllocs()
 			i := 0

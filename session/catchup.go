@@ -62,7 +62,9 @@ func (s *Session) runCatchup(r *Resume) {
 			s.sendReset(ctx, h.Epoch(), last)
 		} else {
 			s.mu.Lock()
-			s.lastOffset = max(s.lastOffset, cur) // the client has everything up to its resume point
+			// The client has everything up to its resume point; a resume
+			// starts before anything was sent, so that is its position.
+			s.lastOffset, s.known = cur, true
 			s.mu.Unlock()
 			if !s.replay(ctx, cur, last) {
 				return
@@ -113,7 +115,7 @@ func (s *Session) replay(ctx context.Context, cur, last uint64) bool {
 // moves the session to last, so it continues live from there.
 func (s *Session) sendReset(ctx context.Context, epoch string, last uint64) {
 	s.mu.Lock()
-	s.lastOffset = max(s.lastOffset, last)
+	s.lastOffset, s.known = max(s.lastOffset, last), true
 	s.mu.Unlock()
 	if b := resetBytes(s.format, epoch, last); b != nil {
 		s.sendReplayed(ctx, b, 0)
@@ -146,6 +148,10 @@ func (s *Session) goLive(ctx context.Context, jump bool) bool {
 	for i, p := range cu.parked {
 		if s.state != stateOpen {
 			break
+		}
+		if !s.known {
+			// No position from the Store: the first parked message is it.
+			s.lastOffset, s.known = p.offset-1, true
 		}
 		if p.offset > s.lastOffset+1 {
 			if !jump {

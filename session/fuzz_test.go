@@ -22,9 +22,9 @@ func FuzzHandleMessage(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, first, second []byte) {
 		fx := newFixture(t, Config{})
-		msgs := fx.appendN(t, "u", 3, 10)
 		tr := &testTransport{}
 		s := fx.open(t, tr, Params{Format: wire.FormatV1})
+		msgs := fx.appendN(t, "u", 3, 10)
 		s.Send(wire.Encode(wire.FormatV1, msgs[0]), 1)
 		for _, p := range [][]byte{first, second} {
 			err := s.HandleMessage(p)

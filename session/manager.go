@@ -231,11 +231,10 @@ func (m *Manager) New(t Transport, p Params) *Session {
 		s.expires = p.Expires.UnixNano() // armed by Start
 	}
 	s.lastActive.Store(now.UnixNano())
-	if p.Resume != nil {
-		// Park live messages from the moment the session is visible, so
-		// none can slip past the replay.
-		s.cu.Store(newCatchup())
-	}
+	// Park live messages from the moment the session is visible, so none
+	// can slip past the replay, or past the reading of the stream's
+	// position for a session that does not resume.
+	s.cu.Store(newCatchup())
 	return s
 }
 
@@ -271,6 +270,33 @@ func (m *Manager) Start(s *Session) {
 	s.mu.Unlock()
 	if r != nil {
 		go s.runCatchup(r)
+		return
+	}
+	s.startLive()
+}
+
+// baselineTimeout bounds the read of a new session's stream position.
+const baselineTimeout = 5 * time.Second
+
+// startLive takes the stream's last offset as the new session's position:
+// every message committed after it is this connection's to receive, in
+// order, and two publishers racing right after the connect cannot make it
+// skip the earlier one (it would be a gap, filled from the Store). If the
+// Store cannot say, the first message delivered sets the position.
+func (s *Session) startLive() {
+	ctx, cancel := context.WithTimeout(context.Background(), baselineTimeout)
+	defer cancel()
+	_, last, err := s.m.history.Bounds(ctx, s.user)
+	s.mu.Lock()
+	if err == nil {
+		s.lastOffset, s.known = max(s.lastOffset, last), true
+	}
+	s.mu.Unlock()
+	if err != nil {
+		s.m.log.Warn("session: read stream position; the first message sets it", "conn", s.id, "user", s.user, "err", err)
+	}
+	if !s.goLive(ctx, false) {
+		go s.runCatchup(nil) // a message parked meanwhile left a gap
 	}
 }
 

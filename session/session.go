@@ -63,6 +63,7 @@ type Session struct {
 	state   uint8 // guarded by mu
 	started bool  // guarded by mu: Start was called, the session is in the hub
 	spoke   bool  // the reader's: the client has sent a message (a resume must be the first)
+	known   bool  // guarded by mu: lastOffset is a real position (read from the Store, a resume point, or the first message)
 
 	mu      sync.Mutex
 	resume  *Resume // where the client resumes from, until Start replays it
@@ -132,7 +133,7 @@ func (s *Session) Send(b []byte, offset uint64) bool {
 	if cu := s.cu.Load(); cu != nil {
 		return s.parkLocked(cu, b, offset)
 	}
-	if s.lastOffset != 0 && offset != s.lastOffset+1 {
+	if s.known && offset != s.lastOffset+1 {
 		// Something between is late or lost: fetch it, then this one.
 		cu := newCatchup()
 		s.cu.Store(cu)
@@ -143,6 +144,7 @@ func (s *Session) Send(b []byte, offset uint64) bool {
 	if s.firstLive == 0 {
 		s.firstLive = offset
 	}
+	s.known = true // without a position from the Store, the first message is one
 	return s.sendStoredLocked(b, offset)
 }
 

@@ -258,9 +258,9 @@ func seq(from, to uint64) []uint64 {
 // a gap, a duplicate or a reordering.
 func TestGapFilledFromStore(t *testing.T) {
 	f := newFixture(t, Config{})
-	msgs := f.appendN(t, "u", 5, 10)
 	tr := &testTransport{}
-	s := f.open(t, tr, Params{Format: wire.FormatV1})
+	s := f.open(t, tr, Params{Format: wire.FormatV1}) // the stream is empty: position 0
+	msgs := f.appendN(t, "u", 5, 10)
 	send := func(i int) { s.Send(wire.Encode(wire.FormatV1, msgs[i]), msgs[i].Offset) }
 	send(0) // 1
 	send(2) // 3: 2 is missing
@@ -379,9 +379,12 @@ func TestResumeMessage(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			f := newFixture(t, Config{})
-			msgs := f.appendN(t, "u", 6, 10)
+			// What was stored before the connection is its position; the
+			// rest comes after it, some of it live before the resume.
+			msgs := f.appendN(t, "u", tc.live[0], 10)
 			tr := &testTransport{}
 			s := f.open(t, tr, Params{Format: wire.FormatV1})
+			msgs = append(msgs, f.appendN(t, "u", 6-tc.live[0], 10)...)
 			for _, m := range msgs[tc.live[0]:tc.live[1]] {
 				s.Send(wire.Encode(wire.FormatV1, m), m.Offset)
 			}
@@ -409,9 +412,9 @@ func TestResumeMessage(t *testing.T) {
 // refused and not counted, so ?wait=ack cannot report a false receipt.
 func TestAckBeyondSentRefused(t *testing.T) {
 	f := newFixture(t, Config{})
-	msgs := f.appendN(t, "u", 3, 10)
 	tr := &testTransport{}
 	s := f.open(t, tr, Params{Format: wire.FormatV1})
+	msgs := f.appendN(t, "u", 3, 10)
 	s.Send(wire.Encode(wire.FormatV1, msgs[0]), 1)
 	if err := s.Ack(3); herald.ErrorCodeOf(err) != herald.EInvalidRequest {
 		t.Fatalf("ack of an unsent offset: %v", err)
@@ -490,9 +493,9 @@ func TestHeartbeatByPingsSent(t *testing.T) {
 // rather than reading the Store forever.
 func TestGapTheStoreCannotFill(t *testing.T) {
 	f := newFixture(t, Config{})
-	msgs := f.appendN(t, "u", 1, 10)
 	tr := &testTransport{}
 	s := f.open(t, tr, Params{Format: wire.FormatV1})
+	msgs := f.appendN(t, "u", 1, 10)
 	s.Send(wire.Encode(wire.FormatV1, msgs[0]), 1)
 	foreign := &herald.Message{ID: "x", User: "u", Offset: 5, Epoch: f.store.Epoch(), Data: []byte(`1`)}
 	s.Send(wire.Encode(wire.FormatV1, foreign), 5)
@@ -570,4 +573,19 @@ func TestExpiryBuckets(t *testing.T) {
 	if c := trs[2].closeCode(); c != wire.CloseTokenExpired {
 		t.Fatalf("refreshed session: close %d after its new expiry", c)
 	}
+}
+
+// A new session's position is the stream's last offset when it connects:
+// of two messages published right after, the later one arriving first
+// cannot make it skip the earlier one; what was stored before the
+// connection is not sent.
+func TestNewSessionStartsAtTheStreamsEnd(t *testing.T) {
+	f := newFixture(t, Config{})
+	f.appendN(t, "u", 10, 10) // before the connection
+	tr := &testTransport{}
+	s := f.open(t, tr, Params{Format: wire.FormatV1})
+	msgs := f.appendN(t, "u", 2, 10) // 11 and 12, published after it
+	s.Send(wire.Encode(wire.FormatV1, msgs[1]), 12)
+	s.Send(wire.Encode(wire.FormatV1, msgs[0]), 11)
+	wantOffsets(t, tr, []uint64{11, 12})
 }
