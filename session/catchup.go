@@ -224,10 +224,10 @@ func (s *Session) startResume(r Resume) {
 		return
 	}
 	if !s.started {
-		// The message came with the handshake, before the session joined
-		// the hub: resume exactly as with ?since= (Start replays).
+		// A transport that feeds the session before Start: resume exactly
+		// as with ?since= (live messages are already parked since New, and
+		// Start replays).
 		s.resume = &r
-		s.cu.Store(newCatchup())
 		s.mu.Unlock()
 		return
 	}
