@@ -165,15 +165,13 @@ func (h *Handler) Serve(w http.ResponseWriter, r *http.Request, claims token.Cla
 	c := &conn{h: h, wake: make(chan struct{}, 1)}
 	c.s = h.sessions.New(c, p)
 	id := c.s.ID()
-	hdr := w.Header()
-	hdr.Set("Content-Type", "text/event-stream")
-	hdr.Set("Cache-Control", "no-store")
-	hdr.Set("X-Accel-Buffering", "no") // nginx: do not buffer the stream
+	setStreamHeaders(w.Header())
 	w.WriteHeader(http.StatusOK)
 	// The first bytes are queued before the session is visible, so they
 	// precede anything the hub sends.
-	c.queue = append(c.queue, h.retry, h.connected(id))
-	c.qbytes = len(h.retry)
+	hello := h.connected(id)
+	c.queue = append(c.queue, h.retry, hello)
+	c.qbytes = len(h.retry) + len(hello)
 	h.sessions.Start(c.s)
 	h.log.Debug("connected", "conn", id, "user", claims.User, "format", "sse")
 	err = c.run(w, rc, r)
@@ -184,6 +182,14 @@ func (h *Handler) Serve(w http.ResponseWriter, r *http.Request, claims token.Cla
 		h.log.Debug("disconnected", "conn", id, "user", claims.User)
 	}
 	return nil
+}
+
+// setStreamHeaders sets what every event stream's response says, however
+// it is carried.
+func setStreamHeaders(hdr http.Header) {
+	hdr.Set("Content-Type", "text/event-stream")
+	hdr.Set("Cache-Control", "no-store")
+	hdr.Set("X-Accel-Buffering", "no") // nginx: do not buffer the stream
 }
 
 // head is the response head of a taken-over stream, written by hand since
@@ -197,9 +203,7 @@ func (h *Handler) head(set http.Header) []byte {
 	if hdr == nil {
 		hdr = http.Header{}
 	}
-	hdr.Set("Content-Type", "text/event-stream")
-	hdr.Set("Cache-Control", "no-store")
-	hdr.Set("X-Accel-Buffering", "no") // nginx: do not buffer the stream
+	setStreamHeaders(hdr)
 	hdr.Set("Connection", "close")
 	hdr.Del("Content-Length")
 	hdr.Del("Transfer-Encoding")
