@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net/http"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -607,16 +606,7 @@ func testInboxCountsAcrossTabsAndRestart(t *testing.T, tr transport) {
 		t.Fatalf("API key is not a user token: %d", status)
 	}
 	// CORS preflight for the browser API.
-	req, _ := http.NewRequest("OPTIONS", h.URL+"/v1/inbox/read", nil)
-	req.Header.Set("Origin", "https://dashboard.example")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode != 204 || resp.Header.Get("Access-Control-Allow-Origin") != "https://dashboard.example" {
-		t.Fatalf("preflight: %d %v", resp.StatusCode, resp.Header)
-	}
+	h.wantPreflight(t, "/v1/inbox/read")
 
 	// Restart on the same database: the counts are still there.
 	h.stop()

@@ -165,6 +165,22 @@ func (h *server) request(t *testing.T, method, path, body string, headers map[st
 	return resp.StatusCode, string(b)
 }
 
+// wantPreflight checks that a browser route answers a CORS preflight from
+// a dashboard's origin.
+func (h *server) wantPreflight(t *testing.T, path string) {
+	t.Helper()
+	req, _ := http.NewRequest("OPTIONS", h.URL+path, nil)
+	req.Header.Set("Origin", "https://dashboard.example")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 204 || resp.Header.Get("Access-Control-Allow-Origin") != "https://dashboard.example" {
+		t.Fatalf("preflight %s: %d %v", path, resp.StatusCode, resp.Header)
+	}
+}
+
 // waitConns waits until user has n connections registered.
 func (h *server) waitConns(t *testing.T, user string, n int) []map[string]any {
 	t.Helper()

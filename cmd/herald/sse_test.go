@@ -2,7 +2,6 @@ package main
 
 import (
 	"fmt"
-	"net/http"
 	"strings"
 	"testing"
 )
@@ -181,16 +180,7 @@ func TestSSEAck(t *testing.T) {
 		t.Fatalf("no token: %d", status)
 	}
 	// Preflight, as for the other browser routes.
-	req, _ := http.NewRequest("OPTIONS", h.URL+"/v1/ack", nil)
-	req.Header.Set("Origin", "https://dashboard.example")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode != 204 || resp.Header.Get("Access-Control-Allow-Origin") != "https://dashboard.example" {
-		t.Fatalf("preflight: %d %v", resp.StatusCode, resp.Header)
-	}
+	h.wantPreflight(t, "/v1/ack")
 }
 
 // HERALD_MAX_CONNS counts every transport together.
