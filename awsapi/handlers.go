@@ -103,9 +103,7 @@ func (h *Handlers) PostToConnection() http.Handler {
 		if !ok {
 			return
 		}
-		now := h.now()
-		f := hub.Frames{Msg: &herald.Message{ID: herald.NewMessageID(now), User: c.User(), Time: now, Data: body}}
-		if !c.Send(f.For(c.Format()), 0) {
+		if !hub.Post(c, body, h.now()) {
 			gone(w, string(c.ID()))
 			return
 		}

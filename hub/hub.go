@@ -14,6 +14,7 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/herald-gw/herald"
 	"github.com/herald-gw/herald/wire"
@@ -214,6 +215,14 @@ func (f *Frames) For(format wire.Format) []byte {
 		f.enc[format] = wire.Encode(format, f.Msg)
 	}
 	return f.enc[format]
+}
+
+// Post queues data to connection c alone, as an unstored message (no
+// offset), encoded in c's format: what POST /@connections/{id} does,
+// here or for another node. It reports whether c took it.
+func Post(c Conn, data []byte, now time.Time) bool {
+	m := &herald.Message{ID: herald.NewMessageID(now), User: c.User(), Time: now, Data: data}
+	return c.Send(wire.Encode(c.Format(), m), 0)
 }
 
 // SendUser queues m to every connection of its user and reports the

@@ -135,8 +135,7 @@ func (r remote) HandleControl(c herald.Control) {
 		r.hub.CloseUser(c.User, c.Code, c.Reason)
 	case herald.ControlPostToConn:
 		if conn := r.hub.Get(c.Conn); conn != nil {
-			f := hub.Frames{Msg: &herald.Message{ID: herald.NewMessageID(time.Now()), User: conn.User(), Time: time.Now(), Data: c.Data}}
-			conn.Send(f.For(conn.Format()), 0)
+			hub.Post(conn, c.Data, time.Now())
 		}
 	case herald.ControlDisconnectConn:
 		if conn := r.hub.Get(c.Conn); conn != nil {
