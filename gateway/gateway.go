@@ -25,7 +25,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/gobwas/ws"
@@ -75,8 +74,6 @@ type Gateway struct {
 	ssePing []byte    // event-stream heartbeat comment, likewise
 	bufs    sync.Pool // *[]byte read buffers, lent only while a read is in flight
 	rawOps  sync.Pool // *rawOp, see poll_linux.go
-	agents  sync.Map  // interned User-Agent strings
-	nagents atomic.Int64
 }
 
 // New returns a Gateway opening sessions with sm and verifying tokens with
@@ -194,7 +191,7 @@ func (g *Gateway) Accept(w http.ResponseWriter, r *http.Request, claims token.Cl
 	}
 	p := session.Params{
 		User: claims.User, Format: wire.FormatRaw, Expires: claims.Expires,
-		RemoteAddr: r.RemoteAddr, UserAgent: g.intern(clip(r.UserAgent(), 256)),
+		RemoteAddr: r.RemoteAddr, UserAgent: r.UserAgent(),
 	}
 	if proto == herald.ProtocolV1 {
 		p.Format = wire.FormatV1
@@ -284,34 +281,6 @@ func (g *Gateway) watch(c *conn, epoll bool) {
 	go c.readLoop()
 }
 
-func clip(s string, n int) string {
-	if len(s) > n {
-		return s[:n]
-	}
-	return s
-}
-
 // workers is how many goroutines read ready sockets: reads never block, so a
 // few per core keep every core busy without a goroutine per connection.
 func workers() int { return max(4, 2*runtime.GOMAXPROCS(0)) }
-
-// maxInterned bounds the User-Agent intern table, so clients sending
-// random agents cannot grow it without limit.
-const maxInterned = 4096
-
-// intern returns a shared copy of s: a node with a million tabs sees a few
-// hundred distinct User-Agent strings, and each costs ~150 bytes.
-func (g *Gateway) intern(s string) string {
-	if v, ok := g.agents.Load(s); ok {
-		return v.(string)
-	}
-	s = strings.Clone(s) // do not pin the request's header memory
-	if g.nagents.Load() >= maxInterned {
-		return s
-	}
-	v, loaded := g.agents.LoadOrStore(s, s)
-	if !loaded {
-		g.nagents.Add(1)
-	}
-	return v.(string)
-}

@@ -1,11 +1,9 @@
 package gateway
 
 import (
-	"fmt"
 	"log/slog"
 	"net/http/httptest"
 	"testing"
-	"unsafe"
 
 	"github.com/herald-gw/herald/hub"
 	"github.com/herald-gw/herald/token"
@@ -42,26 +40,5 @@ func TestConfigRejectsUnknownIO(t *testing.T) {
 	iss, _ := token.NewIssuer([]byte("0123456789abcdef0123456789abcdef"))
 	if _, err := New(Config{IO: "kqueue"}, testSessions(hub.New(0)), iss, slog.New(slog.DiscardHandler)); err == nil {
 		t.Fatal("unknown I/O strategy accepted")
-	}
-}
-
-// The User-Agent intern table shares equal strings and stops growing at
-// its bound, so clients sending random agents cannot grow it forever.
-func TestInternBounded(t *testing.T) {
-	iss, _ := token.NewIssuer([]byte("0123456789abcdef0123456789abcdef"))
-	g, err := New(Config{IO: IOGoroutine}, testSessions(hub.New(0)), iss, slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
-	a := g.intern(string([]byte("Mozilla/5.0")))
-	b := g.intern(string([]byte("Mozilla/5.0")))
-	if unsafe.StringData(a) != unsafe.StringData(b) {
-		t.Fatal("equal agents are not shared")
-	}
-	for i := range maxInterned + 100 {
-		g.intern(fmt.Sprint("agent-", i))
-	}
-	if n := g.nagents.Load(); n != maxInterned {
-		t.Fatalf("intern table holds %d, bound %d", n, maxInterned)
 	}
 }

@@ -35,7 +35,6 @@ func (g *Gateway) AdoptSSE(nc net.Conn, p session.Params, prelude func(herald.Co
 	// end an idle stream, even one read through epoll (RawConn.Read checks
 	// it).
 	_ = nc.SetDeadline(time.Time{})
-	p.UserAgent = g.intern(clip(p.UserAgent, 256))
 	// The stream's first bytes lead its queue and the session joins the
 	// hub before any of it is written, so a message published the moment
 	// the client sees the stream open reaches it, behind the prelude.

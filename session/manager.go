@@ -23,6 +23,8 @@ import (
 	"context"
 	"log/slog"
 	"net"
+	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -104,6 +106,8 @@ type Manager struct {
 	appPing   []byte       // herald.v1 {"type":"ping"} frame, shared
 	open      atomic.Int64 // connections reserved, every transport together
 	expiries  expiries     // token expiry, by the second
+	agents    sync.Map     // interned User-Agent strings
+	nagents   atomic.Int64
 }
 
 // Reserve takes a connection slot for a transport that is about to accept
@@ -224,7 +228,7 @@ func (m *Manager) New(t Transport, p Params) *Session {
 	}
 	s := &Session{
 		m: m, t: t, id: p.ID, user: p.User, format: p.Format,
-		connectedAt: now.UnixNano(), sourceIP: hostOf(p.RemoteAddr), userAgent: clip(p.UserAgent, maxUserAgent),
+		connectedAt: now.UnixNano(), sourceIP: hostOf(p.RemoteAddr), userAgent: m.intern(clip(p.UserAgent, maxUserAgent)),
 		resume: p.Resume,
 	}
 	if !p.Expires.IsZero() {
@@ -241,6 +245,27 @@ func (m *Manager) New(t Transport, p Params) *Session {
 // maxUserAgent bounds the User-Agent a session keeps: it is reported, not
 // parsed, and a client must not make the server hold kilobytes of it.
 const maxUserAgent = 256
+
+// maxInterned bounds the User-Agent intern table, so clients sending
+// random agents cannot grow it without limit.
+const maxInterned = 4096
+
+// intern returns a shared copy of s: a node with a million tabs sees a few
+// hundred distinct User-Agent strings, and each costs ~150 bytes.
+func (m *Manager) intern(s string) string {
+	if v, ok := m.agents.Load(s); ok {
+		return v.(string)
+	}
+	s = strings.Clone(s) // do not pin the request's header memory
+	if m.nagents.Load() >= maxInterned {
+		return s
+	}
+	v, loaded := m.agents.LoadOrStore(s, s)
+	if !loaded {
+		m.nagents.Add(1)
+	}
+	return v.(string)
+}
 
 func hostOf(addr string) string {
 	host, _, err := net.SplitHostPort(addr)

@@ -10,6 +10,7 @@ import (
 	"sync"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/herald-gw/herald"
 	"github.com/herald-gw/herald/hub"
@@ -588,4 +589,21 @@ func TestNewSessionStartsAtTheStreamsEnd(t *testing.T) {
 	s.Send(wire.Encode(wire.FormatV1, msgs[1]), 12)
 	s.Send(wire.Encode(wire.FormatV1, msgs[0]), 11)
 	wantOffsets(t, tr, []uint64{11, 12})
+}
+
+// The User-Agent intern table shares equal strings and stops growing at
+// its bound, so clients sending random agents cannot grow it forever.
+func TestInternBounded(t *testing.T) {
+	f := newFixture(t, Config{})
+	a := f.m.intern(string([]byte("Mozilla/5.0")))
+	b := f.m.intern(string([]byte("Mozilla/5.0")))
+	if unsafe.StringData(a) != unsafe.StringData(b) {
+		t.Fatal("equal agents are not shared")
+	}
+	for i := range maxInterned + 100 {
+		f.m.intern(fmt.Sprint("agent-", i))
+	}
+	if n := f.m.nagents.Load(); n != maxInterned {
+		t.Fatalf("intern table holds %d, bound %d", n, maxInterned)
+	}
 }
