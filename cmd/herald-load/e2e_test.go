@@ -61,17 +61,7 @@ func TestEndToEnd(t *testing.T) {
 	})
 	t.Run("fanout", func(t *testing.T) {
 		res := runLoad(t, getenv, "-scenario", "fanout", "-conns", "200", "-messages", "3", "-workers", "2", "-interval", "100ms")
-		if res.Connect.Established != 200 || res.Fanout == nil || res.Fanout.Delivered != 600 || res.Deliveries != 600 || res.Errors != 0 {
-			t.Fatalf("established %d fanout %+v deliveries %d errors %d %v", res.Connect.Established, res.Fanout, res.Deliveries, res.Errors, res.ErrorSamples)
-		}
-		for _, m := range res.Fanout.Messages {
-			if m.Delivered != 200 || m.ServerConns != 200 {
-				t.Fatalf("message %+v", m)
-			}
-		}
-		if res.Latency == nil || res.Latency.Count != 600 {
-			t.Fatalf("latency %+v", res.Latency)
-		}
+		wantFanout(t, res, 200, 3)
 	})
 	t.Run("notify", func(t *testing.T) {
 		res := runLoad(t, getenv, "-scenario", "notify", "-conns", "50", "-msg-rate", "200", "-duration", "2s")
@@ -184,17 +174,7 @@ func TestEndToEnd(t *testing.T) {
 	})
 	t.Run("sse fanout", func(t *testing.T) {
 		res := runLoad(t, getenv, "-transport", "sse", "-scenario", "fanout", "-conns", "200", "-messages", "3", "-workers", "2", "-interval", "100ms")
-		if res.Connect.Established != 200 || res.Fanout == nil || res.Fanout.Delivered != 600 || res.Deliveries != 600 || res.Errors != 0 {
-			t.Fatalf("established %d fanout %+v deliveries %d errors %d %v", res.Connect.Established, res.Fanout, res.Deliveries, res.Errors, res.ErrorSamples)
-		}
-		for _, m := range res.Fanout.Messages {
-			if m.Delivered != 200 || m.ServerConns != 200 {
-				t.Fatalf("message %+v", m)
-			}
-		}
-		if res.Latency == nil || res.Latency.Count != 600 {
-			t.Fatalf("latency %+v", res.Latency)
-		}
+		wantFanout(t, res, 200, 3)
 	})
 	// Both client I/O modes: the epoll loop and a read goroutine each.
 	for _, clientIO := range []string{"epoll", "goroutine"} {
@@ -598,4 +578,22 @@ func startHerald(t *testing.T, bin string) heraldProc {
 		t.Fatalf("herald did not start")
 	}
 	return heraldProc{}
+}
+
+// wantFanout checks a fanout run of conns connections and msgs
+// broadcasts: every one delivered to every connection, each timed.
+func wantFanout(t *testing.T, res result, conns, msgs int64) {
+	t.Helper()
+	all := conns * msgs
+	if res.Connect.Established != conns || res.Fanout == nil || res.Fanout.Delivered != all || res.Deliveries != all || res.Errors != 0 {
+		t.Fatalf("established %d fanout %+v deliveries %d errors %d %v", res.Connect.Established, res.Fanout, res.Deliveries, res.Errors, res.ErrorSamples)
+	}
+	for _, m := range res.Fanout.Messages {
+		if m.Delivered != conns || int64(m.ServerConns) != conns {
+			t.Fatalf("message %+v", m)
+		}
+	}
+	if res.Latency == nil || res.Latency.Count != uint64(all) {
+		t.Fatalf("latency %+v", res.Latency)
+	}
 }
