@@ -15,10 +15,12 @@ const (
 	EInvalidJSON      ErrorCode = "invalid_json"           // 400: body is not valid JSON or has wrong types
 	EInvalidRequest   ErrorCode = "invalid_request"        // 400: JSON is well formed but a field is missing or invalid
 	EUnauthorized     ErrorCode = "unauthorized"           // 401: missing or bad API key or token
+	EForbidden        ErrorCode = "forbidden"              // 403: authenticated, but not allowed (API key scope, Origin)
 	ENotFound         ErrorCode = "not_found"              // 404: no such route, user connection or connection
 	EMethodNotAllowed ErrorCode = "method_not_allowed"     // 405
 	EPayloadTooLarge  ErrorCode = "payload_too_large"      // 413
 	EUnsupportedMedia ErrorCode = "unsupported_media_type" // 415: Content-Type is not application/json
+	EUpgradeRequired  ErrorCode = "upgrade_required"       // 426: a WebSocket version Herald does not speak
 	ETooManyRequests  ErrorCode = "too_many_requests"      // 429: a limit was hit; retry later
 	EInternal         ErrorCode = "internal"               // 500
 	EUnavailable      ErrorCode = "unavailable"            // 503: shutting down or not ready
