@@ -10,11 +10,15 @@ import (
 	"github.com/herald-gw/herald/session"
 )
 
-// adminHandler serves profiling and runtime stats on the admin listener
-// (HERALD_ADMIN_ADDR, off by default): never expose it publicly, profiles
-// reveal memory contents.
-func adminHandler(gw *gateway.Gateway, sessions *session.Manager) http.Handler {
+// adminHandler serves the admin listener (HERALD_ADMIN_ADDR, off by
+// default): metrics, profiling and runtime stats, which never go on the
+// public listener (profiles reveal memory contents), and the same /healthz
+// and /readyz as the public listener, answered by api (one readiness for
+// both, so a probe on either port sees the drain).
+func adminHandler(gw *gateway.Gateway, sessions *session.Manager, api http.Handler) http.Handler {
 	mux := http.NewServeMux()
+	mux.Handle("GET /healthz", api)
+	mux.Handle("GET /readyz", api)
 	mux.HandleFunc("/debug/pprof/", pprof.Index)
 	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
 	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)

@@ -32,6 +32,7 @@ type server struct {
 	URL    string // http://127.0.0.1:port
 	WSURL  string // ws://127.0.0.1:port
 	stdout *syncBuffer
+	stderr *syncBuffer // the log
 	stop   context.CancelFunc
 	done   chan error
 	issuer *token.Issuer
@@ -66,6 +67,8 @@ func testEnv(t *testing.T, extra ...string) map[string]string {
 		"HERALD_AWS_ACCESS_KEY_ID":     testAKID,
 		"HERALD_AWS_SECRET_ACCESS_KEY": testSKey,
 		"HERALD_LOG_LEVEL":             "warn",
+		// The browser origins the tests' dashboards run on.
+		"HERALD_ALLOWED_ORIGINS": "https://dashboard.example,https://app.example",
 	}
 	for i := 0; i+1 < len(extra); i += 2 {
 		env[extra[i]] = extra[i+1]
@@ -77,8 +80,8 @@ func testEnv(t *testing.T, extra ...string) map[string]string {
 func startHerald(t *testing.T, env map[string]string, flags ...string) *server {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	h := &server{stdout: &syncBuffer{}, stop: cancel, done: make(chan error, 1)}
-	stderr := &syncBuffer{}
+	h := &server{stdout: &syncBuffer{}, stderr: &syncBuffer{}, stop: cancel, done: make(chan error, 1)}
+	stderr := h.stderr
 	go func() {
 		h.done <- run(ctx, append([]string{"herald", "serve"}, flags...), func(k string) string { return env[k] }, h.stdout, stderr)
 	}()
@@ -359,11 +362,11 @@ func TestAdminListener(t *testing.T) {
 	h := startHerald(t, testEnv(t, "HERALD_ADMIN_ADDR", "127.0.0.1:0"))
 	h.dial(t, "a")
 	h.waitConns(t, "a", 1)
-	m := regexp.MustCompile(`Admin \(pprof, stats\) on (http://\S+/debug/)`).FindStringSubmatch(h.stdout.String())
+	m := regexp.MustCompile(`Admin \(metrics, pprof, health\) on (http://\S+/)`).FindStringSubmatch(h.stdout.String())
 	if m == nil {
 		t.Fatalf("no admin address in:\n%s", h.stdout.String())
 	}
-	resp, err := http.Get(m[1] + "stats")
+	resp, err := http.Get(m[1] + "debug/stats")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -374,7 +377,7 @@ func TestAdminListener(t *testing.T) {
 	if err := json.NewDecoder(resp.Body).Decode(&stats); err != nil || stats.Connections != 1 {
 		t.Fatalf("stats: %+v, %v", stats, err)
 	}
-	if resp, err := http.Get(m[1] + "pprof/heap"); err != nil || resp.StatusCode != 200 {
+	if resp, err := http.Get(m[1] + "debug/pprof/heap"); err != nil || resp.StatusCode != 200 {
 		t.Fatalf("pprof heap: %v %v", resp, err)
 	}
 	// The public listener does not serve pprof.

@@ -6,6 +6,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -261,4 +263,60 @@ func tryAPI(base, path, body string) (int, string, error) {
 	defer resp.Body.Close()
 	b, err := io.ReadAll(resp.Body)
 	return resp.StatusCode, string(b), err
+}
+
+// The drain as a load balancer sees it: after SIGTERM the listener keeps
+// answering — /readyz and /ws with 503, not a refused connection — while
+// connections are closed, and the process exits within the drain window
+// plus one second even with a request that never finishes and a client
+// that never answers its close frame. (The bound checked is generous, for
+// a loaded machine; before the fix the exit came 5 s past the window.)
+func TestDrainKeepsListening(t *testing.T) {
+	const window = 2 * time.Second
+	p := startProcess(t, testEnv(t, "HERALD_DRAIN_TIMEOUT", window.String()))
+	addr := strings.TrimPrefix(p.URL, "http://")
+	// A WebSocket client that never reads, so never answers the close.
+	deaf, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer deaf.Close()
+	fmt.Fprintf(deaf, "GET /ws?token=%s HTTP/1.1\r\nHost: %s\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n", p.token(t, "deaf"), addr)
+	p.waitConns(t, "deaf", 1)
+	// A request whose body never arrives: in flight until cut off.
+	hung, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer hung.Close()
+	fmt.Fprintf(hung, "POST /v1/users/h/messages HTTP/1.1\r\nHost: %s\r\nAuthorization: Bearer %s\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{", addr, testAPIKey)
+
+	signalled := time.Now()
+	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	saw503 := false
+	for !saw503 {
+		resp, err := http.Get(p.URL + "/readyz")
+		if err != nil {
+			t.Fatalf("/readyz during the drain: %v (the listener must stay open)", err)
+		}
+		resp.Body.Close()
+		saw503 = resp.StatusCode == http.StatusServiceUnavailable
+		if !saw503 && time.Since(signalled) > testTimeout {
+			t.Fatalf("/readyz still %d", resp.StatusCode)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_, resp, err := websocket.Dial(ctx, p.WSURL+"/ws?token="+p.token(t, "late"), nil)
+	if err == nil || resp == nil || resp.StatusCode != http.StatusServiceUnavailable {
+		t.Fatalf("/ws during the drain: %v, %+v", err, resp)
+	}
+	if err := p.wait(t, 30*time.Second); err != nil {
+		t.Fatalf("exit: %v", err)
+	}
+	if took := time.Since(signalled); took > window+3*time.Second {
+		t.Fatalf("exited %v after SIGTERM; the window is %v (+1s)", took, window)
+	}
 }

@@ -2,16 +2,14 @@ package main
 
 import (
 	"context"
-	"crypto/rand"
 	"crypto/tls"
-	"encoding/hex"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
-	"strings"
 	"sync"
 	"time"
 
@@ -31,21 +29,46 @@ import (
 
 func serve(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	cfg, err := parseConfig(args, getenv, stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return nil
+	}
 	if err != nil {
 		return err
 	}
-	var level slog.Level
-	if err := level.UnmarshalText([]byte(cfg.LogLevel)); err != nil {
-		return fmt.Errorf("log level: %w", err)
+	log := newLogger(cfg, stderr)
+	m, err := resolveMode(cfg)
+	if err != nil {
+		return err
 	}
-	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
-
-	devMode := cfg.TokenSecret == "" || cfg.APIKey == ""
-	if cfg.TokenSecret == "" {
-		cfg.TokenSecret = randomHex(32)
-	}
-	if cfg.APIKey == "" {
-		cfg.APIKey = randomHex(24)
+	var dev *devSecrets
+	if m == modeDev {
+		if err := checkLoopback("HERALD_ADDR", cfg.Addr); err != nil {
+			return err
+		}
+		if cfg.Admin != "" {
+			if err := checkLoopback("HERALD_ADMIN_ADDR", cfg.Admin); err != nil {
+				return err
+			}
+		}
+		d, err := loadDevSecrets(cfg.DB)
+		if err != nil {
+			return err
+		}
+		// A secret the operator did set is kept (and never printed).
+		if cfg.TokenSecret == "" {
+			cfg.TokenSecret = d.tokenSecret
+		} else {
+			d.tokenSecret = ""
+		}
+		if cfg.APIKey == "" && len(cfg.APIKeys) == 0 {
+			cfg.APIKey = d.apiKey
+		} else {
+			d.apiKey = ""
+		}
+		if len(cfg.origins()) == 0 {
+			cfg.AllowedOrigins = []string{"*"}
+		}
+		dev = &d
 	}
 	issuer, err := token.NewIssuer([]byte(cfg.TokenSecret))
 	if err != nil {
@@ -85,9 +108,10 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	}
 	defer stopSubscription()
 	aws := awsapi.New(h, log, awsapi.Credentials{AccessKeyID: cfg.AWSAccessKeyID, SecretAccessKey: cfg.AWSSecretKey}, cfg.APIKey)
-	srv := api.New(api.Config{APIKey: cfg.APIKey, CORSOrigins: splitList(cfg.CORSOrigins)}, log,
+	srv := api.New(api.Config{APIKey: cfg.APIKey, CORSOrigins: cfg.origins()}, log,
 		api.Deps{Hub: h, Gateway: gw, SSE: events, Stream: st, AWS: aws})
 
+	apiHandler := srv.Handler()
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
@@ -105,27 +129,35 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		scheme = "https"
 	}
 	httpSrv := &http.Server{
-		Handler:           srv.Handler(),
+		Handler:           apiHandler,
 		ReadHeaderTimeout: cfg.HandshakeTime, // also the WebSocket handshake timeout
 		ReadTimeout:       30 * time.Second,
 		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    cfg.MaxHeaderBytes,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
 
 	base := scheme + "://" + displayAddr(ln.Addr())
-	printBanner(stdout, base, cfg, devMode, issuer, gw.IO())
-	if cfg.AdminAddr != "" {
-		adminLn, err := net.Listen("tcp", cfg.AdminAddr)
+	printBanner(stdout, base, ln.Addr(), cfg, dev, issuer, gw.IO())
+	if !isLoopback(ln.Addr()) {
+		log.Info("listening beyond loopback: reachable from the network", "addr", ln.Addr().String())
+	}
+	var admin *http.Server
+	if cfg.Admin != "" {
+		adminLn, err := net.Listen("tcp", cfg.Admin)
 		if err != nil {
 			ln.Close()
 			return fmt.Errorf("admin listen: %w", err)
 		}
-		admin := &http.Server{Handler: adminHandler(gw, sessions), ReadHeaderTimeout: 10 * time.Second}
+		if !isLoopback(adminLn.Addr()) {
+			log.Warn("admin listener beyond loopback: /metrics and /debug/pprof are reachable from the network", "addr", adminLn.Addr().String())
+		}
+		admin = &http.Server{Handler: adminHandler(gw, sessions, apiHandler), ReadHeaderTimeout: 10 * time.Second, MaxHeaderBytes: cfg.MaxHeaderBytes}
 		go func() { _ = admin.Serve(adminLn) }()
 		defer admin.Close()
-		fmt.Fprintf(stdout, "Admin (pprof, stats) on http://%s/debug/ — keep it private\n", adminLn.Addr())
+		fmt.Fprintf(stdout, "Admin (metrics, pprof, health) on http://%s/ — keep it private\n", adminLn.Addr())
 	}
-	log.Info("herald started", "addr", ln.Addr().String(), "io", gw.IO(), "db", cfg.DB, "version", version)
+	log.Info("herald started", "addr", ln.Addr().String(), "io", gw.IO(), "db", cfg.DB, "mode", string(m), "version", version)
 
 	gwCtx, stopGateway := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopGateway()
@@ -145,69 +177,101 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		return fmt.Errorf("serve: %w", err)
 	case <-ctx.Done():
 	}
-
-	// Drain: refuse new connections, let in-flight API calls finish, then
-	// close WebSockets spread over the drain window so that clients do not
-	// reconnect to the other nodes all at once.
-	log.Info("draining", "connections", sessions.Open(), "window", cfg.DrainTimeout)
-	srv.SetReady(false)
-	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.DrainTimeout+5*time.Second)
-	defer cancel()
-	// Shutdown waits for the requests in flight, and an SSE stream served
-	// by net/http (HTTP/2; HTTP/1 streams are taken over by the gateway) is
-	// one until its session is closed: drain the sessions meanwhile.
-	drained := make(chan struct{})
-	go func() {
-		defer close(drained)
-		sessions.Drain(shutdownCtx, wire.CloseServiceRestart, "server restarting", cfg.DrainTimeout)
-	}()
-	if err := httpSrv.Shutdown(shutdownCtx); err != nil && !errors.Is(err, context.DeadlineExceeded) {
-		log.Warn("http shutdown", "err", err)
-	}
-	<-drained
-	for sessions.Open() > 0 && shutdownCtx.Err() == nil {
-		time.Sleep(10 * time.Millisecond)
-	}
+	drainStart := time.Now()
+	drain(log, srv, httpSrv, sessions, cfg.DrainTimeout)
 	stopGateway()
 	wg.Wait()
 	if err := store.Close(); err != nil {
 		return fmt.Errorf("close store: %w", err)
 	}
-	log.Info("stopped")
+	log.Info("stopped", "drain", time.Since(drainStart).Round(time.Millisecond))
 	return nil
 }
 
-func randomHex(n int) string {
-	b := make([]byte, n)
-	_, _ = rand.Read(b) // crypto/rand.Read never fails on supported systems
-	return hex.EncodeToString(b)
+// drain takes the node out of service within window plus one second,
+// whatever the load:
+//
+//  1. /readyz answers 503 at once, and so do new /ws and /sse: the
+//     listener stays open, so a load balancer sees the node leave instead
+//     of a refused connection;
+//  2. connections are closed spread over window (1012, after a
+//     "reconnect" message), so clients do not all reconnect to the other
+//     nodes in the same instant; API requests are still served meanwhile;
+//  3. the listener closes and in-flight requests get what is left of the
+//     extra second; whatever still runs then is cut off.
+func drain(log *slog.Logger, srv *api.Server, httpSrv *http.Server, sessions *session.Manager, window time.Duration) {
+	deadline := time.Now().Add(window)
+	log.Info("draining", "connections", sessions.Open(), "window", window)
+	srv.SetReady(false)
+	closing, cancel := context.WithDeadline(context.Background(), deadline)
+	sessions.Drain(closing, wire.CloseServiceRestart, "server restarting", window)
+	cancel()
+	// Closed sockets leave the registry as their close handshakes end;
+	// give them until the deadline, then half of the extra second.
+	for sessions.Open() > 0 && time.Now().Before(deadline.Add(300*time.Millisecond)) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	shutdown, cancel := context.WithDeadline(context.Background(), deadline.Add(700*time.Millisecond))
+	defer cancel()
+	if err := httpSrv.Shutdown(shutdown); err != nil {
+		log.Warn("in-flight requests cut off at the end of the drain", "err", err)
+		httpSrv.Close()
+	}
+	if n := sessions.Open(); n > 0 {
+		log.Warn("connections still open at the end of the drain are cut off", "connections", n)
+	}
 }
 
 // displayAddr turns a listen address into one a browser or curl can use.
+// Only loopback becomes "localhost": an address that listens on every
+// interface is shown as it is, so the banner never hides that it does.
 func displayAddr(a net.Addr) string {
 	host, port, err := net.SplitHostPort(a.String())
 	if err != nil {
 		return a.String()
 	}
-	if ip := net.ParseIP(host); ip != nil && ip.IsUnspecified() || host == "127.0.0.1" {
+	if host == "127.0.0.1" || host == "::1" {
 		host = "localhost"
 	}
 	return net.JoinHostPort(host, port)
 }
 
-func printBanner(w io.Writer, base string, cfg config, devMode bool, issuer *token.Issuer, io string) {
-	wsBase := "ws" + base[len("http"):]
-	fmt.Fprintf(w, "Herald %s listening on %s (connections: %s, store: %s)\n", version, base, io, cfg.DB)
-	if !devMode {
+func printBanner(w io.Writer, base string, bound net.Addr, cfg config, dev *devSecrets, issuer *token.Issuer, io string) {
+	where := ""
+	if !isLoopback(bound) {
+		where = " — reachable from the network"
+		if t, ok := bound.(*net.TCPAddr); ok && t.IP.IsUnspecified() {
+			where = " — every network interface"
+		}
+	}
+	fmt.Fprintf(w, "Herald %s listening on %s (connections: %s, store: %s)%s\n", version, base, io, cfg.DB, where)
+	if dev == nil {
 		return
 	}
+	wsBase := "ws" + base[len("http"):]
 	tok, _ := issuer.Mint("demo", 24*time.Hour)
+	fmt.Fprint(w, "\nDev mode: loopback only, any browser origin. Never use it in production (HERALD_ENV=production refuses it).\n")
+	if dev.tokenSecret != "" || dev.apiKey != "" {
+		switch {
+		case dev.path == "":
+			fmt.Fprint(w, "Generated secrets, for this run only (the store is in memory):\n")
+		case dev.created:
+			fmt.Fprintf(w, "Generated secrets, kept in %s so that tokens stay valid across restarts:\n", dev.path)
+		default:
+			fmt.Fprintf(w, "Secrets from %s (delete it to get new ones):\n", dev.path)
+		}
+		if dev.tokenSecret != "" {
+			fmt.Fprintf(w, "  export HERALD_TOKEN_SECRET=%s\n", dev.tokenSecret)
+		}
+		if dev.apiKey != "" {
+			fmt.Fprintf(w, "  export HERALD_API_KEY=%s\n", dev.apiKey)
+		}
+	}
+	key := dev.apiKey
+	if key == "" {
+		key = "$HERALD_API_KEY" // configured: never printed
+	}
 	fmt.Fprintf(w, `
-Dev mode: HERALD_TOKEN_SECRET and HERALD_API_KEY are not both set, so this run uses:
-  export HERALD_TOKEN_SECRET=%s
-  export HERALD_API_KEY=%s
-Set both to keep them across restarts (tokens minted now stop working otherwise).
-
 A token for user "demo", valid 24h:
   %s
 
@@ -215,18 +279,19 @@ Connect a client (browser console, or any WebSocket tool):
   new WebSocket("%s/ws?token=%s").onmessage = e => console.log(JSON.parse(e.data))
 
 Notify user "demo":
-  curl -sS %s/v1/notify -H 'Authorization: Bearer %s' -H 'Content-Type: application/json' -d '{"user_id":"demo","json":"{\"message\":\"hello\"}"}'
+  curl -sS %s/v1/notify -H "Authorization: Bearer %s" -H 'Content-Type: application/json' -d '{"user_id":"demo","json":"{\"message\":\"hello\"}"}'
 
 API: %s/v1/...   WebSocket: %s/ws   Docs: docs/api.md
-`, cfg.TokenSecret, cfg.APIKey, tok, wsBase, tok, base, cfg.APIKey, base, wsBase)
+`, tok, wsBase, tok, base, key, base, wsBase)
 }
 
-func splitList(s string) []string {
-	var out []string
-	for v := range strings.SplitSeq(s, ",") {
-		if v = strings.TrimSpace(v); v != "" {
-			out = append(out, v)
-		}
+// newLogger returns the process's logger, in the configured format.
+func newLogger(cfg config, w io.Writer) *slog.Logger {
+	var level slog.Level
+	_ = level.UnmarshalText([]byte(cfg.LogLevel)) // checked by config.check
+	opts := &slog.HandlerOptions{Level: level}
+	if cfg.LogFmt == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
 	}
-	return out
+	return slog.New(slog.NewTextHandler(w, opts))
 }
