@@ -27,8 +27,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/gobwas/ws"
-
 	"github.com/herald-gw/herald"
 	"github.com/herald-gw/herald/session"
 	"github.com/herald-gw/herald/token"
@@ -155,12 +153,30 @@ func (g *Gateway) Authenticate(r *http.Request) (token.Claims, error) {
 }
 
 // Accept upgrades an authenticated request to a WebSocket connection of
-// claims.User and registers it. An error returned before the upgrade is a
-// *herald.Error for the caller to report; after the upgrade nothing is
-// returned, the connection lives on its own.
+// claims.User and registers it. An error is a *herald.Error for the caller
+// to report, returned only before the connection is taken over from
+// net/http; after that nothing is returned, the connection lives on its
+// own.
+//
+// The whole handshake is checked first (checkHandshake), then a slot is
+// reserved, and only then is the connection taken over and answered, so
+// that no refusal ever needs a taken-over socket closed, and none is
+// written in anything but the API's JSON. Each refusal also asks net/http
+// to close the connection after its answer: a client whose upgrade failed
+// does not go on to use it for plain HTTP, and a client must not be able
+// to keep a socket open per refused attempt.
 func (g *Gateway) Accept(w http.ResponseWriter, r *http.Request, claims token.Claims) error {
-	if !strings.EqualFold(r.Header.Get("Upgrade"), "websocket") {
-		return herald.Errorf(herald.EInvalidRequest, "expected a WebSocket upgrade request")
+	err := g.accept(w, r, claims)
+	if err != nil {
+		w.Header().Set("Connection", "close")
+	}
+	return err
+}
+
+func (g *Gateway) accept(w http.ResponseWriter, r *http.Request, claims token.Claims) error {
+	key, err := checkHandshake(w, r)
+	if err != nil {
+		return err
 	}
 	q := r.URL.Query()
 	var since uint64
@@ -170,11 +186,6 @@ func (g *Gateway) Accept(w http.ResponseWriter, r *http.Request, claims token.Cl
 		if since, err = strconv.ParseUint(q.Get("since"), 10, 64); err != nil {
 			return herald.Errorf(herald.EInvalidRequest, "since must be a stream offset (an unsigned integer)")
 		}
-	}
-	// Reserve the slot before the upgrade, atomically, so simultaneous
-	// handshakes cannot overshoot the limit.
-	if !g.sessions.Reserve() {
-		return herald.Errorf(herald.EUnavailable, "connection limit of this node reached")
 	}
 	// Prefer herald.v1 whatever the offer order. A token subprotocol offered
 	// alone is echoed: a browser fails the handshake when it offered
@@ -189,6 +200,20 @@ func (g *Gateway) Accept(w http.ResponseWriter, r *http.Request, claims token.Cl
 			chosen = p
 		}
 	}
+	// Reserve the slot before the upgrade, atomically, so simultaneous
+	// handshakes cannot overshoot the limit.
+	if !g.sessions.Reserve() {
+		return herald.Errorf(herald.EUnavailable, "connection limit of this node reached")
+	}
+	nc, rw, err := http.NewResponseController(w).Hijack()
+	if err != nil {
+		// Nothing was taken over or written: the API can still answer.
+		g.sessions.Release()
+		return &herald.Error{Code: herald.EInternal, Message: "cannot take the connection over", Err: err}
+	}
+	// The server's read and write deadlines are for HTTP requests, not
+	// for a connection that may stay idle for hours.
+	_ = nc.SetDeadline(time.Time{})
 	p := session.Params{
 		User: claims.User, Format: wire.FormatRaw, Expires: claims.Expires,
 		RemoteAddr: r.RemoteAddr, UserAgent: r.UserAgent(),
@@ -208,12 +233,12 @@ func (g *Gateway) Accept(w http.ResponseWriter, r *http.Request, claims token.Cl
 	c.s = g.sessions.New(c, p)
 	p.ID = c.s.ID()
 	g.sessions.Start(c.s)
-	up := ws.HTTPUpgrader{Protocol: func(p string) bool { return p == chosen }}
-	nc, rw, _, err := up.Upgrade(r, w)
-	if err != nil {
-		c.s.Gone()
+	if err := writeUpgrade(nc, upgradeResponse(key, chosen), g.cfg.WriteTimeout); err != nil {
+		// The client is gone or not reading: the socket is ours to close.
+		c.abandon()
+		_ = nc.Close()
 		g.sessions.Release()
-		g.log.Debug("websocket upgrade failed", "err", err) // the upgrader already answered the client
+		g.log.Debug("websocket handshake answer not written", "conn", p.ID, "err", err)
 		return nil
 	}
 	epoll := c.uncork(nc)
@@ -228,6 +253,27 @@ func (g *Gateway) Accept(w http.ResponseWriter, r *http.Request, claims token.Cl
 	}
 	g.watch(c, epoll)
 	return nil
+}
+
+// writeUpgrade writes the handshake's answer, bounded like any write.
+func writeUpgrade(nc net.Conn, answer []byte, timeout time.Duration) error {
+	_ = nc.SetWriteDeadline(time.Now().Add(timeout))
+	_, err := nc.Write(answer)
+	_ = nc.SetWriteDeadline(time.Time{})
+	if err != nil {
+		return fmt.Errorf("write handshake answer: %w", err)
+	}
+	return nil
+}
+
+// abandon ends a corked connection whose handshake answer could not be
+// written: it takes nothing more and its session leaves the hub.
+func (c *conn) abandon() {
+	c.mu.Lock()
+	c.state = stateClosed
+	c.queue, c.qbytes = nil, 0
+	c.mu.Unlock()
+	c.s.Gone()
 }
 
 // uncork gives a corked connection its socket once the handshake is

@@ -28,7 +28,9 @@ import (
 // back when the stream ends — also when the client cannot take even the
 // prelude, which ends the stream like any failed write. It returns an
 // error only for what happens before the stream exists (none today; the
-// result keeps the contract open).
+// result keeps the contract open), and then it has closed nc and given
+// the slot back itself: a caller never has a socket left to clean up,
+// whatever AdoptSSE returns.
 func (g *Gateway) AdoptSSE(nc net.Conn, p session.Params, prelude func(herald.ConnID) []byte) error {
 	// net/http clears its deadlines when it hands a connection over, but a
 	// ResponseWriter of another make need not: a stale read deadline would
