@@ -294,7 +294,12 @@ type frames conn
 func (f *frames) Message(_ byte, p []byte) error { return f.s.HandleMessage(p) }
 
 // Ping is answered with a pong carrying the same bytes (RFC 6455 §5.5.2).
+// Each costs a write, so pings count against the client's message rate
+// like messages do.
 func (f *frames) Ping(p []byte) error {
+	if err := f.s.CountPing(); err != nil {
+		return err
+	}
 	(*conn)(f).Write(wire.Frame(wire.OpPong, p))
 	return nil
 }

@@ -6,6 +6,8 @@ import (
 	"errors"
 	"time"
 
+	"golang.org/x/time/rate"
+
 	"github.com/herald-gw/herald"
 	"github.com/herald-gw/herald/wire"
 )
@@ -25,9 +27,17 @@ type clientMessage struct {
 // connections may send anything (the original API had no client
 // messages); herald.v1 clients speak JSON objects with a "type". The
 // returned *wire.ProtocolError, if any, says how to close the connection.
+//
+// Every message counts against the client's rate limit (Config.MessageRate)
+// — raw ones too, which are ignored but still read and reassembled —
+// except a herald.v1 ack that moves the acknowledged offset forward: those
+// are bounded by the messages sent to the connection, so a client that
+// acks each message it gets is never closed for it, however many it gets.
+// Past the limit the error closes the connection with 4030. Like the rest
+// of the reading side, HandleMessage is called by one reader at a time.
 func (s *Session) HandleMessage(p []byte) error {
 	if s.format != wire.FormatV1 {
-		return nil
+		return s.charge()
 	}
 	var m clientMessage
 	if t := bytes.TrimLeft(p, " \t\r\n"); len(t) == 0 || t[0] != '{' {
@@ -38,11 +48,19 @@ func (s *Session) HandleMessage(p []byte) error {
 		if !errors.As(err, &te) || te.Field == "" {
 			return &wire.ProtocolError{Code: wire.CloseUnsupported, Reason: "herald.v1 messages are JSON objects"}
 		}
+		if err := s.charge(); err != nil {
+			return err
+		}
 		// A JSON object with a field of the wrong type is a message not
 		// understood, not a broken connection: say which field.
 		s.spoke = true
 		s.sendError(badFieldCode(m.Type), "field "+te.Field+" has the wrong type: want "+te.Type.String())
 		return nil
+	}
+	if m.Type != "ack" || m.Offset == nil || !s.ackAdvances(*m.Offset) {
+		if err := s.charge(); err != nil {
+			return err
+		}
 	}
 	first := !s.spoke
 	s.spoke = true
@@ -73,6 +91,42 @@ func (s *Session) HandleMessage(p []byte) error {
 		s.sendError("unknown_type", "unknown message type")
 	}
 	return nil
+}
+
+// CountPing counts a WebSocket ping from the client against its message
+// rate limit, as HandleMessage counts a message: each ping costs a pong.
+// A non-nil error is the *wire.ProtocolError to close the connection with
+// (4030). Called by the connection's one reader.
+func (s *Session) CountPing() error { return s.charge() }
+
+// charge takes one message from the client's allowance; past it, the
+// error closes the connection with 4030. It runs on the reader, so the
+// limiter needs no other guard than its own, and it reads the manager's
+// clock, so tests step time instead of waiting for it.
+func (s *Session) charge() error {
+	cfg := &s.m.cfg
+	if cfg.MessageRate < 0 {
+		return nil
+	}
+	if s.lim == nil {
+		s.lim = rate.NewLimiter(rate.Limit(cfg.MessageRate), cfg.MessageBurst)
+	}
+	if s.lim.AllowN(cfg.Clock.Now(), 1) {
+		return nil
+	}
+	return &wire.ProtocolError{Code: wire.CloseRateLimited, Reason: "message rate exceeded"}
+}
+
+// ackAdvances reports whether an ack of offset would move the
+// acknowledged offset forward: beyond what was acked, within what was sent.
+func (s *Session) ackAdvances(offset uint64) bool {
+	if offset <= s.acked.Load() {
+		return false
+	}
+	s.mu.Lock()
+	sent := s.lastOffset
+	s.mu.Unlock()
+	return offset <= sent
 }
 
 // badFieldCode is the error code for a message of type typ with a field of

@@ -68,8 +68,28 @@ type Config struct {
 	MaxQueueFrames int           // the transports' queue bound, for replay pacing and parking (herald.DefaultSendQueueFrames)
 	MaxQueueBytes  int           // likewise in bytes (herald.DefaultSendQueueBytes)
 	MaxConns       int           // connections on this node, every transport together (0 = unbounded)
-	Clock          Clock         // time.Now and time.AfterFunc when nil
+	// MessageRate is how many messages per second a client may send,
+	// sustained, and MessageBurst how many at once above that
+	// (DefaultMessageRate, DefaultMessageBurst); past them the connection
+	// is closed with 4030. A negative MessageRate means no limit. See
+	// Session.HandleMessage for what counts.
+	MessageRate  float64
+	MessageBurst int
+	Clock        Clock // time.Now and time.AfterFunc when nil
 }
+
+// Defaults of the client message rate limit. A well-behaved client sends
+// far less: one resume, a refresh per token lifetime, a pong per app ping
+// (one each 25 s), and acks — which are free while they move its
+// acknowledged offset forward, since there cannot be more of those than
+// messages sent to it. So the limit only ever meets a client that loops
+// on pings, refreshes or garbage, each of which makes the server answer or
+// verify a token; 100 at once covers a burst of user actions in a tab,
+// and 50 a second sustained stays far above anything a person causes.
+const (
+	DefaultMessageRate  = 50
+	DefaultMessageBurst = 100
+)
 
 func (c *Config) setDefaults() {
 	if c.PingInterval <= 0 {
@@ -83,6 +103,12 @@ func (c *Config) setDefaults() {
 	}
 	if c.MaxQueueBytes <= 0 {
 		c.MaxQueueBytes = herald.DefaultSendQueueBytes
+	}
+	if c.MessageRate == 0 {
+		c.MessageRate = DefaultMessageRate
+	}
+	if c.MessageBurst <= 0 {
+		c.MessageBurst = DefaultMessageBurst
 	}
 	if c.Clock == nil {
 		c.Clock = realClock{}

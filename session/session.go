@@ -5,6 +5,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"golang.org/x/time/rate"
+
 	"github.com/herald-gw/herald"
 	"github.com/herald-gw/herald/wire"
 )
@@ -55,7 +57,15 @@ type Session struct {
 	lastActive atomic.Int64  // unix nanos of the last read or write
 	acked      atomic.Uint64 // highest offset the client acknowledged
 	cu         atomic.Pointer[catchup]
-	pingsOut   atomic.Int32 // pings sent since the client last said anything
+	// lim is the reader's: the client's message rate limiter, made at the
+	// first message counted against it, so that the connections that never
+	// send anything (most of them: SSE, raw, idle tabs) pay only this word.
+	lim      *rate.Limiter
+	pingsOut atomic.Int32 // pings sent since the client last said anything
+	// expSec and expIdx place the session in the manager's expiry buckets
+	// (guarded by the manager's expiries.mu, not by mu). expIdx sits here,
+	// beside the other small fields, to share their word.
+	expIdx int32
 
 	// The small fields sit together, so they share one word instead of
 	// padding one each.
@@ -68,10 +78,7 @@ type Session struct {
 	mu      sync.Mutex
 	resume  *Resume // where the client resumes from, until Start replays it
 	expires int64   // token expiry, unix nanos; 0 = none
-	// expSec and expIdx place the session in the manager's expiry buckets
-	// (guarded by the manager's expiries.mu, not by mu).
-	expSec int64
-	expIdx int32
+	expSec  int64   // see expIdx
 	// lastOffset is the highest stream offset sent (or known to the client
 	// through its resume point); firstLive is the first stored offset sent
 	// live, before any resume message: together they tell what the client

@@ -607,3 +607,14 @@ func TestInternBounded(t *testing.T) {
 		t.Fatalf("intern table holds %d, bound %d", n, maxInterned)
 	}
 }
+
+// The rate limiter costs an idle session nothing: Session stays in the
+// 192-byte size class (on 64-bit systems).
+func TestSessionSize(t *testing.T) {
+	if unsafe.Sizeof(uintptr(0)) != 8 {
+		t.Skip("sizes are for 64-bit systems")
+	}
+	if got := unsafe.Sizeof(Session{}); got > 192 {
+		t.Fatalf("Session is %d bytes, was 192: idle connections are what a node holds most of", got)
+	}
+}

@@ -43,6 +43,7 @@ const (
 	CloseDisconnected    uint16 = 4003 // the server API or management API closed the connection
 	CloseSlowConsumer    uint16 = 4008 // the send queue overflowed; resume to catch up
 	CloseTooManyConns    uint16 = 4029 // the user opened more connections than allowed; this, the oldest, was closed
+	CloseRateLimited     uint16 = 4030 // the client sent messages faster than its rate limit allows
 )
 
 // CloseNoStatus (1005) is the code Handler.Close reports for a close frame
