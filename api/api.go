@@ -13,9 +13,13 @@ import (
 	"log/slog"
 	"mime"
 	"net/http"
+	"net/netip"
 	"slices"
 	"strings"
 	"sync/atomic"
+	"time"
+
+	"golang.org/x/time/rate"
 
 	"github.com/herald-gw/herald"
 	"github.com/herald-gw/herald/hub"
@@ -29,11 +33,125 @@ type AWSHandlers interface {
 	DeleteConnection() http.Handler
 }
 
-// Config holds the API's settings.
+// Config holds the API's settings. The zero value serves no API key, only
+// same-origin browsers and no rate limits; call Validate before New.
 type Config struct {
-	APIKey      string   // server API bearer key; required
-	CORSOrigins []string // origins allowed to call the browser inbox API; "*" = any
+	// APIKey is the server API's single bearer key of old: it stays, as
+	// the key named DefaultKeyName with every scope (admin). Optional
+	// when APIKeys is given.
+	APIKey string
+	// APIKeys are named keys with scopes (see Scope).
+	APIKeys []APIKey
+
+	// AllowedOrigins are the web pages' origins that may use the browser
+	// routes (/ws, /sse, /v1/inbox…, /v1/ack): "*" for any; an origin,
+	// scheme://host[:port]; or https://*.example.com for any subdomain.
+	// The request's own origin is always allowed, so an empty list means
+	// same-origin only. A request without an Origin header is not a
+	// browser's and is not checked.
+	AllowedOrigins []string
+	// CORSOrigins is AllowedOrigins' former name, kept as an alias: the
+	// two lists are joined.
+	CORSOrigins []string
+
+	// ConnectRate is how many /ws and /sse connects a second one client
+	// address may make, with bursts of ConnectBurst (0: one second's
+	// worth). 0 is no limit. See DefaultConnectRate.
+	ConnectRate  float64
+	ConnectBurst int
+	// KeyRate is how many server API requests a second one API key may
+	// make, with bursts of KeyBurst (0: one second's worth). 0 is no
+	// limit.
+	KeyRate  float64
+	KeyBurst int
+	// TrustedProxies are the reverse proxies whose X-Forwarded-For names
+	// the client the connect limit counts. Empty: the header is ignored.
+	// (Connection listings' source_ip stays the TCP peer either way.)
+	TrustedProxies []netip.Prefix
+
+	// Observer is told of refusals, for metrics; nil tells no one.
+	Observer Observer
 }
+
+// Defaults for the limits, for cmd/herald to start from. 100 connects a
+// second with bursts of 1,000 per address never touch a legitimate
+// client: an office of 500 people behind one NAT, two tabs each, all
+// reconnecting after a network blip, is one burst of 1,000; a steady 100
+// a second is 360,000 an hour, more than any one address needs. A client
+// looping on reconnect, or one host flooding handshakes, is held to it.
+// Server API keys are unlimited by default: a key's holder is the
+// operator's own backend, whose legitimate rate Herald cannot guess, and
+// any default cap would break some sender (a notification fan-out, the
+// load tool) by surprise. Set KeyRate to contain a runaway sender or a
+// leaked narrow key.
+const (
+	DefaultConnectRate  = 100
+	DefaultConnectBurst = 1000
+	DefaultKeyRate      = 0
+	DefaultKeyBurst     = 0
+)
+
+// Validate checks the settings, so that cmd/herald can refuse a bad
+// configuration at start with a message naming what is wrong. (New does
+// not fail: it refuses what it cannot understand, fail-closed.)
+func (c Config) Validate() error {
+	if _, err := c.KeySet(); err != nil {
+		return err
+	}
+	for _, k := range c.APIKeys {
+		if err := checkSecret(k); err != nil {
+			return err
+		}
+	}
+	if _, err := newOriginPolicy(c.AllowedOrigins, c.CORSOrigins); err != nil {
+		return err
+	}
+	switch {
+	case c.ConnectRate < 0 || c.ConnectBurst < 0:
+		return errors.New("connect rate and burst must not be negative (0 is no limit)")
+	case c.KeyRate < 0 || c.KeyBurst < 0:
+		return errors.New("API key rate and burst must not be negative (0 is no limit)")
+	}
+	return nil
+}
+
+// KeySet returns the server API's keys: APIKey as DefaultKeyName with the
+// admin scope, and APIKeys. It is also what awsapi.New takes, so that the
+// management API accepts the same keys (those with the connections
+// scope).
+func (c Config) KeySet() (*KeySet, error) {
+	keys := slices.Clone(c.APIKeys)
+	if c.APIKey != "" {
+		keys = append([]APIKey{{Name: DefaultKeyName, Secret: c.APIKey, Scopes: []Scope{ScopeAdmin}}}, keys...)
+	}
+	return NewKeySet(keys...)
+}
+
+// Observer is told of every request the API refuses for its identity or
+// its rate, with a kind from a small fixed set (the Auth… and Limit…
+// constants), fit for a metric label. Its methods are called on the
+// request's goroutine and must be quick.
+type Observer interface {
+	RateLimited(kind string)
+	AuthFailed(kind string)
+}
+
+// Kinds an Observer is told.
+const (
+	LimitConnect = "connect" // a /ws or /sse connect over the per-address rate
+	LimitAPIKey  = "api_key" // a server API request over its key's rate
+
+	AuthAPIKey = "api_key" // a server API request without a known key
+	AuthScope  = "scope"   // a known key without the scope the route needs
+	AuthOrigin = "origin"  // a browser request from an origin not allowed
+	AuthToken  = "token"   // a browser request with a bad client token
+)
+
+// nopObserver is the Observer of a nil Config.Observer.
+type nopObserver struct{}
+
+func (nopObserver) RateLimited(string) {}
+func (nopObserver) AuthFailed(string)  {}
 
 // The handlers' dependencies are interfaces declared here, where they are
 // used, each listing only the methods the handlers call. The real parts
@@ -119,19 +237,44 @@ type Deps struct {
 
 // Server holds the API's dependencies.
 type Server struct {
-	cfg     Config
-	log     *slog.Logger
-	hub     Registry
-	gateway WebSocket
-	sse     EventStream
-	stream  Streams
-	aws     AWSHandlers
-	ready   atomic.Bool
+	cfg      Config
+	log      *slog.Logger
+	hub      Registry
+	gateway  WebSocket
+	sse      EventStream
+	stream   Streams
+	aws      AWSHandlers
+	ready    atomic.Bool
+	keys     *KeySet
+	origins  *originPolicy
+	connects *addrLimiter             // nil: no connect limit
+	keyRates map[string]*rate.Limiter // by key name; nil: no key limit
+	observer Observer
+	now      func() time.Time // the limiters' clock; tests step it
 }
 
-// New returns Herald's HTTP API over d.
+// New returns Herald's HTTP API over d. A configuration Validate refuses
+// is logged and served fail-closed: bad keys make the server API refuse
+// every key, bad origins make the browser routes refuse every Origin.
 func New(cfg Config, log *slog.Logger, d Deps) *Server {
-	s := &Server{cfg: cfg, log: log, hub: d.Hub, gateway: d.Gateway, sse: d.SSE, stream: d.Stream, aws: d.AWS}
+	s := &Server{
+		cfg: cfg, log: log, hub: d.Hub, gateway: d.Gateway, sse: d.SSE, stream: d.Stream, aws: d.AWS,
+		observer: cfg.Observer, now: time.Now,
+	}
+	if s.observer == nil {
+		s.observer = nopObserver{}
+	}
+	var err error
+	if s.keys, err = cfg.KeySet(); err != nil {
+		log.Error("API keys refused; the server API accepts none", "err", err)
+		s.keys = nil
+	}
+	if s.origins, err = newOriginPolicy(cfg.AllowedOrigins, cfg.CORSOrigins); err != nil {
+		log.Error("allowed origins refused; browsers are allowed only their own origin", "err", err)
+		s.origins = &originPolicy{}
+	}
+	s.connects = newAddrLimiter(cfg.ConnectRate, cfg.ConnectBurst, maxLimitedAddrs)
+	s.keyRates = newKeyLimiters(s.keys, cfg.KeyRate, cfg.KeyBurst)
 	s.ready.Store(true)
 	return s
 }
@@ -140,7 +283,7 @@ func New(cfg Config, log *slog.Logger, d Deps) *Server {
 func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
 	addRoutes(mux, s)
-	return mux
+	return securityHeaders(mux)
 }
 
 // SetReady marks the node ready or not (draining) for /readyz and /ws.
@@ -153,6 +296,8 @@ func statusOf(code herald.ErrorCode) int {
 		return http.StatusBadRequest
 	case herald.EUnauthorized:
 		return http.StatusUnauthorized
+	case herald.EForbidden:
+		return http.StatusForbidden
 	case herald.ENotFound:
 		return http.StatusNotFound
 	case herald.EMethodNotAllowed:
@@ -161,6 +306,8 @@ func statusOf(code herald.ErrorCode) int {
 		return http.StatusRequestEntityTooLarge
 	case herald.EUnsupportedMedia:
 		return http.StatusUnsupportedMediaType
+	case herald.EUpgradeRequired:
+		return http.StatusUpgradeRequired
 	case herald.ETooManyRequests:
 		return http.StatusTooManyRequests
 	case herald.EUnavailable:
@@ -186,7 +333,11 @@ func writeError(w http.ResponseWriter, r *http.Request, log *slog.Logger, err er
 	body.Error.Message = herald.ErrorMessageOf(err)
 	status := statusOf(body.Error.Code)
 	if status >= 500 {
-		log.Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
+		args := []any{"method", r.Method, "path", r.URL.Path, "err", err}
+		if key := KeyName(r.Context()); key != "" {
+			args = append(args, "key", key)
+		}
+		log.Error("request failed", args...)
 	}
 	if status == http.StatusUnauthorized {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="herald"`)
@@ -267,14 +418,35 @@ func checkPayload(p []byte) error {
 	return nil
 }
 
-// requireAPIKey wraps a handler with the server API's bearer key check. The
-// compare is constant-time so the key cannot be guessed byte by byte from
-// response timings.
-func requireAPIKey(log *slog.Logger, key string) func(http.Handler) http.Handler {
+// requireKey wraps a server API handler with its key check: a known key
+// (else 401), with one of the scopes anyOf (else 403), within its key's
+// rate (else 429). The key's name goes into the request's context (see
+// KeyName) for the handlers' logs and the caller's metrics.
+func (s *Server) requireKey(anyOf ...Scope) func(http.Handler) http.Handler {
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			if !token.BearerIs(r, key) {
-				writeError(w, r, log, herald.Errorf(herald.EUnauthorized, "missing or invalid API key"))
+			name, err := s.keys.Authorize(r, anyOf...)
+			if name != "" {
+				r = withKeyName(r, name)
+			}
+			switch {
+			case herald.ErrorCodeOf(err) == herald.EUnauthorized:
+				s.observer.AuthFailed(AuthAPIKey)
+			case err != nil:
+				s.observer.AuthFailed(AuthScope)
+				// Not an attacker's doing (the key is valid), so worth
+				// an operator's attention: a key set up too narrow.
+				s.log.Info("API key refused for its scope", "key", name, "method", r.Method, "path", r.URL.Path, "need", scopeList(anyOf))
+			default:
+				if lim := s.keyRates[name]; lim != nil {
+					if wait := reserve(lim, s.now()); wait > 0 {
+						s.observer.RateLimited(LimitAPIKey)
+						err = tooMany(w, wait, "requests with this API key")
+					}
+				}
+			}
+			if err != nil {
+				writeError(w, r, s.log, err)
 				return
 			}
 			next.ServeHTTP(w, r)
@@ -282,24 +454,62 @@ func requireAPIKey(log *slog.Logger, key string) func(http.Handler) http.Handler
 	}
 }
 
-// allowCORS lets browsers on the configured origins call a route. Tokens
-// travel in the Authorization header, never in cookies, so "*" cannot be
-// abused for ambient-credential attacks.
-func allowCORS(origins []string) func(http.Handler) http.Handler {
-	anyOrigin := slices.Contains(origins, "*")
+// browserOnly wraps a route browsers call: a request from a page whose
+// origin is not allowed is refused (403) before anything else, the token
+// included; one from an allowed page gets the CORS headers, so that its
+// script may read the reply (errors too). A request without Origin is no
+// browser's and passes untouched.
+//
+// A refused origin gets a 403 rather than a normal reply without CORS
+// headers (which would leave the refusal to the browser): the request
+// would otherwise still run — a POST marks an inbox, /sse opens a stream
+// — and the 403 tells the operator, in the browser's network panel and
+// the metrics, why the page fails, where a bare CORS failure says
+// nothing. Tokens travel in the Authorization header or the URL, never in
+// cookies, so an allowed origin, even "*", gains no ambient credential.
+func (s *Server) browserOnly(cors bool) func(http.Handler) http.Handler {
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			if o := r.Header.Get("Origin"); o != "" && (anyOrigin || slices.Contains(origins, o)) {
-				h := w.Header()
-				h.Set("Access-Control-Allow-Origin", o)
+			h := w.Header()
+			if cors {
 				h.Add("Vary", "Origin")
-				h.Set("Access-Control-Allow-Headers", "Authorization, Content-Type, Last-Event-ID")
-				h.Set("Access-Control-Allow-Methods", "GET, POST, OPTIONS")
-				h.Set("Access-Control-Max-Age", "600")
+			}
+			if o := r.Header.Get("Origin"); o != "" {
+				if !s.origins.allows(o, r) {
+					s.observer.AuthFailed(AuthOrigin)
+					s.log.Debug("origin refused", "origin", o, "method", r.Method, "path", r.URL.Path)
+					writeError(w, r, s.log, herald.Errorf(herald.EForbidden, "origin %q is not allowed to call Herald (see HERALD_ALLOWED_ORIGINS)", o))
+					return
+				}
+				if cors {
+					h.Set("Access-Control-Allow-Origin", o)
+					h.Set("Access-Control-Allow-Headers", "Authorization, Content-Type, Last-Event-ID")
+					h.Set("Access-Control-Allow-Methods", "GET, POST, OPTIONS")
+					h.Set("Access-Control-Max-Age", "600")
+				}
 			}
 			next.ServeHTTP(w, r)
 		})
 	}
+}
+
+// admitConnect applies the per-address connect limit to a /ws or /sse
+// request, reporting false after writing the 429.
+func (s *Server) admitConnect(w http.ResponseWriter, r *http.Request) bool {
+	if s.connects == nil {
+		return true
+	}
+	key, ok := connectKey(r, s.cfg.TrustedProxies)
+	if !ok {
+		return true
+	}
+	if wait := s.connects.admit(key, s.now()); wait > 0 {
+		s.observer.RateLimited(LimitConnect)
+		s.log.Debug("connect refused for its rate", "client", key.String(), "path", r.URL.Path)
+		writeError(w, r, s.log, tooMany(w, wait, "connects from this address"))
+		return false
+	}
+	return true
 }
 
 func handlePreflight() http.Handler {

@@ -374,39 +374,70 @@ func TestCORS(t *testing.T) {
 			}
 		}
 	}
-	refused := func(t *testing.T, _ *fixture, w *httptest.ResponseRecorder) {
-		if got := w.Header().Get("Access-Control-Allow-Origin"); got != "" {
-			t.Errorf("Access-Control-Allow-Origin %q for an origin not configured", got)
+	noCORS := func(t *testing.T, _ *fixture, w *httptest.ResponseRecorder) {
+		for _, name := range []string{"Access-Control-Allow-Origin", "Access-Control-Allow-Headers", "Access-Control-Allow-Methods"} {
+			if got := w.Header().Get(name); got != "" {
+				t.Errorf("%s %q for an origin not allowed", name, got)
+			}
 		}
 	}
+	// refused checks a foreign origin's 403: no CORS headers (the page
+	// may not even read the refusal), nothing done, counted.
+	refused := func(t *testing.T, f *fixture, w *httptest.ResponseRecorder) {
+		noCORS(t, f, w)
+		if f.ws.authenticated+f.sse.authenticated > 0 || len(f.streams.calls) > 0 {
+			t.Errorf("a foreign origin's request got through: %d token checks, streams %v", f.ws.authenticated+f.sse.authenticated, f.streams.calls)
+		}
+		if _, failed := f.observer.counts(); failed[AuthOrigin] != 1 {
+			t.Errorf("observer told of %v, want one %s failure", failed, AuthOrigin)
+		}
+	}
+	const evil = "https://evil.example"
 	var tests []routeTest
 	for _, r := range browserRoutes() {
 		tests = append(tests,
 			routeTest{name: r.path + "/preflight", req: preflight(r.path, origin), status: http.StatusNoContent, check: allowed(origin)},
-			// The browser, not Herald, refuses the call: the preflight
-			// just lacks the headers that would allow it.
-			routeTest{name: r.path + "/preflight from elsewhere", req: preflight(r.path, "https://evil.example"), status: http.StatusNoContent, check: refused},
+			routeTest{name: r.path + "/preflight from elsewhere", req: preflight(r.path, evil), status: http.StatusForbidden, code: herald.EForbidden, msg: evil, check: refused},
 		)
 		req := r.request(r.body)
 		req.Header.Set("Origin", origin)
 		tests = append(tests, routeTest{name: r.String() + "/call", req: req, status: http.StatusOK, check: allowed(origin)})
+		req = r.request(r.body)
+		req.Header.Set("Origin", evil)
+		tests = append(tests, routeTest{name: r.String() + "/call from elsewhere", req: req, status: http.StatusForbidden, code: herald.EForbidden, msg: "not allowed", check: refused})
+		// A page served by Herald's own host is not cross-origin.
+		req = r.request(r.body)
+		req.Header.Set("Origin", "http://"+req.Host)
+		tests = append(tests, routeTest{name: r.String() + "/same origin", req: req, status: http.StatusOK, check: allowed("http://" + req.Host)})
+		// No Origin: not a browser; nothing to allow or refuse.
+		tests = append(tests, routeTest{
+			name: r.String() + "/no origin", req: r.request(r.body), status: http.StatusOK,
+			check: func(t *testing.T, f *fixture, w *httptest.ResponseRecorder) {
+				noCORS(t, f, w)
+				if got := w.Header().Get("Vary"); got != "Origin" {
+					t.Errorf("Vary %q, want Origin: the reply depends on it", got)
+				}
+			},
+		})
 	}
 	// Refusals carry the headers too, so the page can read the error.
 	req := newRequest("GET", "/v1/inbox", "", "Origin", origin)
 	tests = append(tests, routeTest{name: "a 401 to a browser", req: req, status: http.StatusUnauthorized, code: herald.EUnauthorized, check: allowed(origin)})
-	// The server API is not for browsers.
-	req = apiRequest("GET", "/v1/users/42/inbox", "")
-	req.Header.Set("Origin", origin)
-	tests = append(tests, routeTest{name: "server API", req: req, status: http.StatusOK, check: refused})
+	// The server API is not for browsers: no CORS, and its Origin, if a
+	// server sends one, is not checked.
+	for _, from := range []string{origin, evil} {
+		req = apiRequest("GET", "/v1/users/42/inbox", "")
+		req.Header.Set("Origin", from)
+		tests = append(tests, routeTest{name: "server API from " + from, req: req, status: http.StatusOK, check: noCORS})
+	}
 	runRouteTests(t, tests)
 
-	t.Run("any origin", func(t *testing.T) {
-		f := newFixture(t)
-		f.srv.cfg.CORSOrigins = []string{"*"}
-		f.handler = f.srv.Handler()
+	// CORSOrigins is AllowedOrigins' alias; "*" allows any origin.
+	for _, cfg := range []Config{{APIKey: apiKey, CORSOrigins: []string{"*"}}, {APIKey: apiKey, AllowedOrigins: []string{"*"}}} {
+		f := newFixtureWith(t, cfg)
 		w := f.serve(preflight("/v1/inbox", "https://anywhere.example"))
 		allowed("https://anywhere.example")(t, f, w)
-	})
+	}
 }
 
 // TestFailures checks the replies to a failing delivery path: a Herald
@@ -435,7 +466,7 @@ func TestFailures(t *testing.T) {
 						t.Errorf("the reply shows the cause: %s", w.Body)
 					}
 					if !strings.Contains(f.logs.String(), "disk on fire") {
-						t.Errorf("the cause was not logged: %s", &f.logs)
+						t.Errorf("the cause was not logged: %s", f.logs.String())
 					}
 				},
 			},

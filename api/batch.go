@@ -80,12 +80,16 @@ func handleBatch(s *Server) http.Handler {
 			}
 			switch {
 			case err != nil:
-			case it.User == nil || blank(string(*it.User)):
+			case it.User == nil:
 				err = herald.Errorf(herald.EInvalidRequest, "user is required")
 			default:
-				// Data came out of a body that decoded, so it is valid JSON
-				// already: only its presence and size are left to check.
-				err = decodedPayload(it.Data)
+				if err = herald.CheckUserID(string(*it.User)); err != nil {
+					err = fieldError("user", err)
+				} else {
+					// Data came out of a body that decoded, so it is valid
+					// JSON already: only its presence and size are left.
+					err = decodedPayload(it.Data)
+				}
 			}
 			if err != nil {
 				out.Results[i].Error = &itemError{herald.ErrorCodeOf(err), herald.ErrorMessageOf(err)}

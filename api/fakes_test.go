@@ -7,10 +7,12 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"reflect"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -207,10 +209,13 @@ type fakeTransport struct {
 	err           error // Accept's and Serve's answer
 	authenticated int   // Authenticate calls
 	served        []token.Claims
+	mu            sync.Mutex // for real HTTP tests: see tokenChecks
 }
 
 func (t *fakeTransport) Authenticate(r *http.Request) (token.Claims, error) {
+	t.mu.Lock()
 	t.authenticated++
+	t.mu.Unlock()
 	tok := r.URL.Query().Get("token")
 	if tok == "" {
 		tok = token.Bearer(r)
@@ -229,8 +234,18 @@ func (t *fakeTransport) Serve(w http.ResponseWriter, r *http.Request, claims tok
 	return t.serve(w, claims, http.StatusOK)
 }
 
+// tokenChecks is authenticated for tests whose requests the server
+// handles on its own goroutines.
+func (t *fakeTransport) tokenChecks() int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.authenticated
+}
+
 func (t *fakeTransport) serve(w http.ResponseWriter, claims token.Claims, status int) error {
+	t.mu.Lock()
 	t.served = append(t.served, claims)
+	t.mu.Unlock()
 	if t.err != nil {
 		return t.err
 	}
@@ -251,13 +266,71 @@ func awsRoute(name string) http.Handler {
 	})
 }
 
-// The fixture's credentials: the server API key, and client tokens as
-// fakeTransport reads them.
+// The fixture's credentials: the server API key (the legacy single key,
+// all scopes), a named key per scope, and client tokens as fakeTransport
+// reads them; and the browser origin it allows.
 const (
 	apiKey     = "server-key"
 	aliceToken = "alice-token"
 	origin     = "https://app.example"
 )
+
+// fixtureKeys are the fixture's named keys: one per scope, secret
+// "<scope>-secret-0123456789".
+func fixtureKeys() []APIKey {
+	var keys []APIKey
+	for _, s := range Scopes() {
+		keys = append(keys, APIKey{Name: string(s) + "-key", Secret: secretOf(s), Scopes: []Scope{s}})
+	}
+	return keys
+}
+
+func secretOf(s Scope) string { return string(s) + "-secret-0123456789" }
+
+// fakeObserver counts what an Observer is told. Real HTTP tests call it
+// from the server's goroutines, hence the lock.
+type fakeObserver struct {
+	mu      sync.Mutex
+	limited map[string]int
+	failed  map[string]int
+}
+
+func (o *fakeObserver) RateLimited(kind string) { o.count(&o.limited, kind) }
+func (o *fakeObserver) AuthFailed(kind string)  { o.count(&o.failed, kind) }
+
+func (o *fakeObserver) count(m *map[string]int, kind string) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if *m == nil {
+		*m = map[string]int{}
+	}
+	(*m)[kind]++
+}
+
+// counts returns copies of the counts: rate limited, auth failed.
+func (o *fakeObserver) counts() (limited, failed map[string]int) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return maps.Clone(o.limited), maps.Clone(o.failed)
+}
+
+// fakeClock is the limiters' clock: it stands still until a test steps it.
+type fakeClock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func (c *fakeClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *fakeClock) Step(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.now = c.now.Add(d)
+}
 
 // testTime is the time of every message and connection the fakes hold.
 func testTime() time.Time { return time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC) }
@@ -265,27 +338,64 @@ func testTime() time.Time { return time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC
 // fixture is a Server over fresh fakes. Alice (aliceToken) has one open
 // connection, "c1", which takes acks; nobody else has any.
 type fixture struct {
-	streams *fakeStreams
-	hub     *fakeRegistry
-	ws, sse *fakeTransport
-	srv     *Server
-	handler http.Handler
-	logs    bytes.Buffer
+	streams  *fakeStreams
+	hub      *fakeRegistry
+	ws, sse  *fakeTransport
+	observer *fakeObserver
+	clock    *fakeClock
+	srv      *Server
+	handler  http.Handler
+	logs     syncBuffer
+}
+
+// fixtureConfig is the fixture's configuration: the legacy key, a named
+// key per scope, origin allowed, no rate limits.
+func fixtureConfig() Config {
+	return Config{APIKey: apiKey, APIKeys: fixtureKeys(), AllowedOrigins: []string{origin}}
 }
 
 func newFixture(t *testing.T) *fixture {
 	t.Helper()
+	return newFixtureWith(t, fixtureConfig())
+}
+
+// newFixtureWith is newFixture with another configuration; its Observer
+// is the fixture's.
+func newFixtureWith(t *testing.T, cfg Config) *fixture {
+	t.Helper()
 	f := &fixture{
-		streams: newFakeStreams(),
-		hub:     &fakeRegistry{conns: []hub.Conn{&fakeConn{id: "c1", user: "alice"}}},
-		ws:      &fakeTransport{},
-		sse:     &fakeTransport{},
+		streams:  newFakeStreams(),
+		hub:      &fakeRegistry{conns: []hub.Conn{&fakeConn{id: "c1", user: "alice"}}},
+		ws:       &fakeTransport{},
+		sse:      &fakeTransport{},
+		observer: &fakeObserver{},
+		clock:    &fakeClock{now: testTime()},
 	}
-	log := slog.New(slog.NewTextHandler(&f.logs, nil))
-	f.srv = New(Config{APIKey: apiKey, CORSOrigins: []string{origin}}, log,
-		Deps{Hub: f.hub, Gateway: f.ws, SSE: f.sse, Stream: f.streams, AWS: fakeAWS{}})
+	cfg.Observer = f.observer
+	log := slog.New(slog.NewTextHandler(&f.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	f.srv = New(cfg, log, Deps{Hub: f.hub, Gateway: f.ws, SSE: f.sse, Stream: f.streams, AWS: fakeAWS{}})
+	f.srv.now = f.clock.Now
 	f.handler = f.srv.Handler()
 	return f
+}
+
+// syncBuffer is a log sink that real HTTP tests write from the server's
+// goroutines.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
 
 // serve runs r through every route; handlers run on the caller's

@@ -3,15 +3,16 @@ package api
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"reflect"
 	"regexp"
-	"slices"
 	"strings"
 
 	"github.com/herald-gw/herald"
 	"github.com/herald-gw/herald/hub"
+	"github.com/herald-gw/herald/token"
 )
 
 func handleHealth() http.Handler {
@@ -32,37 +33,42 @@ func handleReady(s *Server) http.Handler {
 	})
 }
 
-func handleWebSocket(s *Server) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if !s.ready.Load() {
-			writeError(w, r, s.log, herald.Errorf(herald.EUnavailable, "draining; reconnect to another node"))
-			return
-		}
-		claims, err := s.gateway.Authenticate(r)
-		if err != nil {
-			writeError(w, r, s.log, err)
-			return
-		}
-		if err := s.gateway.Accept(w, r, claims); err != nil {
-			writeError(w, r, s.log, err)
-		}
-	})
+// connector is a transport as handleConnect drives it: WebSocket's
+// Accept, or EventStream's Serve under that name.
+type connector interface {
+	Authenticator
+	Accept(w http.ResponseWriter, r *http.Request, claims token.Claims) error
 }
 
-// handleSSE serves GET /sse: the event-stream transport, with the same
-// token, limits and resume as /ws.
-func handleSSE(s *Server) http.Handler {
+type sseConnector struct{ EventStream }
+
+func (c sseConnector) Accept(w http.ResponseWriter, r *http.Request, claims token.Claims) error {
+	return c.Serve(w, r, claims)
+}
+
+// handleConnect serves GET /ws and GET /sse: a draining node refuses at
+// once (the client is to go to another node, whoever it is), then the
+// connect rate and the token are checked — the cheap refusals before the
+// transport does any work — and the transport takes over. transport is
+// called per request, so that a Server without one still builds its
+// routes.
+func handleConnect(s *Server, transport func() connector) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if !s.ready.Load() {
 			writeError(w, r, s.log, herald.Errorf(herald.EUnavailable, "draining; reconnect to another node"))
 			return
 		}
-		claims, err := s.sse.Authenticate(r)
+		if !s.admitConnect(w, r) {
+			return
+		}
+		t := transport()
+		claims, err := t.Authenticate(r)
 		if err != nil {
+			s.observer.AuthFailed(AuthToken)
 			writeError(w, r, s.log, err)
 			return
 		}
-		if err := s.sse.Serve(w, r, claims); err != nil {
+		if err := t.Accept(w, r, claims); err != nil {
 			writeError(w, r, s.log, err)
 		}
 	})
@@ -175,12 +181,16 @@ func handleNotify(s *Server) http.Handler {
 			return
 		}
 		switch {
-		case req.User == nil || blank(string(*req.User)):
+		case req.User == nil:
 			err = herald.Errorf(herald.EInvalidRequest, "user_id is required")
 		case req.JSON == nil:
 			err = herald.Errorf(herald.EInvalidRequest, "json is required")
 		default:
-			err = checkPayload([]byte(*req.JSON))
+			if err = herald.CheckUserID(string(*req.User)); err != nil {
+				err = fieldError("user_id", err)
+			} else {
+				err = checkPayload([]byte(*req.JSON))
+			}
 		}
 		if err != nil {
 			writeError(w, r, s.log, err)
@@ -259,9 +269,15 @@ func handleMultiMessage(s *Server) http.Handler {
 			err = herald.Errorf(herald.EInvalidRequest, "users must list at least one user id")
 		case len(req.Users) > MaxUsers:
 			err = herald.Errorf(herald.EInvalidRequest, "users lists %d ids; the limit is %d", len(req.Users), MaxUsers)
-		case slices.ContainsFunc(req.Users, blank):
-			err = herald.Errorf(herald.EInvalidRequest, "users must not contain an empty id")
 		default:
+			for i, u := range req.Users {
+				if e := herald.CheckUserID(u); e != nil {
+					err = fieldError(fmt.Sprintf("users[%d]", i), e)
+					break
+				}
+			}
+		}
+		if err == nil {
 			err = validPayload(req.Data)
 		}
 		if err != nil {
@@ -355,16 +371,19 @@ func handleMethodNotAllowed(log *slog.Logger, allowed []string) http.Handler {
 	})
 }
 
-// blank reports a user id that is empty or only white space: refused
-// wherever a user id is given, path or body alike.
-func blank(u string) bool { return strings.TrimSpace(u) == "" }
-
+// pathUser is the {user} of the path, checked by the one user-id rule.
 func pathUser(r *http.Request) (herald.UserID, error) {
 	u := r.PathValue("user")
-	if blank(u) {
-		return "", herald.Errorf(herald.EInvalidRequest, "user id is empty")
+	if err := herald.CheckUserID(u); err != nil {
+		return "", err
 	}
 	return herald.UserID(u), nil
+}
+
+// fieldError is a user-id check's error naming the body field it is
+// about: the message says which of many ids is wrong.
+func fieldError(field string, err error) error {
+	return &herald.Error{Code: herald.EInvalidRequest, Message: field + ": " + herald.ErrorMessageOf(err), Err: err}
 }
 
 // validPayload checks that p is present, valid JSON and within the limit.

@@ -4,11 +4,13 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"slices"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/herald-gw/herald"
 	"github.com/herald-gw/herald/hub"
@@ -78,8 +80,8 @@ func TestNotify(t *testing.T) {
 		},
 		invalid("no user id", `{"json":"{}"}`, "user_id is required"),
 		invalid("null user id", `{"user_id":null,"json":"{}"}`, "user_id is required"),
-		invalid("empty user id", `{"user_id":"","json":"{}"}`, "user_id is required"),
-		invalid("blank user id", `{"user_id":" \t","json":"{}"}`, "user_id is required"),
+		invalid("empty user id", `{"user_id":"","json":"{}"}`, "user_id: user id is empty"),
+		invalid("blank user id", `{"user_id":" \t","json":"{}"}`, "user_id: user id is empty"),
 		invalid("no json", `{"user_id":42}`, "json is required"),
 		invalid("null json", `{"user_id":42,"json":null}`, "json is required"),
 	})
@@ -136,8 +138,8 @@ func TestMultiMessage(t *testing.T) {
 		},
 		invalid("no users", `{"data":1}`, "at least one user"),
 		invalid("empty users", `{"users":[],"data":1}`, "at least one user"),
-		invalid("an empty user id", `{"users":["1",""],"data":1}`, "empty id"),
-		invalid("a blank user id", `{"users":["1","  "],"data":1}`, "empty id"),
+		invalid("an empty user id", `{"users":["1",""],"data":1}`, "users[1]: user id is empty"),
+		invalid("a blank user id", `{"users":["1","  "],"data":1}`, "users[1]: user id is empty"),
 		invalid("too many users", `{"users":`+ids(MaxUsers+1)+`,"data":1}`, strconv.Itoa(MaxUsers)),
 		invalid("no data", `{"users":["1"]}`, "data is required"),
 	})
@@ -187,7 +189,7 @@ func TestBatch(t *testing.T) {
 			body: `{"results":[
 				{"user_id":"42","id":"m1","offset":1,"connections":2},
 				{"user_id":"43","id":"m2","offset":1,"connections":0},
-				{"error":{"code":"invalid_request","message":"user is required"}},
+				{"error":{"code":"invalid_request","message":"user: user id is empty"}},
 				{"error":{"code":"invalid_json","message":"field user has the wrong type: got non-integer, want string"}},
 				{"error":{"code":"invalid_request","message":"data is required"}},
 				{"error":{"code":"payload_too_large","message":"payload is 131073 bytes; the limit is 131072"}},
@@ -208,13 +210,13 @@ func TestBatch(t *testing.T) {
 			status: http.StatusOK,
 			body: `{"results":[
 				{"user_id":"1","id":"m1","offset":1,"connections":0},
-				{"error":{"code":"invalid_request","message":"user is required"}}
+				{"error":{"code":"invalid_request","message":"user: user id is empty"}}
 			],"accepted":1,"connections":0}`,
 		},
 		{
 			name: "no valid message", req: post(`{"messages":[{"user":""},{"user":1}]}`), status: http.StatusOK,
 			body: `{"results":[
-				{"error":{"code":"invalid_request","message":"user is required"}},
+				{"error":{"code":"invalid_request","message":"user: user id is empty"}},
 				{"error":{"code":"invalid_request","message":"data is required"}}
 			],"accepted":0,"connections":0}`,
 			check: func(t *testing.T, f *fixture, _ *httptest.ResponseRecorder) {
@@ -407,4 +409,87 @@ func TestTransports(t *testing.T) {
 			status: http.StatusServiceUnavailable, code: herald.EUnavailable, msg: "connection limit",
 		},
 	})
+}
+
+// TestUserIDRule checks that herald.CheckUserID guards every place a user
+// id enters the API — the path, user_id, users[], a batch message's user —
+// with its message, naming the field.
+func TestUserIDRule(t *testing.T) {
+	long := strings.Repeat("a", herald.MaxUserIDLen+1)
+	longest := strings.Repeat("a", herald.MaxUserIDLen)
+	ids := []struct {
+		name, id string
+		msg      string // "" = valid
+	}{
+		{"blank", " \t", "user id is empty"},
+		{"NUL", "a\x00b", "control character"},
+		{"escape", "a\x1bb", "control character"},
+		{"newline", "alice\nadmin", "control character"},
+		{"C1 control", "a\u0085b", "control character"},
+		{"257 bytes", long, "257 bytes"},
+		{"not UTF-8", "a\xffb", "UTF-8"},
+		{"256 bytes", longest, ""},
+		{"unicode", "zoë", ""},
+	}
+	var tests []routeTest
+	for _, c := range ids {
+		js, _ := json.Marshal(c.id)
+		if !utf8.ValidString(c.id) {
+			// json.Marshal would replace the bad byte; send it raw.
+			js = []byte(`"` + c.id + `"`)
+		}
+		path := url.PathEscape(c.id)
+		reqs := []struct {
+			where string
+			req   *http.Request
+			field string
+		}{
+			{"path", apiRequest("POST", "/v1/users/"+path+"/messages", `{}`), ""},
+			{"path of a read", apiRequest("GET", "/v1/users/"+path+"/inbox", ""), ""},
+			{"path of connections", apiRequest("DELETE", "/v1/users/"+path+"/connections", ""), ""},
+			{"notify", apiRequest("POST", "/v1/notify", `{"user_id":`+string(js)+`,"json":"{}"}`), "user_id: "},
+			{"messages", apiRequest("POST", "/v1/messages", `{"users":["ok",`+string(js)+`],"data":1}`), "users[1]: "},
+		}
+		for _, r := range reqs {
+			if r.where == "messages" && !utf8.ValidString(c.id) {
+				// encoding/json decodes a []string's invalid UTF-8 as
+				// U+FFFD: the id that arrives is valid. (user_id and a
+				// batch's user are read as raw bytes and refused.)
+				continue
+			}
+			tt := routeTest{name: c.name + "/" + r.where, req: r.req, status: http.StatusOK}
+			if c.msg != "" {
+				tt.status, tt.code, tt.msg = http.StatusBadRequest, herald.EInvalidRequest, r.field
+				tt.check = func(t *testing.T, _ *fixture, w *httptest.ResponseRecorder) {
+					if !strings.Contains(w.Body.String(), c.msg) {
+						t.Errorf("the message does not say %q: %s", c.msg, w.Body)
+					}
+				}
+			}
+			tests = append(tests, tt)
+		}
+		// A batch refuses the one message, not the request.
+		tt := routeTest{
+			name: c.name + "/batch", req: apiRequest("POST", "/v1/batch", `{"messages":[{"user":`+string(js)+`,"data":1}]}`), status: http.StatusOK,
+			check: func(t *testing.T, f *fixture, w *httptest.ResponseRecorder) {
+				var reply struct {
+					Results []struct {
+						Error *struct{ Code, Message string } `json:"error"`
+					} `json:"results"`
+				}
+				if err := json.Unmarshal(w.Body.Bytes(), &reply); err != nil || len(reply.Results) != 1 {
+					t.Fatalf("reply %s (%v)", w.Body, err)
+				}
+				e := reply.Results[0].Error
+				switch {
+				case c.msg == "" && e != nil:
+					t.Errorf("a valid id refused: %+v", e)
+				case c.msg != "" && (e == nil || e.Code != string(herald.EInvalidRequest) || !strings.HasPrefix(e.Message, "user: ") || !strings.Contains(e.Message, c.msg)):
+					t.Errorf("result error %+v, want invalid_request \"user: …%s…\"", e, c.msg)
+				}
+			},
+		}
+		tests = append(tests, tt)
+	}
+	runRouteTests(t, tests)
 }

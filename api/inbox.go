@@ -101,6 +101,9 @@ func handleHistory(s *Server) http.Handler {
 func userFromToken(s *Server) func(r *http.Request) (herald.UserID, error) {
 	return func(r *http.Request) (herald.UserID, error) {
 		c, err := s.gateway.Authenticate(r)
+		if err != nil {
+			s.observer.AuthFailed(AuthToken)
+		}
 		return c.User, err
 	}
 }

@@ -16,30 +16,34 @@ func addRoutes(mux *http.ServeMux, s *Server) {
 	r.handle("GET", "/healthz", handleHealth())
 	r.handle("GET", "/readyz", handleReady(s))
 
-	// Gateway: browsers connect here with a client token.
-	r.handle("GET", "/ws", handleWebSocket(s))
-	r.handle("GET", "/sse", allowCORS(s.cfg.CORSOrigins)(handleSSE(s)))
+	// Gateway: browsers connect here with a client token. A page from an
+	// origin not allowed is refused first; then the connect rate; then
+	// the token.
+	r.handle("GET", "/ws", s.browserOnly(false)(handleConnect(s, func() connector { return s.gateway })))
+	r.handle("GET", "/sse", s.browserOnly(true)(handleConnect(s, func() connector { return sseConnector{s.sse} })))
 
-	// Server API, for the application's API server (API key).
-	key := requireAPIKey(s.log, s.cfg.APIKey)
-	r.handle("POST", "/v1/notify", key(handleNotify(s)))
-	r.handle("POST", "/v1/users/{user}/messages", key(handleUserMessage(s)))
-	r.handle("POST", "/v1/messages", key(handleMultiMessage(s)))
-	r.handle("POST", "/v1/broadcast", key(handleBroadcast(s)))
-	r.handle("POST", "/v1/batch", key(handleBatch(s)))
-	r.handle("GET", "/v1/users/{user}/connections", key(handleListConnections(s)))
-	r.handle("DELETE", "/v1/users/{user}/connections", key(handleDisconnectUser(s)))
-	r.handle("GET", "/v1/users/{user}/messages", key(handleHistory(s)))
-	r.handle("GET", "/v1/users/{user}/inbox", key(handleInbox(s, userFromPath)))
-	r.handle("GET", "/v1/users/{user}/inbox/counts", key(handleInboxCounts(s, userFromPath)))
-	r.handle("POST", "/v1/users/{user}/inbox/seen", key(handleInboxMark(s, herald.MarkSeen, userFromPath)))
-	r.handle("POST", "/v1/users/{user}/inbox/read", key(handleInboxMark(s, herald.MarkRead, userFromPath)))
-	r.handle("POST", "/v1/users/{user}/inbox/archive", key(handleInboxMark(s, herald.MarkArchived, userFromPath)))
+	// Server API, for the application's API server (API key with a scope).
+	publish := s.requireKey(ScopePublish)
+	read := s.requireKey(ScopeRead)
+	conns := s.requireKey(ScopeConnections)
+	r.handle("POST", "/v1/notify", publish(handleNotify(s)))
+	r.handle("POST", "/v1/users/{user}/messages", publish(handleUserMessage(s)))
+	r.handle("POST", "/v1/messages", publish(handleMultiMessage(s)))
+	r.handle("POST", "/v1/broadcast", publish(handleBroadcast(s)))
+	r.handle("POST", "/v1/batch", publish(handleBatch(s)))
+	r.handle("GET", "/v1/users/{user}/connections", s.requireKey(ScopeRead, ScopeConnections)(handleListConnections(s)))
+	r.handle("DELETE", "/v1/users/{user}/connections", conns(handleDisconnectUser(s)))
+	r.handle("GET", "/v1/users/{user}/messages", read(handleHistory(s)))
+	r.handle("GET", "/v1/users/{user}/inbox", read(handleInbox(s, userFromPath)))
+	r.handle("GET", "/v1/users/{user}/inbox/counts", read(handleInboxCounts(s, userFromPath)))
+	r.handle("POST", "/v1/users/{user}/inbox/seen", publish(handleInboxMark(s, herald.MarkSeen, userFromPath)))
+	r.handle("POST", "/v1/users/{user}/inbox/read", publish(handleInboxMark(s, herald.MarkRead, userFromPath)))
+	r.handle("POST", "/v1/users/{user}/inbox/archive", publish(handleInboxMark(s, herald.MarkArchived, userFromPath)))
 
 	// Inbox API for browsers, authenticated with the user's client token.
 	// Cross-origin: the dashboard is usually served from another origin.
 	byToken := userFromToken(s)
-	cors := allowCORS(s.cfg.CORSOrigins)
+	cors := s.browserOnly(true)
 	r.handle("GET", "/v1/inbox", cors(handleInbox(s, byToken)))
 	r.handle("GET", "/v1/inbox/counts", cors(handleInboxCounts(s, byToken)))
 	r.handle("POST", "/v1/inbox/seen", cors(handleInboxMark(s, herald.MarkSeen, byToken)))
@@ -53,6 +57,9 @@ func addRoutes(mux *http.ServeMux, s *Server) {
 	// API Gateway Management API, so AWS SDK clients work unchanged. Served
 	// at the root and under one stage segment, as API Gateway's endpoint
 	// (https://{api}.execute-api.{region}.amazonaws.com/{stage}) has one.
+	// It authenticates on its own (SigV4, or an API key with the
+	// connections scope: awsapi.New takes the KeySet), answering in
+	// AWS's error shape.
 	if s.aws != nil {
 		for _, p := range []string{"/@connections/{id}", "/{stage}/@connections/{id}"} {
 			r.handle("POST", p, s.aws.PostToConnection())
