@@ -13,6 +13,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"strconv"
 	"time"
 
 	"github.com/herald-gw/herald"
@@ -26,17 +27,51 @@ const MaxPostSize = 128 << 10
 
 // Handlers serves the management API over a hub.
 type Handlers struct {
-	hub    *hub.Hub
-	log    *slog.Logger
-	creds  Credentials // SigV4 key pair; empty disables SigV4
-	apiKey string      // Herald's API key, accepted as a Bearer token too
-	now    func() time.Time
+	hub   *hub.Hub
+	log   *slog.Logger
+	creds Credentials // SigV4 key pair; empty disables SigV4
+	keys  APIKeys     // Herald's API keys, accepted as Bearer tokens too; nil: none
+	now   func() time.Time
 }
 
-// New returns the management API handlers. Requests must carry a SigV4
-// signature made with creds, or "Authorization: Bearer <apiKey>".
+// APIKeys checks the Bearer alternative to SigV4 against Herald's server
+// API keys; api.KeySet is one. Declared here, where it is used, so that
+// this package need not import the API that serves it.
+type APIKeys interface {
+	// AuthorizeConnections returns the name of the API key that r
+	// carries as its bearer credential, when that key may manage
+	// connections (the connections or admin scope). Otherwise it returns
+	// a *herald.Error: EUnauthorized when r carries no key Herald knows,
+	// EForbidden when the key lacks the scope.
+	AuthorizeConnections(r *http.Request) (name string, err error)
+}
+
+// NewWithKeys returns the management API handlers. Requests must carry a
+// SigV4 signature made with creds, or "Authorization: Bearer <key>" with
+// a key of keys that has the connections scope. keys may be nil: SigV4
+// only.
+func NewWithKeys(h *hub.Hub, log *slog.Logger, creds Credentials, keys APIKeys) *Handlers {
+	return &Handlers{hub: h, log: log, creds: creds, keys: keys, now: time.Now}
+}
+
+// New is NewWithKeys with the single API key of old, allowed everything.
+//
+// Deprecated: use NewWithKeys with the server API's api.KeySet, so that
+// named keys work here too. New stays only until cmd/herald is moved
+// over.
 func New(h *hub.Hub, log *slog.Logger, creds Credentials, apiKey string) *Handlers {
-	return &Handlers{hub: h, log: log, creds: creds, apiKey: apiKey, now: time.Now}
+	return NewWithKeys(h, log, creds, singleKey(apiKey))
+}
+
+// singleKey is the APIKeys of New: one key, named "default", allowed
+// everything; "" is no key.
+type singleKey string
+
+func (k singleKey) AuthorizeConnections(r *http.Request) (string, error) {
+	if !token.BearerIs(r, string(k)) {
+		return "", herald.Errorf(herald.EUnauthorized, "missing or invalid API key")
+	}
+	return "default", nil
 }
 
 // awsError writes an AWS-style error.
@@ -63,8 +98,19 @@ func (h *Handlers) authorize(w http.ResponseWriter, r *http.Request, maxBody int
 		awsError(w, http.StatusRequestEntityTooLarge, "PayloadTooLargeException", "payload exceeds 131072 bytes")
 		return nil, false
 	}
-	if token.BearerIs(r, h.apiKey) {
-		return body, true
+	if h.keys != nil && token.Bearer(r) != "" {
+		name, err := h.keys.AuthorizeConnections(r)
+		switch herald.ErrorCodeOf(err) {
+		case "":
+			h.log.Debug("management API request", "key", name, "method", r.Method, "path", r.URL.Path)
+			return body, true
+		case herald.EForbidden:
+			h.log.Info("management API request refused for its API key's scope", "key", name, "path", r.URL.Path)
+			awsError(w, http.StatusForbidden, "ForbiddenException", "forbidden: API key "+strconv.Quote(name)+" lacks the connections scope")
+			return nil, false
+		}
+		// Not a key Herald knows: refused below, as a (malformed) SigV4
+		// Authorization header.
 	}
 	if h.creds.AccessKeyID == "" {
 		awsError(w, http.StatusForbidden, "ForbiddenException", "SigV4 is not configured on this Herald (set HERALD_AWS_ACCESS_KEY_ID and HERALD_AWS_SECRET_ACCESS_KEY) and no valid API key was given")
