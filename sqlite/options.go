@@ -1,6 +1,9 @@
 package sqlite
 
-import "time"
+import (
+	"log/slog"
+	"time"
+)
 
 // DefaultMaxBatch is how many messages the writer gathers into one
 // transaction before committing. A commit costs a WAL append and a lock
@@ -9,9 +12,16 @@ import "time"
 // the others and how large one transaction (and the WAL) grows.
 const DefaultMaxBatch = 1024
 
+// DefaultCheckTimeout bounds the integrity check Open runs (see
+// WithCheckTimeout). PRAGMA quick_check reads every page of the file; 30 s
+// covers some gigabytes on an ordinary disk, more than Herald's retention
+// usually keeps, while a start that hangs for minutes would look like a
+// crash loop to an orchestrator.
+const DefaultCheckTimeout = 30 * time.Second
+
 // defaultBusyTimeout is how long a connection waits for a lock held by
-// another connection (a checkpoint, or another process opening the same
-// file) before failing with SQLITE_BUSY.
+// another connection (a checkpoint, or a backup tool reading the file)
+// before failing with SQLITE_BUSY.
 const defaultBusyTimeout = 5 * time.Second
 
 // An Option configures Open.
@@ -26,10 +36,18 @@ type config struct {
 	maxBatch       int
 	busyTimeout    time.Duration
 	writerCacheKiB int
+	checkTimeout   time.Duration // <= 0: no integrity check
+	log            *slog.Logger
 }
 
 func defaultConfig() config {
-	return config{maxBatch: DefaultMaxBatch, busyTimeout: defaultBusyTimeout, writerCacheKiB: defaultWriterCacheKiB}
+	return config{
+		maxBatch:       DefaultMaxBatch,
+		busyTimeout:    defaultBusyTimeout,
+		writerCacheKiB: defaultWriterCacheKiB,
+		checkTimeout:   DefaultCheckTimeout,
+		log:            slog.Default(),
+	}
 }
 
 // WithMaxBatch sets how many messages one group-commit transaction gathers
@@ -41,5 +59,28 @@ func WithMaxBatch(n int) Option {
 			n = DefaultMaxBatch
 		}
 		c.maxBatch = n
+	}
+}
+
+// WithCheckTimeout bounds the integrity check (PRAGMA quick_check) that
+// Open runs before it trusts an existing file; d <= 0 skips the check. The
+// default is DefaultCheckTimeout.
+//
+// When the bound is hit Open logs a warning and starts anyway: the check
+// is a guard against a damaged file, and a large healthy file on a slow
+// disk must still be able to start. Corruption the check did not reach
+// still shows at run time, as errors of the operations that touch it.
+func WithCheckTimeout(d time.Duration) Option {
+	return func(c *config) { c.checkTimeout = d }
+}
+
+// WithLogger sets where Open reports what it does not fail on (an
+// integrity check cut short by its timeout). nil means slog.Default().
+func WithLogger(l *slog.Logger) Option {
+	return func(c *config) {
+		if l == nil {
+			l = slog.Default()
+		}
+		c.log = l
 	}
 }

@@ -108,9 +108,17 @@ func migrate(ctx context.Context, conn *sql.Conn, newEpoch string) (epoch string
 	if err := conn.QueryRowContext(ctx, "PRAGMA user_version").Scan(&version); err != nil {
 		return "", fmt.Errorf("read schema version: %w", err)
 	}
+	var appID int64
+	if err := conn.QueryRowContext(ctx, "PRAGMA application_id").Scan(&appID); err != nil {
+		return "", fmt.Errorf("read application id: %w", err)
+	}
+	if err := checkOwner(ctx, conn, appID, version); err != nil {
+		return "", err
+	}
 	steps := migrations()
 	if version > len(steps) {
-		return "", fmt.Errorf("database schema version %d is newer than this build supports (%d)", version, len(steps))
+		return "", fmt.Errorf("database schema version %d is newer than this build supports (%d): "+
+			"the file was written by a newer Herald; run that version, or restore a backup taken before the upgrade", version, len(steps))
 	}
 	for i := version; i < len(steps); i++ {
 		if _, err := conn.ExecContext(ctx, steps[i]); err != nil {
@@ -123,6 +131,12 @@ func migrate(ctx context.Context, conn *sql.Conn, newEpoch string) (epoch string
 			return "", fmt.Errorf("set schema version: %w", err)
 		}
 	}
+	if appID != applicationID {
+		// New files, and those of Herald versions before the mark.
+		if _, err := conn.ExecContext(ctx, fmt.Sprintf("PRAGMA application_id = %d", applicationID)); err != nil {
+			return "", fmt.Errorf("set application id: %w", err)
+		}
+	}
 
 	// The epoch is created once, with the database, and then kept: it changes
 	// only when history is lost, which for a file means a new file.
@@ -133,8 +147,52 @@ func migrate(ctx context.Context, conn *sql.Conn, newEpoch string) (epoch string
 		return "", fmt.Errorf("read epoch: %w", err)
 	}
 
+	if epoch == "" {
+		return "", fmt.Errorf("%w: its history epoch (table meta) is empty", ErrNotDatabase)
+	}
+
 	if _, err := conn.ExecContext(ctx, "COMMIT"); err != nil {
 		return "", fmt.Errorf("commit migration: %w", err)
 	}
 	return epoch, nil
+}
+
+// applicationID marks a file as Herald's in its header (PRAGMA
+// application_id, the 32-bit field SQLite reserves at offset 68 for this):
+// "HRLD". It lets Open refuse another program's SQLite file instead of
+// adding Herald's tables to it, or mistaking its user_version for a Herald
+// schema version.
+const applicationID = 0x48524c44
+
+// checkOwner refuses a file that is not Herald's, going by its application
+// id and, for files without one (new files, and those written before
+// Herald set it), by its tables.
+func checkOwner(ctx context.Context, conn *sql.Conn, appID int64, version int) error {
+	switch {
+	case appID == applicationID:
+		return nil
+	case appID != 0:
+		return fmt.Errorf("%w: it belongs to another application (application_id %#x); point HERALD_DB at Herald's file", ErrNotDatabase, appID)
+	}
+	var tables, ours int
+	err := conn.QueryRowContext(ctx, `SELECT count(*), count(name IN ('meta', 'streams', 'messages') OR NULL)
+		FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'`).Scan(&tables, &ours)
+	if err != nil {
+		return fmt.Errorf("read schema: %w", err)
+	}
+	switch {
+	case version == 0 && ours == 3:
+		// What the sqlite3 shell's .dump makes of a Herald file: the
+		// tables without the header fields. Which schema version the
+		// tables are is not knowable from here; the operator knows which
+		// Herald wrote the file.
+		return fmt.Errorf("%w: it has Herald's tables but no schema version, as a file rebuilt with the sqlite3 shell's .dump has; "+
+			"if this Herald version wrote it, mark it with `sqlite3 FILE \"PRAGMA user_version = %d; PRAGMA application_id = %d\"`",
+			ErrNotDatabase, len(migrations()), applicationID)
+	case version == 0 && tables > 0:
+		return fmt.Errorf("%w: it is an SQLite database with tables of its own (%d) and no Herald schema; point HERALD_DB at Herald's file or a new one", ErrNotDatabase, tables)
+	case version > 0 && ours < 3:
+		return fmt.Errorf("%w: its schema version is %d but it lacks Herald's tables; point HERALD_DB at Herald's file or a new one", ErrNotDatabase, version)
+	}
+	return nil
 }

@@ -96,6 +96,8 @@ type Store struct {
 	ckptDone  chan struct{} // closed when the checkpointer has exited
 
 	txns atomic.Uint64 // transactions committed, for tests and benchmarks
+
+	lock *fileLock // held from Open to Close; see lock.go
 }
 
 var _ herald.Store = (*Store)(nil)
@@ -121,32 +123,51 @@ const (
 // Open opens the store in the SQLite file at path, creating the file and
 // bringing its schema up to date if needed, and starts the writer. Close it
 // to flush pending Appends and release the file. path is a file name, not a
-// DSN: it is used as given (":memory:" would name a file; use package memory
-// for a store without a file).
+// DSN; "" and ":memory:" are rejected (package memory is the store without
+// a file).
 //
-// One process should write a file at a time; a second Store on the same
-// file (in this or another process) is safe, since each notices the other's
-// commits and reloads what it caches, but the two contend for SQLite's
-// write lock and lose the benefit of group commit.
+// A Store owns its file: Open takes an exclusive lock (see lock.go) and
+// fails at once, with an error wrapping ErrLocked, while another Store in
+// this or another process has the file open. Before it trusts an existing
+// file Open checks it (see WithCheckTimeout) and fails with an error
+// wrapping ErrCorrupt when it is damaged, or ErrNotDatabase when it is not
+// Herald's. Those errors name the file and say how to recover.
 func Open(ctx context.Context, path string, opts ...Option) (*Store, error) {
 	cfg := defaultConfig()
 	for _, o := range opts {
 		o(&cfg)
 	}
 
-	dsn, err := dsnFor(path, cfg)
+	abs, err := filepath.Abs(path)
 	if err != nil {
+		return nil, fmt.Errorf("sqlite: resolve %s: %w", path, err)
+	}
+	if err := checkPath(path, abs); err != nil {
+		return nil, fmt.Errorf("sqlite: open %s: %w", path, err)
+	}
+	lock, err := lockDB(abs)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: open %s: %w", abs, err)
+	}
+	dsn, err := dsnFor(abs, cfg)
+	if err != nil {
+		lock.release()
 		return nil, err
 	}
 	db, err := sql.Open("sqlite", dsn)
 	if err != nil {
-		return nil, fmt.Errorf("sqlite: open %s: %w", path, err)
+		lock.release()
+		return nil, fmt.Errorf("sqlite: open %s: %w", abs, err)
 	}
-	s, err := open(ctx, db, cfg)
+	s, err := open(ctx, db, abs, cfg)
 	if err != nil {
+		// The lock goes last: until every connection is closed the file
+		// is still in use.
 		db.Close()
-		return nil, fmt.Errorf("sqlite: open %s: %w", path, err)
+		lock.release()
+		return nil, fmt.Errorf("sqlite: open %s: %w", abs, explain(abs, err))
 	}
+	s.lock = lock
 	return s, nil
 }
 
@@ -175,7 +196,7 @@ func dsnFor(path string, cfg config) (string, error) {
 	return "file:" + name + "?" + q.Encode(), nil
 }
 
-func open(ctx context.Context, db *sql.DB, cfg config) (*Store, error) {
+func open(ctx context.Context, db *sql.DB, abs string, cfg config) (*Store, error) {
 	// Bound the pool: the writer's connection plus a few readers. Reads run
 	// on the CPU in this pure-Go driver, so more readers than CPUs only add
 	// page caches and file descriptors (each connection holds the db, -wal
@@ -201,7 +222,7 @@ func open(ctx context.Context, db *sql.DB, cfg config) (*Store, error) {
 		ckptDone:   make(chan struct{}),
 	}
 	s.trim.full = true // nothing is known of the streams yet
-	if err := s.init(ctx, cfg); err != nil {
+	if err := s.init(ctx, abs, cfg); err != nil {
 		s.closeStmts()
 		wconn.Close()
 		return nil, err
@@ -216,7 +237,7 @@ func open(ctx context.Context, db *sql.DB, cfg config) (*Store, error) {
 	return s, nil
 }
 
-func (s *Store) init(ctx context.Context, cfg config) error {
+func (s *Store) init(ctx context.Context, abs string, cfg config) error {
 	// WAL is persistent in the file, so setting it once here covers every
 	// later connection. It lets reads run while the writer commits, and it
 	// is what makes synchronous=NORMAL safe (in rollback-journal mode NORMAL
@@ -242,6 +263,10 @@ func (s *Store) init(ctx context.Context, cfg config) error {
 		return fmt.Errorf("set autocheckpoint: %w", err)
 	}
 
+	// Before anything trusts (or migrates) what the file holds.
+	if err := quickCheck(ctx, s.wconn, abs, cfg.checkTimeout, cfg.log); err != nil {
+		return err
+	}
 	epoch, err := migrate(ctx, s.wconn, herald.NewEpoch())
 	if err != nil {
 		return err
@@ -903,6 +928,8 @@ func (s *Store) Close() error {
 		close(s.ckptStop)
 		<-s.ckptDone
 		s.closeErr = errors.Join(s.closeStmts(), s.ckconn.Close(), s.wconn.Close(), s.db.Close())
+		// Only now that no connection is left may another Store open it.
+		s.closeErr = errors.Join(s.closeErr, s.lock.release())
 		if s.closeErr != nil {
 			s.closeErr = fmt.Errorf("sqlite: close: %w", s.closeErr)
 		}
