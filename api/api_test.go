@@ -130,6 +130,7 @@ func TestAuthentication(t *testing.T) {
 				name:   r.String() + "/" + c.name,
 				req:    newRequest(r.method, r.path+c.query, r.body, "Authorization", c.auth, "Content-Type", "application/json"),
 				status: http.StatusUnauthorized, code: herald.EUnauthorized, msg: "API key",
+				check: observed(AuthAPIKey),
 			})
 		}
 	}
@@ -143,15 +144,27 @@ func TestAuthentication(t *testing.T) {
 				name:   r.String() + "/" + c.name,
 				req:    newRequest(r.method, r.path, r.body, "Authorization", c.auth, "Content-Type", "application/json"),
 				status: http.StatusUnauthorized, code: herald.EUnauthorized, msg: "token",
-				check: func(t *testing.T, f *fixture, _ *httptest.ResponseRecorder) {
+				check: func(t *testing.T, f *fixture, w *httptest.ResponseRecorder) {
 					if len(f.ws.served)+len(f.sse.served) > 0 || len(f.streams.calls) > 0 {
 						t.Errorf("an unauthenticated request got through: transports served %d+%d, streams %v", len(f.ws.served), len(f.sse.served), f.streams.calls)
 					}
+					observed(AuthToken)(t, f, w)
 				},
 			})
 		}
 	}
 	runRouteTests(t, tests)
+}
+
+// observed returns a check that the Observer was told of exactly one
+// authentication failure, of kind.
+func observed(kind string) func(*testing.T, *fixture, *httptest.ResponseRecorder) {
+	return func(t *testing.T, f *fixture, _ *httptest.ResponseRecorder) {
+		t.Helper()
+		if limited, failed := f.observer.counts(); len(limited) > 0 || len(failed) != 1 || failed[kind] != 1 {
+			t.Errorf("observer told of limits %v and failures %v; want one %s failure", limited, failed, kind)
+		}
+	}
 }
 
 func TestContentType(t *testing.T) {

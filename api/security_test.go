@@ -229,3 +229,15 @@ func TestConnectOriginOverHTTP(t *testing.T) {
 		t.Errorf("token checks: ws %d, sse %d; want 0 and 1 (the allowed stream only)", ws, sse)
 	}
 }
+
+// The transport's refusals keep their code: a WebSocket version Herald
+// does not speak is 426 upgrade_required, with the headers the transport
+// set (the gateway names the version it speaks).
+func TestUpgradeRequired(t *testing.T) {
+	runRouteTests(t, []routeTest{{
+		name: "ws", req: userRequest("GET", "/ws", ""), status: http.StatusUpgradeRequired, code: herald.EUpgradeRequired, msg: "version",
+		setup: func(f *fixture) {
+			f.ws.err = herald.Errorf(herald.EUpgradeRequired, "WebSocket version \"8\" is not supported")
+		},
+	}})
+}
