@@ -31,14 +31,15 @@ type conn struct {
 	rc syscall.RawConn // epoll mode only
 	s  *session.Session
 
-	mu      sync.Mutex
-	state   uint8
-	writing bool     // a writer goroutine owns the socket's write side
-	sse     bool     // an event stream: SSE heartbeat and close event, input discarded; fixed at creation
-	fd      int32    // epoll mode only
-	qbytes  int      // bytes in queue
-	queue   [][]byte // frames waiting for the writer; shared, read-only slices
-	spare   [][]byte // the writer's previous batch, reused to avoid allocating
+	mu       sync.Mutex
+	state    uint8
+	writing  bool     // a writer goroutine owns the socket's write side
+	sse      bool     // an event stream: SSE heartbeat and close event, input discarded; fixed at creation
+	overflow bool     // closed with 4008 because the queue was full, for the session to report
+	fd       int32    // epoll mode only
+	qbytes   int      // bytes in queue
+	queue    [][]byte // frames waiting for the writer; shared, read-only slices
+	spare    [][]byte // the writer's previous batch, reused to avoid allocating
 
 	// asm parses what the client sends. It is touched only by the one
 	// reader active at a time (the read goroutine, or the epoll worker that
@@ -83,6 +84,7 @@ func (c *conn) Bidirectional() bool { return !c.sse }
 // queueLocked appends frame to the send queue, enforcing its bounds.
 func (c *conn) queueLocked(frame []byte) bool {
 	if len(c.queue) >= c.g.cfg.maxQueueFrames || c.qbytes+len(frame) > c.g.cfg.maxQueueBytes {
+		c.overflow = true
 		c.closeLocked(wire.CloseSlowConsumer, "send queue full")
 		return false
 	}
@@ -139,13 +141,35 @@ func (c *conn) closeLocked(code uint16, reason string) {
 func (c *conn) startWriterLocked() {
 	if !c.writing {
 		c.writing = true
-		go c.writeLoop()
+		c.spawnWriter()
 	}
 }
 
-// writeLoop writes everything queued, coalescing the queue into one writev
-// per round, until the queue is empty.
-func (c *conn) writeLoop() {
+// spawnWriter starts the writer goroutine, which the caller has marked
+// (c.writing). With an observer the writer is told when its wait began,
+// for Observer.QueueWait; without one it is started exactly as before,
+// since an argument to a go statement is captured in a heap closure:
+// 8 bytes more per writer, on a path that starts one per message in
+// goroutine mode.
+func (c *conn) spawnWriter() {
+	if c.g.obs == nil {
+		go c.writeLoop()
+		return
+	}
+	go c.writeLoopFrom(time.Now().UnixNano())
+}
+
+// writeLoop and writeLoopFrom are the writer goroutine's two ways in;
+// see spawnWriter.
+func (c *conn) writeLoop() { c.writeFrom(0) }
+
+func (c *conn) writeLoopFrom(since int64) { c.writeFrom(since) }
+
+// writeFrom writes everything queued, coalescing the queue into one writev
+// per round, until the queue is empty. since (unix nanos) is when the
+// first frame it takes may have been queued, for the observer's queue
+// wait; 0 when nobody observes.
+func (c *conn) writeFrom(since int64) {
 	for {
 		c.mu.Lock()
 		if c.state == stateClosed || len(c.queue) == 0 {
@@ -163,6 +187,12 @@ func (c *conn) writeLoop() {
 		c.mu.Unlock()
 
 		now := time.Now()
+		if o := c.g.obs; o != nil {
+			// Whatever the next batch holds was queued after this one
+			// was taken.
+			o.QueueWait(time.Duration(now.UnixNano() - since))
+			since = now.UnixNano()
+		}
 		_ = c.nc.SetWriteDeadline(now.Add(c.g.cfg.WriteTimeout))
 		bufs := net.Buffers(batch)
 		_, err := bufs.WriteTo(c.nc)
@@ -221,8 +251,12 @@ func (c *conn) teardown(cause error) {
 func (c *conn) finish(cause error) {
 	c.mu.Lock()
 	c.queue, c.spare, c.qbytes = nil, nil, 0
+	overflow := c.overflow
 	c.mu.Unlock()
 
+	if overflow {
+		c.s.Overflowed()
+	}
 	c.s.Gone() // leaves the hub, wakes a replay waiting for queue room
 	if c.rc != nil {
 		c.g.poll.remove(c)

@@ -66,7 +66,8 @@ type Gateway struct {
 	sessions *session.Manager
 	tokens   *token.Issuer
 	log      *slog.Logger
-	poll     *poller // nil in goroutine mode
+	poll     *poller          // nil in goroutine mode
+	obs      session.Observer // the session manager's, told of queue waits; nil = nobody
 
 	ping    []byte    // WebSocket ping frame, shared by every connection
 	ssePing []byte    // event-stream heartbeat comment, likewise
@@ -79,7 +80,7 @@ type Gateway struct {
 func New(cfg Config, sm *session.Manager, tokens *token.Issuer, log *slog.Logger) (*Gateway, error) {
 	cfg.setDefaults()
 	cfg.maxQueueFrames, cfg.maxQueueBytes = sm.Config().MaxQueueFrames, sm.Config().MaxQueueBytes
-	g := &Gateway{cfg: cfg, sessions: sm, tokens: tokens, log: log, ping: wire.PingFrame(), ssePing: wire.SSEPing()}
+	g := &Gateway{cfg: cfg, sessions: sm, tokens: tokens, log: log, obs: sm.Config().Observer, ping: wire.PingFrame(), ssePing: wire.SSEPing()}
 	g.bufs.New = func() any { b := make([]byte, 4096); return &b }
 	switch cfg.IO {
 	case IOAuto, IOEpoll:
@@ -285,7 +286,7 @@ func (c *conn) uncork(nc net.Conn) (epoll bool) {
 	c.nc = nc
 	epoll = c.attachFD()
 	if len(c.queue) > 0 {
-		go c.writeLoop() // c.writing is already set: the writer owns it
+		c.spawnWriter() // c.writing is already set: the writer owns it
 	} else {
 		c.writing = false
 	}

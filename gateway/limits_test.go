@@ -5,7 +5,12 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"fmt"
+	"io"
 	"net"
+	"slices"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -100,5 +105,84 @@ func TestMessageRateLimitCloses(t *testing.T) {
 				})
 			}
 		})
+	}
+}
+
+// observed is an Observer for gateway tests.
+type observed struct {
+	mu     sync.Mutex
+	events []string
+	waits  int
+}
+
+func (o *observed) Opened(transport string) {
+	o.mu.Lock()
+	o.events = append(o.events, "opened "+transport)
+	o.mu.Unlock()
+}
+
+func (o *observed) Closed(transport string, code int, reason string) {
+	o.mu.Lock()
+	o.events = append(o.events, fmt.Sprintf("closed %s %d %s", transport, code, reason))
+	o.mu.Unlock()
+}
+
+func (o *observed) Resumed(string, int) {}
+
+func (o *observed) QueueWait(time.Duration) {
+	o.mu.Lock()
+	o.waits++
+	o.mu.Unlock()
+}
+
+func (o *observed) seen() ([]string, int) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return slices.Clone(o.events), o.waits
+}
+
+// A connection whose client stops reading overflows its queue and is
+// reported to the observer as closed with 4008 — the transport's own
+// close, which the session learns from it — after its writer reported
+// waiting on the queue.
+func TestObserverSeesSlowConsumer(t *testing.T) {
+	for _, mode := range []string{IOEpoll, IOGoroutine} {
+		t.Run(mode, func(t *testing.T) {
+			obs := &observed{}
+			s := serveWith(t, Config{IO: mode}, session.Config{MaxQueueFrames: 8, MaxQueueBytes: 256 << 10, Observer: obs})
+			nc, _ := dialWS(t, s, "slow")
+			waitFor(t, "the connection joined the hub", func() bool { return s.h.Len() == 1 })
+			m := &herald.Message{ID: "m", User: "slow", Data: []byte(`"` + strings.Repeat("x", 32<<10) + `"`)}
+			for sent := 0; len(s.h.SendUser(m).Failed) == 0; sent++ {
+				// The kernel's buffers on both ends fill first; a few
+				// hundred messages of 32 KiB outgrow any loopback default.
+				if sent == 1<<16 {
+					t.Fatal("the queue never overflowed")
+				}
+			}
+			nc.Close()
+			waitFor(t, "the connection was torn down", func() bool { return s.sm.Open() == 0 })
+			events, waits := obs.seen()
+			if want := []string{"opened websocket", "closed websocket 4008 send queue full"}; !slices.Equal(events, want) {
+				t.Fatalf("observed %q, want %q", events, want)
+			}
+			if waits == 0 {
+				t.Fatal("no queue wait reported for a connection whose queue filled")
+			}
+		})
+	}
+}
+
+// A client that goes away without a close frame is reported as 1006.
+func TestObserverSeesLostConnection(t *testing.T) {
+	obs := &observed{}
+	s := serveWith(t, Config{}, session.Config{Observer: obs})
+	nc, br := dialWS(t, s, "u")
+	waitFor(t, "the connection joined the hub", func() bool { return s.h.Len() == 1 })
+	nc.Close()
+	_, _ = io.Copy(io.Discard, br)
+	waitFor(t, "the connection was torn down", func() bool { return s.sm.Open() == 0 })
+	if events, _ := obs.seen(); !slices.Equal(events, []string{"opened websocket", "closed websocket 1006 connection lost"}) {
+		t.Fatalf("observed %q", events)
 	}
 }

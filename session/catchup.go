@@ -60,14 +60,21 @@ func (s *Session) runCatchup(r *Resume) {
 		}
 		if reset {
 			s.sendReset(ctx, h.Epoch(), last)
+			if r != nil {
+				s.resumed(ResumeReset, 0)
+			}
 		} else {
 			s.mu.Lock()
 			// The client has everything up to its resume point; a resume
 			// starts before anything was sent, so that is its position.
 			s.lastOffset, s.known = cur, true
 			s.mu.Unlock()
-			if !s.replay(ctx, cur, last) {
+			n, ok := s.replay(ctx, cur, last)
+			if !ok {
 				return
+			}
+			if r != nil {
+				s.resumed(ResumeReplayed, n)
 			}
 		}
 		r = nil
@@ -83,32 +90,47 @@ func (s *Session) runCatchup(r *Resume) {
 	}
 }
 
-// replay sends the stored messages after cur up to last, a page at a time.
-func (s *Session) replay(ctx context.Context, cur, last uint64) bool {
+// replay sends the stored messages after cur up to last, a page at a
+// time, and reports how many it sent and whether the session goes on.
+func (s *Session) replay(ctx context.Context, cur, last uint64) (sent int, ok bool) {
 	h := s.m.history
 	for cur < last {
 		msgs, err := h.Since(ctx, s.user, cur, s.m.pageLimit)
 		if err != nil {
 			s.m.log.Error("catch-up: read history", "conn", s.id, "user", s.user, "err", err)
 			s.Close(wire.CloseInternal, "history unavailable")
-			return false
+			return sent, false
 		}
 		for i := range msgs {
 			m := &msgs[i]
 			if m.Offset > last {
-				return true // newer ones are parked
+				return sent, true // newer ones are parked
 			}
 			if !s.sendReplayed(ctx, wire.Encode(s.format, m), m.Offset) {
-				return false
+				return sent, false
 			}
 			cur = m.Offset
+			sent++
 			msgs[i] = herald.Message{} // let the payload go as soon as it is queued
 		}
 		if len(msgs) < s.m.pageLimit {
-			return true
+			return sent, true
 		}
 	}
-	return true
+	return sent, true
+}
+
+// resumed tells the observer how a resume request was carried out;
+// ResumeReplayed with nothing replayed is ResumeNone.
+func (s *Session) resumed(outcome string, messages int) {
+	o := s.m.cfg.Observer
+	if o == nil {
+		return
+	}
+	if outcome == ResumeReplayed && messages == 0 {
+		outcome = ResumeNone
+	}
+	o.Resumed(outcome, messages)
 }
 
 // sendReset tells the client its resume point cannot be honoured and
@@ -240,11 +262,13 @@ func (s *Session) startResume(r Resume) {
 	defer s.mu.Unlock()
 	epochOK := r.Epoch == "" || r.Epoch == s.m.history.Epoch()
 	if epochOK && s.firstLive == r.Since+1 && s.cu.Load() == nil {
-		return // seamless
+		s.resumed(ResumeNone, 0) // seamless
+		return
 	}
 	// Written under the lock that orders sends, so no live message can come
 	// between the offset read here and the reset that names it.
 	if b := resetBytes(s.format, s.m.history.Epoch(), s.lastOffset); b != nil {
 		s.writeLocked(b)
 	}
+	s.resumed(ResumeReset, 0)
 }

@@ -75,7 +75,8 @@ type Config struct {
 	// Session.HandleMessage for what counts.
 	MessageRate  float64
 	MessageBurst int
-	Clock        Clock // time.Now and time.AfterFunc when nil
+	Observer     Observer // told what happens to connections, for metrics; nil = nobody
+	Clock        Clock    // time.Now and time.AfterFunc when nil
 }
 
 // Defaults of the client message rate limit. A well-behaved client sends
@@ -311,6 +312,9 @@ func clip(s string, n int) string {
 // Start registers s in the hub, arms its token expiry and starts its
 // replay, if any. From here on the hub may hand it messages.
 func (m *Manager) Start(s *Session) {
+	if o := m.cfg.Observer; o != nil {
+		o.Opened(s.transport())
+	}
 	m.hub.Add(s)
 	s.mu.Lock()
 	s.started = true

@@ -18,7 +18,9 @@ type Transport interface {
 	// Write queues b, already encoded in the session's format, for the
 	// peer. It reports false when the transport is closed or b did not fit
 	// its queue bounds; in the latter case the transport closes itself
-	// with 4008 (the client resumes and loses nothing).
+	// with 4008 (the client resumes and loses nothing) and, when it tears
+	// the connection down, calls Session.Overflowed before Session.Gone,
+	// so that the observer learns the code.
 	Write(b []byte) bool
 	// Pending reports what is queued and not yet written, so a replay can
 	// wait for room instead of filling the queue past its bound.
@@ -69,11 +71,12 @@ type Session struct {
 
 	// The small fields sit together, so they share one word instead of
 	// padding one each.
-	format  wire.Format
-	state   uint8 // guarded by mu
-	started bool  // guarded by mu: Start was called, the session is in the hub
-	spoke   bool  // the reader's: the client has sent a message (a resume must be the first)
-	known   bool  // guarded by mu: lastOffset is a real position (read from the Store, a resume point, or the first message)
+	format   wire.Format
+	state    uint8 // guarded by mu
+	started  bool  // guarded by mu: Start was called, the session is in the hub
+	spoke    bool  // the reader's: the client has sent a message (a resume must be the first)
+	known    bool  // guarded by mu: lastOffset is a real position (read from the Store, a resume point, or the first message)
+	reported bool  // guarded by mu: the observer was told how the session ended
 
 	mu      sync.Mutex
 	resume  *Resume // where the client resumes from, until Start replays it
@@ -208,6 +211,7 @@ func (s *Session) closeLocked(code uint16, reason string) {
 		return
 	}
 	s.state = stateClosing
+	s.endedLocked(code, reason)
 	s.stopExpiryLocked()
 	s.t.Close(code, reason)
 	// The hub calls Close with a shard lock held (eviction excepted, which
@@ -219,11 +223,41 @@ func (s *Session) closeLocked(code uint16, reason string) {
 // the session leaves the hub, stops its timers and wakes a waiting replay.
 func (s *Session) Gone() {
 	s.mu.Lock()
+	s.endedLocked(CloseAbnormal, "connection lost") // unless a close came first
 	s.state = stateClosed
 	s.stopExpiryLocked()
 	s.mu.Unlock()
 	s.m.hub.Remove(s)
 	s.Drained()
+}
+
+// Overflowed is called by a transport that closed itself with 4008
+// because its send queue was full (see Transport.Write), before Gone, so
+// that the session reports why it ended. It must be called without the
+// transport's lock held: it takes the session's.
+func (s *Session) Overflowed() {
+	s.mu.Lock()
+	s.endedLocked(wire.CloseSlowConsumer, "send queue full")
+	s.mu.Unlock()
+}
+
+// endedLocked tells the observer, once, how a started session ended: the
+// first close decided wins, whoever decided it.
+func (s *Session) endedLocked(code uint16, reason string) {
+	o := s.m.cfg.Observer
+	if o == nil || s.reported || !s.started {
+		return
+	}
+	s.reported = true
+	o.Closed(s.transport(), int(code), reason)
+}
+
+// transport names what carries the session, for the observer.
+func (s *Session) transport() string {
+	if s.format == wire.FormatSSE {
+		return TransportSSE
+	}
+	return TransportWebSocket
 }
 
 // Drained is called by the transport whenever its queue shrank, so a
