@@ -207,11 +207,8 @@ func (k *KeySet) Authorize(r *http.Request, anyOf ...Scope) (name string, err er
 		return "", herald.Errorf(herald.EUnauthorized, "missing or invalid API key")
 	}
 	if !e.scopes.allows(anyOf) {
-		need := make([]string, len(anyOf))
-		for i, s := range anyOf {
-			need[i] = string(s)
-		}
-		return e.name, herald.Errorf(herald.EForbidden, "API key %q lacks the %s scope needed here", e.name, strings.Join(need, " or "))
+		need := strings.ReplaceAll(scopeList(anyOf), ", ", " or ")
+		return e.name, herald.Errorf(herald.EForbidden, "API key %q lacks the %s scope needed here", e.name, need)
 	}
 	return e.name, nil
 }

@@ -62,6 +62,9 @@ func TestAddrLimiterIsBounded(t *testing.T) {
 	}
 	for i := range 100 * limit {
 		l.admit(addr(i), now)
+		if i%61 != 0 {
+			continue // l.len locks every shard: look now and then
+		}
 		if n := l.len(); n > limit {
 			t.Fatalf("after %d addresses the limiter holds %d, more than %d", i+1, n, limit)
 		}
