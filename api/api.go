@@ -233,6 +233,14 @@ type Deps struct {
 	SSE     EventStream // Server-Sent Events
 	Stream  Streams
 	AWS     AWSHandlers // nil leaves the management API out
+	// Health, when set, is asked by /readyz whether the node's
+	// dependencies (the store) work; nil means they always do.
+	Health Health
+}
+
+// Health reports whether what the node depends on works: nil, or why not.
+type Health interface {
+	Ready() error
 }
 
 // Server holds the API's dependencies.
@@ -244,6 +252,7 @@ type Server struct {
 	sse      EventStream
 	stream   Streams
 	aws      AWSHandlers
+	health   Health
 	ready    atomic.Bool
 	keys     *KeySet
 	origins  *originPolicy
@@ -258,7 +267,7 @@ type Server struct {
 // every key, bad origins make the browser routes refuse every Origin.
 func New(cfg Config, log *slog.Logger, d Deps) *Server {
 	s := &Server{
-		cfg: cfg, log: log, hub: d.Hub, gateway: d.Gateway, sse: d.SSE, stream: d.Stream, aws: d.AWS,
+		cfg: cfg, log: log, hub: d.Hub, gateway: d.Gateway, sse: d.SSE, stream: d.Stream, aws: d.AWS, health: d.Health,
 		observer: cfg.Observer, now: time.Now,
 	}
 	if s.observer == nil {
@@ -288,6 +297,20 @@ func (s *Server) Handler() http.Handler {
 
 // SetReady marks the node ready or not (draining) for /readyz and /ws.
 func (s *Server) SetReady(ready bool) { s.ready.Store(ready) }
+
+// Ready reports what /readyz reports: nil, or why the node should get no
+// new traffic (draining, or a dependency failing).
+func (s *Server) Ready() error {
+	if !s.ready.Load() {
+		return herald.Errorf(herald.EUnavailable, "draining")
+	}
+	if s.health != nil {
+		if err := s.health.Ready(); err != nil {
+			return &herald.Error{Code: herald.EUnavailable, Message: "store failing; the server log says why", Err: err}
+		}
+	}
+	return nil
+}
 
 // statusOf maps an error code to its HTTP status (docs/api.md lists both).
 func statusOf(code herald.ErrorCode) int {
@@ -332,7 +355,9 @@ func writeError(w http.ResponseWriter, r *http.Request, log *slog.Logger, err er
 	body.Error.Code = herald.ErrorCodeOf(err)
 	body.Error.Message = herald.ErrorMessageOf(err)
 	status := statusOf(body.Error.Code)
-	if status >= 500 {
+	// A 503 is the node saying it is draining or its store is down: the
+	// reason is logged once where it is decided, not once per request.
+	if status >= 500 && status != http.StatusServiceUnavailable {
 		args := []any{"method", r.Method, "path", r.URL.Path, "err", err}
 		if key := KeyName(r.Context()); key != "" {
 			args = append(args, "key", key)

@@ -367,6 +367,22 @@ func TestDraining(t *testing.T) {
 	})
 }
 
+// A failing store takes the node out of the load balancer (/readyz 503)
+// without a log line per probe; liveness and the API are unaffected.
+func TestStoreHealth(t *testing.T) {
+	failing := func(f *fixture) { f.health.err = errors.New("disk I/O error") }
+	quiet := func(t *testing.T, f *fixture, _ *httptest.ResponseRecorder) {
+		if strings.Contains(f.logs.String(), "disk I/O error") || strings.Contains(f.logs.String(), "level=ERROR") {
+			t.Errorf("a probe was logged: %s", f.logs.String())
+		}
+	}
+	runRouteTests(t, []routeTest{
+		{name: "readyz", req: newRequest("GET", "/readyz", ""), setup: failing, status: http.StatusServiceUnavailable, code: herald.EUnavailable, msg: "store failing; the server log says why", check: quiet},
+		{name: "healthz", req: newRequest("GET", "/healthz", ""), setup: failing, status: http.StatusOK, body: `{"status":"ok"}`},
+		{name: "recovered", req: newRequest("GET", "/readyz", ""), setup: func(f *fixture) { failing(f); f.health.err = nil }, status: http.StatusOK, body: `{"status":"ready"}`},
+	})
+}
+
 func TestCORS(t *testing.T) {
 	preflight := func(path, from string) *http.Request {
 		return newRequest("OPTIONS", path, "", "Origin", from, "Access-Control-Request-Method", "POST", "Access-Control-Request-Headers", "authorization, content-type")

@@ -343,6 +343,7 @@ type fixture struct {
 	ws, sse  *fakeTransport
 	observer *fakeObserver
 	clock    *fakeClock
+	health   *fakeHealth
 	srv      *Server
 	handler  http.Handler
 	logs     syncBuffer
@@ -370,10 +371,11 @@ func newFixtureWith(t *testing.T, cfg Config) *fixture {
 		sse:      &fakeTransport{},
 		observer: &fakeObserver{},
 		clock:    &fakeClock{now: testTime()},
+		health:   &fakeHealth{},
 	}
 	cfg.Observer = f.observer
 	log := slog.New(slog.NewTextHandler(&f.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	f.srv = New(cfg, log, Deps{Hub: f.hub, Gateway: f.ws, SSE: f.sse, Stream: f.streams, AWS: fakeAWS{}})
+	f.srv = New(cfg, log, Deps{Hub: f.hub, Gateway: f.ws, SSE: f.sse, Stream: f.streams, AWS: fakeAWS{}, Health: f.health})
 	f.srv.now = f.clock.Now
 	f.handler = f.srv.Handler()
 	return f
@@ -532,3 +534,9 @@ func assertJSON(t *testing.T, w *httptest.ResponseRecorder, want string) {
 		t.Errorf("reply\n\t%s\nwant\n\t%s", bytes.TrimSpace(w.Body.Bytes()), want)
 	}
 }
+
+// fakeHealth stands in for the store watcher: the fault of a failing
+// store cannot be caused through the API's other fakes.
+type fakeHealth struct{ err error }
+
+func (h *fakeHealth) Ready() error { return h.err }

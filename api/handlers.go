@@ -25,8 +25,8 @@ func handleHealth() http.Handler {
 // new connections before they are refused.
 func handleReady(s *Server) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if !s.ready.Load() {
-			writeError(w, r, s.log, herald.Errorf(herald.EUnavailable, "draining"))
+		if err := s.Ready(); err != nil {
+			writeError(w, r, s.log, err)
 			return
 		}
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})

@@ -64,7 +64,7 @@ func (c *Config) setDefaults() {
 type Gateway struct {
 	cfg      Config
 	sessions *session.Manager
-	tokens   *token.Issuer
+	tokens   session.Verifier
 	log      *slog.Logger
 	poll     *poller          // nil in goroutine mode
 	obs      session.Observer // the session manager's, told of queue waits; nil = nobody
@@ -77,7 +77,7 @@ type Gateway struct {
 
 // New returns a Gateway opening sessions with sm and verifying tokens with
 // tokens. Call Run to start the epoll loop.
-func New(cfg Config, sm *session.Manager, tokens *token.Issuer, log *slog.Logger) (*Gateway, error) {
+func New(cfg Config, sm *session.Manager, tokens session.Verifier, log *slog.Logger) (*Gateway, error) {
 	cfg.setDefaults()
 	cfg.maxQueueFrames, cfg.maxQueueBytes = sm.Config().MaxQueueFrames, sm.Config().MaxQueueBytes
 	g := &Gateway{cfg: cfg, sessions: sm, tokens: tokens, log: log, obs: sm.Config().Observer, ping: wire.PingFrame(), ssePing: wire.SSEPing()}

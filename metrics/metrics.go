@@ -166,6 +166,9 @@ func (m *Metrics) Opened(transport string) { m.opened.WithLabelValues(transport)
 // client cannot mint label values.
 func (m *Metrics) Closed(transport string, code int, reason string) {
 	m.closed.WithLabelValues(transport, codeLabel(code)).Inc()
+	if code == 4030 { // a client over its message rate: a rate limit too
+		m.limited.WithLabelValues("client_message").Inc()
+	}
 }
 
 func codeLabel(code int) string {

@@ -63,14 +63,14 @@ type Adopter interface {
 type Handler struct {
 	cfg      Config
 	sessions *session.Manager
-	tokens   *token.Issuer
+	tokens   session.Verifier
 	log      *slog.Logger
 	ping     []byte
 	retry    []byte
 }
 
 // New returns a Handler opening sessions with sm.
-func New(cfg Config, sm *session.Manager, tokens *token.Issuer, log *slog.Logger) *Handler {
+func New(cfg Config, sm *session.Manager, tokens session.Verifier, log *slog.Logger) *Handler {
 	if cfg.WriteTimeout <= 0 {
 		cfg.WriteTimeout = herald.DefaultWriteTimeout
 	}

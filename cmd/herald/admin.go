@@ -15,8 +15,9 @@ import (
 // public listener (profiles reveal memory contents), and the same /healthz
 // and /readyz as the public listener, answered by api (one readiness for
 // both, so a probe on either port sees the drain).
-func adminHandler(gw *gateway.Gateway, sessions *session.Manager, api http.Handler) http.Handler {
+func adminHandler(gw *gateway.Gateway, sessions *session.Manager, api, metrics http.Handler) http.Handler {
 	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", metrics)
 	mux.Handle("GET /healthz", api)
 	mux.Handle("GET /readyz", api)
 	mux.HandleFunc("/debug/pprof/", pprof.Index)

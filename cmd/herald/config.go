@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/herald-gw/herald"
+	"github.com/herald-gw/herald/api"
 )
 
 // config is everything "herald serve" can be told. Each field is one row
@@ -69,6 +70,7 @@ type config struct {
 	ConnectBurst    int
 	KeyRate         float64
 	KeyBurst        int
+	TrustedProxies  []string
 	RetentionCount  int
 	RetentionAge    time.Duration
 	RetentionEvery  time.Duration
@@ -164,8 +166,13 @@ func settings() []setting {
 				}
 				return ""
 			}},
-		{name: "db_check_timeout", kind: kDuration, group: "Store", def: "30s", usage: "longest the integrity check at start may take; past it Herald starts with a warning",
-			field: func(c *config) any { return &c.DBCheck }, check: func(c *config) string { return positive(c.DBCheck) }},
+		{name: "db_check_timeout", kind: kDuration, group: "Store", def: "30s", usage: "longest the integrity check (quick_check) at start may take; past it Herald starts with a warning; 0s skips the check",
+			field: func(c *config) any { return &c.DBCheck }, check: func(c *config) string {
+				if c.DBCheck < 0 {
+					return "must not be negative (0s skips the check)"
+				}
+				return ""
+			}},
 		{name: "retention_count", kind: kInt, group: "Store", def: "1000", usage: "messages kept per user stream; -1 = no count limit",
 			field: func(c *config) any { return &c.RetentionCount }, check: func(c *config) string {
 				if c.RetentionCount == 0 || c.RetentionCount < -1 {
@@ -204,13 +211,18 @@ func settings() []setting {
 			field: func(c *config) any { return &c.JWKSURL }},
 		{name: "jwks_file", group: "Client tokens", usage: "or with the keys in this JWKS file (re-read on an unknown kid)",
 			field: func(c *config) any { return &c.JWKSFile }},
-		{name: "jwks_refresh", kind: kDuration, group: "Client tokens", def: "1h", usage: "how often the JWKS is fetched again",
-			field: func(c *config) any { return &c.JWKSRefresh }, check: func(c *config) string { return positive(c.JWKSRefresh) }},
+		{name: "jwks_refresh", kind: kDuration, group: "Client tokens", def: "15m", usage: "how often the JWKS is fetched again (an unknown kid fetches at once, at most every 10s)",
+			field: func(c *config) any { return &c.JWKSRefresh }, check: func(c *config) string {
+				if c.JWKSRefresh < 10*time.Second {
+					return "must be at least 10s"
+				}
+				return ""
+			}},
 		{name: "token_issuer", kind: kList, group: "Client tokens", usage: "accepted iss values; empty = not checked",
 			field: func(c *config) any { return &c.TokenIssuer }},
 		{name: "token_audience", group: "Client tokens", usage: "required aud value; empty = not checked",
 			field: func(c *config) any { return &c.TokenAudience }},
-		{name: "token_leeway", kind: kDuration, group: "Client tokens", def: "30s", usage: "clock skew allowed on exp, nbf and iat",
+		{name: "token_leeway", kind: kDuration, group: "Client tokens", def: "30s", usage: "clock skew allowed on exp, nbf and iat; 0s = none",
 			field: func(c *config) any { return &c.TokenLeeway }, check: func(c *config) string {
 				if c.TokenLeeway < 0 || c.TokenLeeway > 5*time.Minute {
 					return "must be between 0s and 5m"
@@ -268,14 +280,16 @@ func settings() []setting {
 			field: func(c *config) any { return &c.ClientMsgRate }, check: func(c *config) string { return notNegative(c.ClientMsgRate) }},
 		{name: "client_message_burst", kind: kInt, group: "Abuse limits", def: "100", usage: "messages a connection may send at once above the rate",
 			field: func(c *config) any { return &c.ClientMsgBurst }, check: func(c *config) string { return positive(c.ClientMsgBurst) }},
-		{name: "connect_rate", kind: kFloat, group: "Abuse limits", def: "50", usage: "connects per second per client IP on /ws and /sse; past it 429; 0 = unlimited",
+		{name: "connect_rate", kind: kFloat, group: "Abuse limits", def: "100", usage: "connects per second per client address (IPv6: per /64) on /ws and /sse; past it 429; loopback and private addresses are exempt; 0 = unlimited",
 			field: func(c *config) any { return &c.ConnectRate }, check: func(c *config) string { return notNegative(c.ConnectRate) }},
-		{name: "connect_burst", kind: kInt, group: "Abuse limits", def: "500", usage: "connects one IP may make at once above the rate (an office behind one NAT reconnecting)",
-			field: func(c *config) any { return &c.ConnectBurst }, check: func(c *config) string { return positive(c.ConnectBurst) }},
+		{name: "connect_burst", kind: kInt, group: "Abuse limits", def: "1000", usage: "connects one address may make at once above the rate (an office behind one NAT reconnecting); 0 = one second's worth",
+			field: func(c *config) any { return &c.ConnectBurst }, check: func(c *config) string { return notNegative(c.ConnectBurst) }},
 		{name: "key_rate", kind: kFloat, group: "Abuse limits", def: "0", usage: "server API requests per second per API key; past it 429; 0 = unlimited",
 			field: func(c *config) any { return &c.KeyRate }, check: func(c *config) string { return notNegative(c.KeyRate) }},
-		{name: "key_burst", kind: kInt, group: "Abuse limits", def: "1000", usage: "requests one key may make at once above the rate",
-			field: func(c *config) any { return &c.KeyBurst }, check: func(c *config) string { return positive(c.KeyBurst) }},
+		{name: "key_burst", kind: kInt, group: "Abuse limits", def: "0", usage: "requests one key may make at once above the rate; 0 = one second's worth",
+			field: func(c *config) any { return &c.KeyBurst }, check: func(c *config) string { return notNegative(c.KeyBurst) }},
+		{name: "trusted_proxies", kind: kList, group: "Abuse limits", usage: "proxies (CIDR) whose X-Forwarded-For names the client for the connect limit; empty = the TCP peer is the client",
+			field: func(c *config) any { return &c.TrustedProxies }},
 
 		{name: "log_level", group: "Logs", def: "info", usage: "debug, info, warn or error; logs never hold tokens, keys or payloads",
 			field: func(c *config) any { return &c.LogLevel }, check: func(c *config) string { return oneOf(c.LogLevel, "debug", "info", "warn", "error") }},
@@ -527,7 +541,13 @@ func apiKeyFromFile(file string, i int, t []fileValue) (apiKeyConfig, error) {
 }
 
 // scopes are what an API key may be allowed to do (docs/api.md#api-keys).
-func scopes() []string { return []string{"publish", "read", "connections", "admin"} }
+func scopes() []string {
+	var out []string
+	for _, s := range api.Scopes() {
+		out = append(out, string(s))
+	}
+	return out
+}
 
 // parseAPIKeys reads HERALD_API_KEYS: "name:scope+scope:secret", comma
 // separated. The secret is last so that it may contain colons.

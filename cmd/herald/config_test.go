@@ -39,9 +39,10 @@ func TestConfigZeroAndNegative(t *testing.T) {
 		{"HERALD_PING_INTERVAL", "1s", false},
 		{"HERALD_CLIENT_MESSAGE_RATE", "0", false}, // unlimited
 		{"HERALD_CLIENT_MESSAGE_RATE", "-1", true},
-		{"HERALD_CLIENT_MESSAGE_BURST", "0", true},
 		{"HERALD_CONNECT_RATE", "0", false}, // unlimited
 		{"HERALD_CONNECT_BURST", "-1", true},
+		{"HERALD_CONNECT_BURST", "0", false}, // one second's worth
+		{"HERALD_JWKS_REFRESH", "1s", true},
 		{"HERALD_KEY_RATE", "-0.5", true},
 		{"HERALD_MAX_HEADER_BYTES", "100", true},
 		{"HERALD_TOKEN_LEEWAY", "1h", true},

@@ -660,8 +660,9 @@ func next(t *testing.T, msgs <-chan envelope) envelope {
 func TestTokenExpiryAndRefresh(t *testing.T) {
 	transports(t, func(t *testing.T, tr transport) {
 		// Expiry runs on the token's own deadline, not at a heartbeat, so
-		// the default ping interval keeps heartbeats out of the way.
-		h := startHerald(t, tr.env(t))
+		// the default ping interval keeps heartbeats out of the way; no
+		// clock-skew leeway, so the deadline is the token's exp itself.
+		h := startHerald(t, tr.env(t, "HERALD_TOKEN_LEEWAY", "0s"))
 		mint := func(ttl time.Duration) string {
 			tok, err := h.issuer.Mint("exp", ttl)
 			if err != nil {

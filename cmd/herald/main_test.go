@@ -380,8 +380,86 @@ func TestAdminListener(t *testing.T) {
 	if resp, err := http.Get(m[1] + "debug/pprof/heap"); err != nil || resp.StatusCode != 200 {
 		t.Fatalf("pprof heap: %v %v", resp, err)
 	}
-	// The public listener does not serve pprof.
-	if status, _ := h.request(t, "GET", "/debug/pprof/", "", nil); status != 404 {
-		t.Fatalf("pprof on the public listener: %d", status)
+	// The public listener serves neither pprof nor metrics; both serve
+	// health.
+	for _, p := range []string{"/debug/pprof/", "/metrics"} {
+		if status, _ := h.request(t, "GET", p, "", nil); status != 404 {
+			t.Fatalf("%s on the public listener: %d", p, status)
+		}
+	}
+	for _, p := range []string{"healthz", "readyz"} {
+		if resp, err := http.Get(m[1] + p); err != nil || resp.StatusCode != 200 {
+			t.Fatalf("admin %s: %v %v", p, resp, err)
+		}
+	}
+}
+
+// adminURL waits for the banner's admin line and returns its URL.
+func (h *server) adminURL(t *testing.T) string {
+	t.Helper()
+	re := regexp.MustCompile(`Admin \(metrics, pprof, health\) on (http://\S+/)`)
+	for deadline := time.Now().Add(testTimeout); ; time.Sleep(5 * time.Millisecond) {
+		if m := re.FindStringSubmatch(h.stdout.String()); m != nil {
+			return m[1]
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no admin address in:\n%s", h.stdout.String())
+		}
+	}
+}
+
+// /metrics on the admin listener: the key series, by name, move with what
+// happens on the public one.
+func TestMetrics(t *testing.T) {
+	h := startHerald(t, testEnv(t, "HERALD_ADMIN_ADDR", "127.0.0.1:0"))
+	admin := h.adminURL(t)
+	c := h.dial(t, "m")
+	h.waitConns(t, "m", 1)
+	h.publish(t, "m", 1)
+	read(t, c)
+	h.request(t, "GET", "/ws?token=garbage", "", nil)                                   // a refused token
+	h.request(t, "GET", "/v1/users/m/connections", "", nil)                             // no API key
+	h.request(t, "GET", "/ws", "", map[string]string{"Origin": "https://evil.example"}) // a foreign origin
+	c.Close(websocket.StatusNormalClosure, "")
+	h.waitConns(t, "m", 0)
+
+	// The socket is released when its close handshake ends, a moment
+	// after the registry forgets it: scrape until the gauge says so.
+	var out string
+	for deadline := time.Now().Add(testTimeout); !strings.Contains(out, "\nherald_connections 0\n"); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("herald_connections never 0:\n%s", out)
+		}
+		resp, err := http.Get(admin + "metrics")
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		out = string(b)
+	}
+	for _, want := range []string{
+		`herald_connections 0`,
+		`herald_connections_opened_total{transport="websocket"} 1`,
+		`herald_connections_closed_total{code="1000",transport="websocket"} 1`,
+		`herald_messages_published_total 1`,
+		`herald_deliveries_total 1`,
+		`herald_publish_duration_seconds_count 1`,
+		`herald_store_duration_seconds_count{op="append"} 1`,
+		`herald_auth_failures_total{kind="malformed"} 1`,
+		`herald_auth_failures_total{kind="api_key"} 1`,
+		`herald_auth_failures_total{kind="origin"} 1`,
+		`herald_send_queue_bytes 0`,
+		`herald_ready 1`,
+		`herald_build_info{version="` + version + `"} 1`,
+		`process_open_fds`,
+		`go_goroutines`,
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
+	}
+	if t.Failed() {
+		t.Logf("scrape:\n%s", out)
 	}
 }

@@ -17,8 +17,10 @@ import (
 	"github.com/herald-gw/herald/api"
 	"github.com/herald-gw/herald/awsapi"
 	"github.com/herald-gw/herald/gateway"
+	"github.com/herald-gw/herald/health"
 	"github.com/herald-gw/herald/hub"
 	"github.com/herald-gw/herald/memory"
+	"github.com/herald-gw/herald/metrics"
 	"github.com/herald-gw/herald/session"
 	"github.com/herald-gw/herald/sqlite"
 	"github.com/herald-gw/herald/sse"
@@ -70,21 +72,57 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		}
 		dev = &d
 	}
-	issuer, err := token.NewIssuer([]byte(cfg.TokenSecret))
+	// Metrics first: every part below reports to them. Their scrape-time
+	// sources are closures over parts made further down.
+	var sessions *session.Manager
+	var srv *api.Server
+	mx := metrics.New(metrics.Sources{
+		Version:     version,
+		Connections: func() int { return sessions.Open() },
+		Queues: func() (int, int, int) {
+			q := sessions.QueueStats()
+			return q.Frames, q.Bytes, q.MaxBytes
+		},
+		Ready: func() bool { return srv.Ready() == nil },
+	})
+
+	verifier, err := token.NewVerifier(ctx, token.Config{
+		Secret: []byte(cfg.TokenSecret), JWKSURL: cfg.JWKSURL, JWKSFile: cfg.JWKSFile, JWKSRefresh: cfg.JWKSRefresh,
+		Issuers: cfg.TokenIssuer, Audience: cfg.TokenAudience, Leeway: leeway(cfg.TokenLeeway), Logger: log,
+	})
 	if err != nil {
-		return fmt.Errorf("HERALD_TOKEN_SECRET: %w", err)
+		return fmt.Errorf("client tokens: %w", err)
+	}
+	tokens := observedVerifier{verifier.Verify, mx}
+	var issuer *token.Issuer // mints the dev banner's token
+	if cfg.TokenSecret != "" {
+		if issuer, err = token.NewIssuer([]byte(cfg.TokenSecret)); err != nil {
+			return fmt.Errorf("HERALD_TOKEN_SECRET: %w", err)
+		}
 	}
 
-	var store herald.Store
+	apiCfg, err := apiConfig(cfg, mx)
+	if err != nil {
+		return err
+	}
+	keys, err := apiCfg.KeySet()
+	if err != nil {
+		return err
+	}
+
+	var inner herald.Store
 	if cfg.DB == ":memory:" {
-		store = memory.New()
+		inner = memory.New()
 	} else {
-		s, err := sqlite.Open(ctx, cfg.DB)
+		s, err := sqlite.Open(ctx, cfg.DB, sqlite.WithCheckTimeout(cfg.DBCheck), sqlite.WithLogger(log))
 		if err != nil {
 			return fmt.Errorf("open store: %w", err)
 		}
-		store = s
+		inner = s
 	}
+	store := health.New(inner, health.Options{Logger: log, Observer: func(o health.Observation) {
+		mx.StoreOp(o.Op, o.Duration, o.Failed)
+	}})
 	defer store.Close()
 
 	// One node: the in-process bus has no other node to carry messages to.
@@ -93,23 +131,29 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	defer broker.Close()
 
 	h := hub.New(cfg.MaxConnsPerUser)
-	sessions := session.NewManager(session.Config{
+	msgRate := cfg.ClientMsgRate
+	if msgRate == 0 {
+		msgRate = -1 // documented as unlimited; session's 0 means its default
+	}
+	// A refresh is verified on an epoll worker: it must never wait for a
+	// JWKS fetch (an unknown key is refused now and fetched meanwhile).
+	sessions = session.NewManager(session.Config{
 		PingInterval: cfg.PingInterval, MaxQueueFrames: cfg.QueueFrames, MaxQueueBytes: cfg.QueueBytes, MaxConns: cfg.MaxConns,
-	}, h, store, issuer, log)
-	gw, err := gateway.New(gateway.Config{IO: cfg.IO, WriteTimeout: cfg.WriteTimeout, MaxFrame: cfg.MaxClientMsg}, sessions, issuer, log)
+		MessageRate: msgRate, MessageBurst: cfg.ClientMsgBurst, Observer: mx,
+	}, h, store, observedVerifier{verifier.VerifyCached, mx}, log)
+	gw, err := gateway.New(gateway.Config{IO: cfg.IO, WriteTimeout: cfg.WriteTimeout, MaxFrame: cfg.MaxClientMsg}, sessions, tokens, log)
 	if err != nil {
 		return err
 	}
-	events := sse.New(sse.Config{WriteTimeout: cfg.WriteTimeout, Gateway: gw}, sessions, issuer, log)
+	events := sse.New(sse.Config{WriteTimeout: cfg.WriteTimeout, Gateway: gw}, sessions, tokens, log)
 	st := stream.New(store, h, broker, log)
 	stopSubscription, err := st.Subscribe(ctx)
 	if err != nil {
 		return fmt.Errorf("broker subscribe: %w", err)
 	}
 	defer stopSubscription()
-	aws := awsapi.New(h, log, awsapi.Credentials{AccessKeyID: cfg.AWSAccessKeyID, SecretAccessKey: cfg.AWSSecretKey}, cfg.APIKey)
-	srv := api.New(api.Config{APIKey: cfg.APIKey, CORSOrigins: cfg.origins()}, log,
-		api.Deps{Hub: h, Gateway: gw, SSE: events, Stream: st, AWS: aws})
+	aws := awsapi.NewWithKeys(h, log, awsapi.Credentials{AccessKeyID: cfg.AWSAccessKeyID, SecretAccessKey: cfg.AWSSecretKey}, keys)
+	srv = api.New(apiCfg, log, api.Deps{Hub: h, Gateway: gw, SSE: events, Stream: observedStreams{st, mx}, AWS: aws, Health: store})
 
 	apiHandler := srv.Handler()
 	ln, err := net.Listen("tcp", cfg.Addr)
@@ -152,7 +196,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		if !isLoopback(adminLn.Addr()) {
 			log.Warn("admin listener beyond loopback: /metrics and /debug/pprof are reachable from the network", "addr", adminLn.Addr().String())
 		}
-		admin = &http.Server{Handler: adminHandler(gw, sessions, apiHandler), ReadHeaderTimeout: 10 * time.Second, MaxHeaderBytes: cfg.MaxHeaderBytes}
+		admin = &http.Server{Handler: adminHandler(gw, sessions, apiHandler, mx.Handler()), ReadHeaderTimeout: 10 * time.Second, MaxHeaderBytes: cfg.MaxHeaderBytes}
 		go func() { _ = admin.Serve(adminLn) }()
 		defer admin.Close()
 		fmt.Fprintf(stdout, "Admin (metrics, pprof, health) on http://%s/ — keep it private\n", adminLn.Addr())

@@ -37,6 +37,15 @@ func mintToken(args []string, getenv func(string) string, stdout, stderr io.Writ
 	if err != nil {
 		return fmt.Errorf("HERALD_TOKEN_SECRET: %w", err)
 	}
+	// Tokens carry the iss and aud the server checks, when it checks them.
+	issuers := splitList(getenv("HERALD_TOKEN_ISSUER"))
+	if len(issuers) > 0 || getenv("HERALD_TOKEN_AUDIENCE") != "" {
+		first := ""
+		if len(issuers) > 0 {
+			first = issuers[0]
+		}
+		iss = iss.WithClaims(first, getenv("HERALD_TOKEN_AUDIENCE"))
+	}
 	tok, err := iss.Mint(herald.UserID(user), *ttl)
 	if err != nil {
 		return err
