@@ -51,8 +51,8 @@ func thousands(n int) string {
 func TestDocsErrorStatuses(t *testing.T) {
 	_, lines := readDocs(t)
 	for _, code := range []herald.ErrorCode{
-		herald.EInvalidJSON, herald.EInvalidRequest, herald.EUnauthorized, herald.ENotFound,
-		herald.EMethodNotAllowed, herald.EPayloadTooLarge, herald.EUnsupportedMedia,
+		herald.EInvalidJSON, herald.EInvalidRequest, herald.EUnauthorized, herald.EForbidden, herald.ENotFound,
+		herald.EMethodNotAllowed, herald.EPayloadTooLarge, herald.EUnsupportedMedia, herald.EUpgradeRequired,
 		herald.ETooManyRequests, herald.EInternal, herald.EUnavailable,
 	} {
 		var row string
@@ -99,6 +99,25 @@ func TestDocsLimits(t *testing.T) {
 	} {
 		if !strings.Contains(doc, phrase) {
 			t.Errorf("docs/api.md does not say %q", phrase)
+		}
+	}
+}
+
+// TestDocsScopes checks docs/api.md's scopes table against the routes'
+// scopes (routeScopes, which TestScopes holds the API to): every scope
+// has a row, and each route is listed in the row of each scope it takes.
+func TestDocsScopes(t *testing.T) {
+	_, lines := readDocs(t)
+	for _, s := range Scopes() {
+		docsRow(t, lines, "`"+string(s)+"`")
+	}
+	for route, scopes := range routeScopes {
+		method, path, _ := strings.Cut(route, " ")
+		want := "`" + method + " " + strings.ReplaceAll(path, "/42/", "/{user}/") + "`"
+		for _, s := range scopes {
+			if row := docsRow(t, lines, "`"+string(s)+"`"); !strings.Contains(row, want) {
+				t.Errorf("docs/api.md's scope %s does not list %s:\n%s", s, want, row)
+			}
 		}
 	}
 }
