@@ -527,3 +527,39 @@ func TestUnreadableBody(t *testing.T) {
 	}
 	runRouteTests(t, tests)
 }
+
+// Every refusal of /ws and /sse ends the connection (Connection: close):
+// a flood of refused handshakes cannot keep idle sockets open.
+func TestConnectRefusalsClose(t *testing.T) {
+	for _, path := range []string{"/ws", "/sse"} {
+		for _, tc := range []struct {
+			name   string
+			req    *http.Request
+			setup  func(*fixture)
+			status int
+		}{
+			{"no token", newRequest("GET", path, ""), nil, http.StatusUnauthorized},
+			{"foreign origin", newRequest("GET", path, "", "Origin", "https://evil.example"), nil, http.StatusForbidden},
+			{"draining", userRequest("GET", path, ""), func(f *fixture) { f.srv.SetReady(false) }, http.StatusServiceUnavailable},
+		} {
+			t.Run(path+"/"+tc.name, func(t *testing.T) {
+				f := newFixture(t)
+				if tc.setup != nil {
+					tc.setup(f)
+				}
+				w := httptest.NewRecorder()
+				f.handler.ServeHTTP(w, tc.req)
+				if w.Code != tc.status || w.Header().Get("Connection") != "close" {
+					t.Fatalf("%d, Connection %q", w.Code, w.Header().Get("Connection"))
+				}
+			})
+		}
+	}
+	// An accepted one is not touched.
+	f := newFixture(t)
+	w := httptest.NewRecorder()
+	f.handler.ServeHTTP(w, userRequest("GET", "/ws", ""))
+	if w.Header().Get("Connection") != "" {
+		t.Fatalf("accepted: Connection %q", w.Header().Get("Connection"))
+	}
+}

@@ -74,6 +74,34 @@ func handleConnect(s *Server, transport func() connector) http.Handler {
 	})
 }
 
+// closeOnRefusal makes every refusal of a connect route (/ws, /sse) end
+// its HTTP/1.x connection: a client refused for its token, its origin,
+// its rate or a draining node has nothing more to ask on that connection,
+// and keeping it open would let a flood of refused handshakes hold idle
+// sockets until IdleTimeout. (HTTP/2 has no Connection header; a stream
+// ends by itself.)
+func closeOnRefusal(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.ProtoMajor == 1 {
+			w = &refusalCloser{ResponseWriter: w}
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+type refusalCloser struct{ http.ResponseWriter }
+
+func (c *refusalCloser) WriteHeader(status int) {
+	if status >= 400 {
+		c.Header().Set("Connection", "close")
+	}
+	c.ResponseWriter.WriteHeader(status)
+}
+
+// Unwrap lets http.ResponseController reach the connection (Hijack,
+// Flush) through the wrapper.
+func (c *refusalCloser) Unwrap() http.ResponseWriter { return c.ResponseWriter }
+
 // handleAck serves POST /v1/ack {"connection_id","offset"}: the ack of a
 // client that cannot send one on its connection (SSE). It is the same ack
 // as herald.v1's, counted for that connection.

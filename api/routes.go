@@ -19,8 +19,8 @@ func addRoutes(mux *http.ServeMux, s *Server) {
 	// Gateway: browsers connect here with a client token. A page from an
 	// origin not allowed is refused first; then the connect rate; then
 	// the token.
-	r.handle("GET", "/ws", s.browserOnly(false)(handleConnect(s, func() connector { return s.gateway })))
-	r.handle("GET", "/sse", s.browserOnly(true)(handleConnect(s, func() connector { return sseConnector{s.sse} })))
+	r.handle("GET", "/ws", closeOnRefusal(s.browserOnly(false)(handleConnect(s, func() connector { return s.gateway }))))
+	r.handle("GET", "/sse", closeOnRefusal(s.browserOnly(true)(handleConnect(s, func() connector { return sseConnector{s.sse} }))))
 
 	// Server API, for the application's API server (API key with a scope).
 	publish := s.requireKey(ScopePublish)
