@@ -27,6 +27,11 @@ type Sources struct {
 	// Ready reports whether the node takes new connections (not
 	// draining, store healthy).
 	Ready func() bool
+	// The label values each labelled series is created with at zero, so
+	// that an alert's rate() or increase() works from the first scrape
+	// instead of from the first event: auth failure kinds, rate limits
+	// and store operations.
+	AuthKinds, RateLimits, StoreOps []string
 }
 
 // Metrics holds Herald's collectors on a registry of its own (no global
@@ -120,6 +125,16 @@ func New(src Sources) *Metrics {
 	}
 	for _, o := range []string{"replayed", "none", "reset"} {
 		m.resumes.WithLabelValues(o)
+	}
+	for _, k := range src.AuthKinds {
+		m.authFailed.WithLabelValues(k)
+	}
+	for _, l := range append(src.RateLimits, "client_message") {
+		m.limited.WithLabelValues(l)
+	}
+	for _, op := range src.StoreOps {
+		m.storeTime.WithLabelValues(op)
+		m.storeErrors.WithLabelValues(op)
 	}
 	return m
 }

@@ -57,7 +57,8 @@ const maxProblems = 5
 // damaged one. docs/operations.md has the longer version.
 func recoverAdvice(abs string) string {
 	return fmt.Sprintf("restore the last backup of %[1]s, or salvage what is readable with "+
-		"`sqlite3 %[1]s \".recover\" | sqlite3 recovered.db` and point HERALD_DB at recovered.db; "+
+		"`sqlite3 %[1]s \".recover\" | sqlite3 recovered.db` (a sqlite3 without .recover, such as Debian 12's: "+
+		"`sqlite3 %[1]s .dump | sqlite3 recovered.db`) and point HERALD_DB at recovered.db; "+
 		"either way give the file a new epoch (docs/operations.md, \"Backup and restore\")", abs)
 }
 

@@ -12,7 +12,7 @@ import (
 
 // adminHandler serves the admin listener (HERALD_ADMIN_ADDR, off by
 // default): metrics, profiling and runtime stats, which never go on the
-// public listener (profiles reveal memory contents), and the same /healthz
+// public listener (profiles reveal the program's internals), and the same /healthz
 // and /readyz as the public listener, answered by api (one readiness for
 // both, so a probe on either port sees the drain).
 func adminHandler(gw *gateway.Gateway, sessions *session.Manager, api, metrics http.Handler) http.Handler {

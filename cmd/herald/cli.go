@@ -57,7 +57,7 @@ func configCommand(args []string, getenv func(string) string, stdout, stderr io.
 		if err != nil {
 			return err
 		}
-		m, err := resolveMode(cfg)
+		m, err := validate(cfg)
 		if err != nil {
 			return err
 		}

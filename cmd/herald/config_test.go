@@ -241,3 +241,24 @@ func TestModes(t *testing.T) {
 		}
 	}
 }
+
+// "herald config check" refuses what "herald serve" would refuse, not only
+// what the file's syntax allows.
+func TestConfigCheckValidatesLikeServe(t *testing.T) {
+	for _, tc := range []struct {
+		env  map[string]string
+		file string
+		want string
+	}{
+		{map[string]string{"HERALD_TOKEN_SECRET": "short", "HERALD_API_KEY": "k"}, "", "at least 32 bytes"},
+		{map[string]string{"HERALD_TOKEN_SECRET": testSecret, "HERALD_API_KEY": "k"}, `allowed_origins = ["https://app.example/path"]`, "app.example/path"},
+		{map[string]string{"HERALD_TOKEN_SECRET": testSecret, "HERALD_API_KEY": "k"}, `trusted_proxies = ["notanip"]`, "notanip"},
+		{map[string]string{"HERALD_ENV": "production", "HERALD_TOKEN_SECRET": testSecret, "HERALD_API_KEY": "k"}, "", "at least 16 bytes"},
+	} {
+		path := writeFile(t, "herald.toml", tc.file+"\n")
+		err := run(t.Context(), []string{"herald", "config", "check", path}, func(k string) string { return tc.env[k] }, io.Discard, io.Discard)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%v + %q: %v, want an error saying %q", tc.env, tc.file, err, tc.want)
+		}
+	}
+}

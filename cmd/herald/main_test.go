@@ -449,6 +449,9 @@ func TestMetrics(t *testing.T) {
 		`herald_auth_failures_total{kind="malformed"} 1`,
 		`herald_auth_failures_total{kind="api_key"} 1`,
 		`herald_auth_failures_total{kind="origin"} 1`,
+		`herald_auth_failures_total{kind="expired"} 0`, // created at zero, for rate()
+		`herald_rate_limited_total{limit="connect"} 0`,
+		`herald_store_errors_total{op="append"} 0`,
 		`herald_send_queue_bytes 0`,
 		`herald_ready 1`,
 		`herald_build_info{version="` + version + `"} 1`,

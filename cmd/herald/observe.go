@@ -14,6 +14,28 @@ import (
 	"github.com/herald-gw/herald/token"
 )
 
+// validate checks what serve would refuse before it opens anything, so
+// that "herald config check" says what "herald serve" would: the mode, the
+// token secret's length, the API keys, origins and proxies.
+func validate(cfg config) (mode, error) {
+	m, err := resolveMode(cfg)
+	if err != nil {
+		return m, err
+	}
+	if cfg.TokenSecret != "" && len(cfg.TokenSecret) < token.MinSecretLen {
+		return m, fmt.Errorf("HERALD_TOKEN_SECRET must be at least %d bytes, got %d", token.MinSecretLen, len(cfg.TokenSecret))
+	}
+	// Production holds the single key to the rule named keys follow: a
+	// short key is guessable.
+	if m == modeProduction && cfg.APIKey != "" && len(cfg.APIKey) < api.MinKeySecret {
+		return m, fmt.Errorf("HERALD_ENV=production: HERALD_API_KEY must be at least %d bytes, got %d", api.MinKeySecret, len(cfg.APIKey))
+	}
+	if _, err := apiConfig(cfg); err != nil {
+		return m, err
+	}
+	return m, nil
+}
+
 // observedVerifier counts refused client tokens by why they were refused
 // (token.FailureKind), wherever a token is checked: /ws, /sse, the browser
 // API and refresh messages.
@@ -74,11 +96,10 @@ func leeway(d time.Duration) time.Duration {
 }
 
 // apiConfig turns the settings into the API's configuration and checks it.
-func apiConfig(cfg config, mx *metrics.Metrics) (api.Config, error) {
+func apiConfig(cfg config) (api.Config, error) {
 	c := api.Config{
 		APIKey: cfg.APIKey, AllowedOrigins: cfg.origins(),
 		ConnectRate: cfg.ConnectRate, ConnectBurst: cfg.ConnectBurst, KeyRate: cfg.KeyRate, KeyBurst: cfg.KeyBurst,
-		Observer: apiObserver{mx},
 	}
 	for _, k := range cfg.APIKeys {
 		key := api.APIKey{Name: k.Name, Secret: k.Secret}

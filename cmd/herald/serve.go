@@ -38,7 +38,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		return err
 	}
 	log := newLogger(cfg, stderr)
-	m, err := resolveMode(cfg)
+	m, err := validate(cfg)
 	if err != nil {
 		return err
 	}
@@ -83,7 +83,10 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 			q := sessions.QueueStats()
 			return q.Frames, q.Bytes, q.MaxBytes
 		},
-		Ready: func() bool { return srv.Ready() == nil },
+		Ready:      func() bool { return srv.Ready() == nil },
+		AuthKinds:  append(token.FailureKinds(), api.AuthAPIKey, api.AuthScope, api.AuthOrigin),
+		RateLimits: []string{api.LimitConnect, api.LimitAPIKey},
+		StoreOps:   []string{health.OpAppend, health.OpSince, health.OpBounds, health.OpTrim, health.OpInbox, health.OpMark, health.OpCounts},
 	})
 
 	verifier, err := token.NewVerifier(ctx, token.Config{
@@ -101,10 +104,11 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		}
 	}
 
-	apiCfg, err := apiConfig(cfg, mx)
+	apiCfg, err := apiConfig(cfg)
 	if err != nil {
 		return err
 	}
+	apiCfg.Observer = apiObserver{mx}
 	keys, err := apiCfg.KeySet()
 	if err != nil {
 		return err
