@@ -14,7 +14,7 @@ test: test-go fuzz-short
 test-go:
 	$(GO) test -race -count=1 -timeout 10m ./...
 
-## fuzz-short: each fuzz target for FUZZTIME (3s), about 30s in all. test-go
+## fuzz-short: each fuzz target for FUZZTIME (3s), about 35s in all. test-go
 ## already replays the committed seeds (testdata/fuzz); this looks a little
 ## further each run. -fuzz takes one target per package, hence one line each.
 ## Run a target longer by hand, e.g.
@@ -29,6 +29,7 @@ fuzz-short:
 	$(FUZZ) '^FuzzVerify$$' ./token/
 	$(FUZZ) '^FuzzVerifySigV4$$' ./awsapi/
 	$(FUZZ) '^FuzzHandleMessage$$' ./session/
+	$(FUZZ) '^FuzzConfigFile$$' ./cmd/herald/
 
 ## bench: Go benchmarks (encode, hub fan-out, store append). Not part of test.
 bench:
