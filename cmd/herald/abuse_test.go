@@ -24,7 +24,6 @@ import (
 	"net/http"
 	"net/url"
 	"os"
-	"os/exec"
 	"runtime"
 	"runtime/debug"
 	"strconv"
@@ -82,53 +81,13 @@ type abuseTarget struct {
 	scrape *http.Client // no keep-alive: scrapes leave no connection behind
 }
 
-// startAbuseTarget is startProcess keeping all of stdout, where the
-// banner's second line names the admin listener.
+// startAbuseTarget starts Herald as a process with an admin listener.
 func startAbuseTarget(t *testing.T, extra ...string) *abuseTarget {
 	t.Helper()
 	if runtime.GOOS != "linux" {
 		t.Skip("the abuse tests read the server's descriptors, memory and sockets from /proc")
 	}
-	env := testEnv(t, append([]string{"HERALD_ADMIN_ADDR", "127.0.0.1:0", "HERALD_LOG_LEVEL", "error"}, extra...)...)
-	cmd := exec.Command(os.Args[0])
-	cmd.Env = append(os.Environ(), "HERALD_TEST_MAIN=1")
-	for k, v := range env {
-		cmd.Env = append(cmd.Env, k+"="+v)
-	}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd.Stderr = os.Stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	p := &proc{cmd: cmd, exited: make(chan struct{}), server: &server{stdout: &syncBuffer{}}}
-	go func() { io.Copy(p.stdout, stdout) }()
-	go func() {
-		p.waitErr = cmd.Wait()
-		close(p.exited)
-	}()
-	t.Cleanup(func() {
-		cmd.Process.Kill()
-		<-p.exited
-	})
-	for deadline := time.Now().Add(testTimeout); ; time.Sleep(10 * time.Millisecond) {
-		if m := listenRE.FindStringSubmatch(p.stdout.String()); m != nil {
-			p.URL = strings.Replace(m[1], "localhost", "127.0.0.1", 1)
-			break
-		}
-		select {
-		case <-p.exited:
-			t.Fatalf("herald exited: %v", p.waitErr)
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("herald did not start; stdout:\n%s", p.stdout.String())
-		}
-	}
-	p.WSURL = "ws" + strings.TrimPrefix(p.URL, "http")
-	p.issuer, _ = token.NewIssuer([]byte(env["HERALD_TOKEN_SECRET"]))
+	p := startProcess(t, testEnv(t, append([]string{"HERALD_ADMIN_ADDR", "127.0.0.1:0", "HERALD_LOG_LEVEL", "error"}, extra...)...))
 	a := &abuseTarget{
 		p:      p,
 		admin:  p.adminURL(t),

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -59,6 +58,9 @@ func (p *proc) wait(t *testing.T, d time.Duration) error {
 	}
 }
 
+// startProcess runs Herald as a process of its own and waits until it
+// listens. All of its stdout is kept in p.stdout (the banner's later
+// lines name the admin listener, for instance).
 func startProcess(t *testing.T, env map[string]string) *proc {
 	t.Helper()
 	cmd := exec.Command(os.Args[0])
@@ -75,19 +77,10 @@ func startProcess(t *testing.T, env map[string]string) *proc {
 		t.Fatal(err)
 	}
 	p := &proc{cmd: cmd, exited: make(chan struct{}), server: &server{stdout: &syncBuffer{}}}
-	lines := make(chan string, 1)
+	copied := make(chan struct{})
+	go func() { io.Copy(p.stdout, stdout); close(copied) }()
 	go func() {
-		sc := bufio.NewScanner(stdout)
-		first := true
-		for sc.Scan() {
-			if first {
-				lines <- sc.Text()
-				first = false
-			}
-		}
-		io.Copy(io.Discard, stdout)
-	}()
-	go func() {
+		<-copied // Wait closes the pipe: read it all first
 		p.waitErr = cmd.Wait()
 		close(p.exited)
 	}()
@@ -95,19 +88,21 @@ func startProcess(t *testing.T, env map[string]string) *proc {
 		cmd.Process.Kill()
 		<-p.exited
 	})
-	select {
-	case l := <-lines:
-		m := listenRE.FindStringSubmatch(l)
-		if m == nil {
-			t.Fatalf("unexpected first line %q", l)
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		if m := listenRE.FindStringSubmatch(p.stdout.String()); m != nil {
+			p.URL = strings.Replace(m[1], "localhost", "127.0.0.1", 1)
+			break
 		}
-		p.URL = strings.Replace(m[1], "localhost", "127.0.0.1", 1)
-		p.WSURL = "ws" + strings.TrimPrefix(p.URL, "http")
-	case <-p.exited:
-		t.Fatalf("herald exited: %v", p.waitErr)
-	case <-time.After(20 * time.Second):
-		t.Fatal("herald did not start")
+		select {
+		case <-p.exited:
+			t.Fatalf("herald exited: %v", p.waitErr)
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("herald did not start; stdout:\n%s", p.stdout.String())
+		}
 	}
+	p.WSURL = "ws" + strings.TrimPrefix(p.URL, "http")
 	p.issuer, _ = token.NewIssuer([]byte(env["HERALD_TOKEN_SECRET"]))
 	return p
 }
