@@ -236,6 +236,9 @@ type Deps struct {
 	// Health, when set, is asked by /readyz whether the node's
 	// dependencies (the store) work; nil means they always do.
 	Health Health
+	// Dashboard, when set, serves everything under /dashboard/ (the page
+	// and its own routes); nil leaves it out.
+	Dashboard http.Handler
 }
 
 // Health reports whether what the node depends on works: nil, or why not.
@@ -253,6 +256,7 @@ type Server struct {
 	stream   Streams
 	aws      AWSHandlers
 	health   Health
+	dash     http.Handler
 	ready    atomic.Bool
 	keys     *KeySet
 	origins  *originPolicy
@@ -267,7 +271,7 @@ type Server struct {
 // every key, bad origins make the browser routes refuse every Origin.
 func New(cfg Config, log *slog.Logger, d Deps) *Server {
 	s := &Server{
-		cfg: cfg, log: log, hub: d.Hub, gateway: d.Gateway, sse: d.SSE, stream: d.Stream, aws: d.AWS, health: d.Health,
+		cfg: cfg, log: log, hub: d.Hub, gateway: d.Gateway, sse: d.SSE, stream: d.Stream, aws: d.AWS, health: d.Health, dash: d.Dashboard,
 		observer: cfg.Observer, now: time.Now,
 	}
 	if s.observer == nil {

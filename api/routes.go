@@ -68,6 +68,16 @@ func addRoutes(mux *http.ServeMux, s *Server) {
 		}
 	}
 
+	// The dashboard: a page served by Herald that is a client of the
+	// routes above. Its files are one path segment deep, so that its
+	// patterns cannot overlap the management API's /{stage}/@connections.
+	if s.dash != nil {
+		r.handle("GET", "/dashboard", http.RedirectHandler("/dashboard/", http.StatusMovedPermanently))
+		r.handle("GET", "/dashboard/{$}", s.dash)
+		r.handle("GET", "/dashboard/{file}", s.dash)
+		r.handle("POST", "/dashboard/dev/{action}", s.dash)
+	}
+
 	r.finish(s.log)
 }
 

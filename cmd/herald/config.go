@@ -51,6 +51,7 @@ type config struct {
 	TokenAudience string
 	TokenLeeway   time.Duration
 
+	Dashboard      string
 	AllowedOrigins []string
 	CORSOrigins    []string // the older name of AllowedOrigins
 
@@ -230,6 +231,8 @@ func settings() []setting {
 				return ""
 			}},
 
+		{name: "dashboard", group: "Browsers", def: "auto", usage: `the web dashboard at /dashboard/: "auto" (on in dev mode only), "on" or "off"`,
+			field: func(c *config) any { return &c.Dashboard }, check: func(c *config) string { return oneOf(c.Dashboard, "auto", "on", "off") }},
 		{name: "allowed_origins", kind: kList, group: "Browsers", usage: `origins allowed on /ws, /sse and the browser API (CORS); empty = the request's own origin (any in dev mode); "*" = any`,
 			field: func(c *config) any { return &c.AllowedOrigins }},
 		{name: "cors_origins", kind: kList, group: "Browsers", usage: "older name of allowed_origins, still read",

@@ -16,6 +16,7 @@ import (
 	"github.com/herald-gw/herald"
 	"github.com/herald-gw/herald/api"
 	"github.com/herald-gw/herald/awsapi"
+	"github.com/herald-gw/herald/dashboard"
 	"github.com/herald-gw/herald/gateway"
 	"github.com/herald-gw/herald/health"
 	"github.com/herald-gw/herald/hub"
@@ -157,7 +158,12 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	}
 	defer stopSubscription()
 	aws := awsapi.NewWithKeys(h, log, awsapi.Credentials{AccessKeyID: cfg.AWSAccessKeyID, SecretAccessKey: cfg.AWSSecretKey}, keys)
-	srv = api.New(apiCfg, log, api.Deps{Hub: h, Gateway: gw, SSE: events, Stream: observedStreams{st, mx}, AWS: aws, Health: store})
+	streams := observedStreams{st, mx}
+	var dash http.Handler
+	if cfg.Dashboard == "on" || cfg.Dashboard == "auto" && dev != nil {
+		dash = dashboard.New(dashboard.Config{Dev: dev != nil, Tokens: issuer, Stream: streams, Log: log})
+	}
+	srv = api.New(apiCfg, log, api.Deps{Hub: h, Gateway: gw, SSE: events, Stream: streams, AWS: aws, Health: store, Dashboard: dash})
 
 	apiHandler := srv.Handler()
 	ln, err := net.Listen("tcp", cfg.Addr)
@@ -329,8 +335,10 @@ Connect a client (browser console, or any WebSocket tool):
 Notify user "demo":
   curl -sS %s/v1/notify -H "Authorization: Bearer %s" -H 'Content-Type: application/json' -d '{"user_id":"demo","json":"{\"message\":\"hello\"}"}'
 
+Dashboard (inbox, badge, test notifications): %s/dashboard/#user=demo
+
 API: %s/v1/...   WebSocket: %s/ws   Docs: docs/api.md
-`, tok, wsBase, tok, base, key, base, wsBase)
+`, tok, wsBase, tok, base, key, base, base, wsBase)
 }
 
 // newLogger returns the process's logger, in the configured format.

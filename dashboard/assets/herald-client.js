@@ -1,0 +1,1 @@
+// placeholder: replaced by the @herald/client build (see js/client)
