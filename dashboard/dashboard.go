@@ -114,7 +114,7 @@ func sameOrigin(next http.Handler) http.Handler {
 }
 
 type devRequest struct {
-	User herald.UserID  `json:"user_id"`
+	User herald.UserID   `json:"user_id"`
 	Data json.RawMessage `json:"data"`
 }
 
