@@ -11,6 +11,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/herald-gw/herald/sqlite"
 )
 
 // serveUsage prints "herald serve -h": every setting with its three names.
@@ -190,4 +192,30 @@ func stopWithParent(ctx context.Context, stop context.CancelFunc) {
 			}
 		}
 	}()
+}
+
+// dbCommand implements "herald db new-epoch [-db FILE]".
+func dbCommand(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	if len(args) == 0 || args[0] != "new-epoch" {
+		return errors.New("usage: herald db new-epoch [-db FILE]")
+	}
+	fs := flag.NewFlagSet("herald db new-epoch", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	def := getenv("HERALD_DB")
+	if def == "" {
+		def = "herald.db"
+	}
+	db := fs.String("db", def, "the SQLite file ($HERALD_DB); Herald must not be running on it")
+	if err := fs.Parse(args[1:]); err != nil {
+		return err
+	}
+	if *db == ":memory:" {
+		return errors.New("an in-memory store has no file to give an epoch")
+	}
+	old, epoch, err := sqlite.NewEpoch(ctx, *db)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "%s: epoch %s → %s; resuming clients will get a reset and refetch\n", *db, old, epoch)
+	return nil
 }

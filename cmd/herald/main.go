@@ -36,6 +36,8 @@ usage:
   herald config example         print a commented config file with every setting
   herald config check FILE      check a config file ("-" reads stdin) and the environment
   herald health [URL]           exit 0 if the server's /readyz answers 200 (container checks)
+  herald db new-epoch [-db F]   give the SQLite file a new history epoch (after restoring a
+                                backup: resuming clients then reset instead of skipping)
   herald version                print the version (also --version)
   herald help                   this text (also -h, --help)
 
@@ -76,6 +78,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return configCommand(rest, getenv, stdout, stderr)
 	case "health":
 		return healthCommand(ctx, rest, getenv, stdout)
+	case "db":
+		return dbCommand(ctx, rest, getenv, stdout, stderr)
 	case "version":
 		fmt.Fprintln(stdout, "herald", version)
 		return nil

@@ -109,3 +109,35 @@ func TestCorruptStoreRefused(t *testing.T) {
 		}
 	}
 }
+
+// herald db new-epoch: after a restore, resuming clients get a reset
+// instead of skipping the offsets handed out again; refused while Herald
+// runs on the file.
+func TestDBNewEpoch(t *testing.T) {
+	env := testEnv(t)
+	h := startHerald(t, env)
+	_, before := h.publish(t, "u", 1)
+	if before == "" {
+		before = h.epoch(t, "u")
+	}
+	getenv := func(k string) string { return env[k] }
+	if err := run(t.Context(), []string{"herald", "db", "new-epoch"}, getenv, io.Discard, io.Discard); err == nil || !strings.Contains(err.Error(), "another Herald process") {
+		t.Fatalf("new-epoch while Herald runs: %v", err)
+	}
+	h.stop()
+	if err := <-h.done; err != nil {
+		t.Fatal(err)
+	}
+	h.done <- nil
+	var out strings.Builder
+	if err := run(t.Context(), []string{"herald", "db", "new-epoch", "-db", env["HERALD_DB"]}, getenv, &out, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out.String(), before+" → ") {
+		t.Fatalf("output %q does not name the old epoch %s", out.String(), before)
+	}
+	h2 := startHerald(t, env)
+	if after := h2.epoch(t, "u"); after == before || after == "" {
+		t.Fatalf("epoch after new-epoch: %q (before %q)", after, before)
+	}
+}
