@@ -1,0 +1,4 @@
+export { Herald } from './herald.js';
+export { HeraldError } from './inbox.js';
+export type * from './types.js';
+export type * from './protocol.js';
