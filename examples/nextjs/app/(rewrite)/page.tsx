@@ -1,0 +1,5 @@
+import Notifications from '../components/Notifications';
+
+export default function Page() {
+  return <Notifications />;
+}
