@@ -191,6 +191,8 @@ export class Herald<T = unknown> {
       this.reuse = false;
       if (g !== this.gen) return;
       this.load();
+      if (this.off === undefined) await this.base();
+      if (g !== this.gen) return;
       this.link = this.open(this.tr, t);
       this.watch();
     } catch (e) {
@@ -198,6 +200,24 @@ export class Herald<T = unknown> {
       this.error(e);
       this.wait(this.delay(), undefined, (e as Error).message);
     }
+  }
+
+  /**
+   * With no resume point (a new tab's first connect), find one: the newest
+   * retained message, archived or not, is the stream's position now. A
+   * connection without ?since= starts at the stream's end, which herald.v1
+   * never tells, so if it dropped before its first message the reconnect
+   * would silently skip what was sent in between. Every message at or below
+   * this offset was stored before the fetch, so none is dropped as a
+   * duplicate; an empty stream gives 0. If the fetch fails, connect without.
+   */
+  private async base() {
+    try {
+      const pages = await Promise.all((['all', 'archived'] as const).map((status) => this.inbox.list({ status, limit: 1 })));
+      const m = pages.flatMap((p) => p.messages).sort((a, b) => b.offset - a.offset)[0];
+      this.off = m?.offset ?? 0;
+      this.ep = m?.epoch ?? '';
+    } catch {}
   }
 
   private open(tr: Transport, tok: string): Link {

@@ -124,8 +124,13 @@ export function fakeES() {
   return { ES: ES as unknown as typeof EventSource, all, last: () => all[all.length - 1]! };
 }
 
+/** Herald's answers for a user with nothing in the inbox. */
+export function emptyInbox(path: string): { status?: number; body: unknown } {
+  return { body: path === '/v1/inbox' ? { messages: [], next: null } : { unread: 0, unseen: 0 } };
+}
+
 /** A fetch that answers by route; records every call with its parsed body. */
-export function fakeFetch(answer: (path: string, body: any, init: RequestInit) => { status?: number; body: unknown } = () => ({ body: { unread: 0, unseen: 0 } })) {
+export function fakeFetch(answer: (path: string, body: any, init: RequestInit, url: URL) => { status?: number; body: unknown } = emptyInbox) {
   const calls: { url: URL; path: string; body: any; auth: string | undefined; method: string }[] = [];
   const f = vi.fn(async (u: string, init: RequestInit = {}) => {
     const url = new URL(u);
@@ -133,7 +138,7 @@ export function fakeFetch(answer: (path: string, body: any, init: RequestInit) =
     const auth = (init.headers as Record<string, string> | undefined)?.Authorization;
     if (url.pathname === '/v1/ack') check('#/$defs/AckRequest', body);
     calls.push({ url, path: url.pathname, body, auth, method: init.method ?? 'GET' });
-    const a = answer(url.pathname, body, init);
+    const a = answer(url.pathname, body, init, url);
     return new Response(JSON.stringify(a.body), { status: a.status ?? 200, headers: { 'Content-Type': 'application/json' } });
   });
   return { fetch: f as unknown as typeof fetch, calls };

@@ -13,11 +13,11 @@ afterEach(() => {
 });
 
 describe('resume URL', () => {
-  it('the first connect has no since; later ones resume from the last offset and epoch', async () => {
+  it('every reconnect resumes from the last offset and epoch', async () => {
     const c = client();
     c.h.connect();
     await tick();
-    expect(c.ws.last().url).toBe('wss://herald.test/ws');
+    expect(c.ws.last().url).toBe('wss://herald.test/ws?since=0'); // an empty inbox: from the start
     c.ws.last().open();
     c.ws.last().recv(msg(41));
     c.ws.last().recv(msg(42));
@@ -31,7 +31,7 @@ describe('resume URL', () => {
     const c = client({ url: 'http://localhost:8080/herald/' });
     c.h.connect();
     await tick();
-    expect(c.ws.last().url).toBe('ws://localhost:8080/herald/ws');
+    expect(c.ws.last().url).toBe('ws://localhost:8080/herald/ws?since=0');
     c.h.close();
   });
 
@@ -46,6 +46,77 @@ describe('resume URL', () => {
     await tick(250);
     expect(c.ws.last().query.get('since')).toBe('3');
     expect(c.log.messages.map((m) => m.id)).toEqual(['m0003', 'b1']);
+    c.h.close();
+  });
+});
+
+describe('a first connect without a resume point', () => {
+  /** Herald's inbox: the newest unarchived message has offset `all`, the newest archived one `archived` (0: none). */
+  const inbox = (all: number, archived: number) => (path: string, _b: unknown, _i: RequestInit, url: URL) => {
+    if (path !== '/v1/inbox') return { body: { unread: 0, unseen: 0 } };
+    const o = url.searchParams.get('status') === 'archived' ? archived : all;
+    expect(url.searchParams.get('limit')).toBe('1');
+    const messages = o ? [{ ...msg(o), epoch: 'e7', seen: false, read: false, archived: url.searchParams.get('status') === 'archived' }] : [];
+    return { body: { messages, next: o ? o : null } };
+  };
+
+  it.each([
+    { all: 40, archived: 42, url: 'wss://herald.test/ws?since=42&epoch=e7' },
+    { all: 42, archived: 40, url: 'wss://herald.test/ws?since=42&epoch=e7' },
+    { all: 0, archived: 9, url: 'wss://herald.test/ws?since=9&epoch=e7' },
+    { all: 0, archived: 0, url: 'wss://herald.test/ws?since=0' },
+  ])('newest unarchived $all, archived $archived: $url', async ({ all, archived, url }) => {
+    const c = client({}, inbox(all, archived));
+    c.h.connect();
+    await tick();
+    expect(c.ws.last().url).toBe(url);
+    c.h.close();
+  });
+
+  it('a drop before the first message loses nothing: the reconnect replays from there', async () => {
+    const c = client({}, inbox(42, 0));
+    c.h.connect();
+    await tick();
+    c.ws.last().open();
+    c.ws.last().end(1012); // Herald restarts; 43 and 44 are sent meanwhile
+    await tick(500);
+    expect(c.ws.last().url).toBe('wss://herald.test/ws?since=42&epoch=e7');
+    c.ws.last().open();
+    c.ws.last().recv(msg(43, 'x', 'e7'));
+    c.ws.last().recv(msg(44, 'x', 'e7'));
+    expect(c.offsets()).toEqual([43, 44]);
+    c.h.close();
+  });
+
+  it('asked once: later connects use the offsets seen', async () => {
+    const c = client({}, inbox(42, 0));
+    c.h.connect();
+    await tick();
+    c.ws.last().open();
+    c.ws.last().recv(msg(43, 'x', 'e7'));
+    c.ws.last().end(1006);
+    await tick(250);
+    expect(c.fetch.calls.filter((x) => x.path === '/v1/inbox')).toHaveLength(2);
+    expect(c.ws.last().url).toBe('wss://herald.test/ws?since=43&epoch=e7');
+    c.h.close();
+  });
+
+  it('if the inbox cannot be read, connects as before (at the stream’s end)', async () => {
+    const c = client({}, (path) => (path === '/v1/inbox' ? { status: 503, body: { error: { code: 'unavailable', message: 'draining' } } } : { body: { unread: 0, unseen: 0 } }));
+    c.h.connect();
+    await tick();
+    expect(c.ws.last().url).toBe('wss://herald.test/ws');
+    expect(c.log.errors).toEqual([]);
+    c.h.close();
+  });
+
+  it('not asked when storage has a resume point', async () => {
+    const storage = new MemoryStorage();
+    storage.setItem('herald:https://herald.test#u1', JSON.stringify({ offset: 7, epoch: 'e1' }));
+    const c = client({ storage });
+    c.h.connect();
+    await tick();
+    expect(c.fetch.calls.filter((x) => x.path === '/v1/inbox')).toHaveLength(0);
     c.h.close();
   });
 });
@@ -78,7 +149,7 @@ describe('stored resume point', () => {
     const c = client({ storage, getToken: async () => token(3600, 'u2') });
     c.h.connect();
     await tick();
-    expect(c.ws.last().url).toBe('wss://herald.test/ws');
+    expect(c.ws.last().url).toBe('wss://herald.test/ws?since=0');
     c.h.close();
   });
 
@@ -88,7 +159,7 @@ describe('stored resume point', () => {
     const c = client({ storage });
     c.h.connect();
     await tick();
-    expect(c.ws.last().url).toBe('wss://herald.test/ws');
+    expect(c.ws.last().url).toBe('wss://herald.test/ws?since=0');
     c.h.close();
     const broken = new MemoryStorage();
     broken.getItem = () => {
@@ -163,13 +234,15 @@ describe('reset', () => {
 
 describe('counts', () => {
   it('fetched on connect, pushed by the server, and +1 for each new stored message', async () => {
-    const c = client({}, () => ({ body: { unread: 2, unseen: 1 } }));
+    const c = client({}, (path) => ({ body: path === '/v1/inbox' ? { messages: [], next: null } : { unread: 2, unseen: 1 } }));
     c.h.connect();
     await tick();
     c.ws.last().open();
     await tick();
-    expect(c.fetch.calls[0]).toMatchObject({ path: '/v1/inbox/counts', method: 'GET' });
-    expect(c.fetch.calls[0]!.auth).toMatch(/^Bearer ey/);
+    const counts = c.fetch.calls.filter((x) => x.path === '/v1/inbox/counts');
+    expect(counts).toHaveLength(1);
+    expect(counts[0]).toMatchObject({ method: 'GET' });
+    expect(counts[0]!.auth).toMatch(/^Bearer ey/);
     c.ws.last().recv(msg(1));
     c.ws.last().recv({ type: 'message', id: 'b', ts: '2026-11-25T12:00:00Z', data: 'broadcast: not in the inbox' });
     c.ws.last().recv({ type: 'counts', unread: 0, unseen: 0, mark: 'read', ids: ['m0001'] });
