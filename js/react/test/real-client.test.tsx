@@ -71,8 +71,16 @@ function app(fetch: typeof globalThis.fetch) {
   );
 }
 
+/** A fake Herald HTTP API: the inbox is empty, the counts are `unread`. */
 const countsReply = (unread: number) =>
-  vi.fn(async () => new Response(JSON.stringify({ unread, unseen: unread }), { status: 200, headers: { 'Content-Type': 'application/json' } }));
+  vi.fn(async (input: RequestInfo | URL) => {
+    const path = new URL(String(input)).pathname;
+    const body = path === '/v1/inbox/counts' ? { unread, unseen: unread } : path === '/v1/inbox' ? { messages: [], next: null } : null;
+    return new Response(JSON.stringify(body ?? { error: { code: 'not_found', message: path } }), {
+      status: body ? 200 : 404,
+      headers: { 'Content-Type': 'application/json' },
+    });
+  });
 
 describe('with the real client', () => {
   it('StrictMode opens exactly one WebSocket (token in the subprotocol) and unmount closes it', async () => {
@@ -81,7 +89,9 @@ describe('with the real client', () => {
     const { container, unmount } = render(<StrictMode>{app(fetch)}</StrictMode>);
     await waitFor(() => expect(FakeSocket.all).toHaveLength(1), T);
     const ws = FakeSocket.all[0]!;
-    expect(ws.url).toBe('ws://herald.test/ws');
+    const u = new URL(ws.url);
+    expect(u.origin + u.pathname).toBe('ws://herald.test/ws');
+    expect(u.searchParams.has('token')).toBe(false);
     expect(ws.protocols[0]).toBe('herald.v1');
     expect(ws.protocols[1]).toMatch(/^herald\.token\./);
     act(() => ws.open());
