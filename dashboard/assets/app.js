@@ -70,8 +70,8 @@ function showCounts(c) {
 }
 
 async function refresh() {
-  const page = await client.inbox.list({ filter: $('filter').value, limit: 50 });
-  items = page.items;
+  const page = await client.inbox.list({ status: $('filter').value, limit: 50 });
+  items = page.messages;
   render();
   showCounts(await client.inbox.counts());
 }
