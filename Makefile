@@ -1,15 +1,17 @@
 # Herald's two everyday commands are in the README: `go run ./cmd/herald`
-# and `make test`. Everything here needs only Go (and, later, Node.js and
-# Chromium for the browser tests, which skip without them unless
-# HERALD_REQUIRE_BROWSER=1).
+# and `make test`. The Go targets need only Go. The JavaScript ones need
+# Node.js 20 and npm, the browser tests also Chromium (/usr/bin/chromium,
+# or HERALD_CHROMIUM); without them those targets say so and skip, unless
+# HERALD_REQUIRE_BROWSER=1 (CI), which makes a missing tool a failure.
 
 GO ?= go
 
-.PHONY: test test-go fuzz-short bench build lint
+.PHONY: test test-go fuzz-short test-js test-browser js-deps bench build lint
 
-## test: every test (Go with the race detector), then a short fuzz pass.
-## No timing assertions.
-test: test-go fuzz-short
+## test: every test: Go with the race detector, a short fuzz pass, the
+## TypeScript unit tests (Vitest), then the browser end-to-end tests in a
+## real Chromium against a real Herald process. No timing assertions.
+test: test-go fuzz-short test-js test-browser
 
 test-go:
 	$(GO) test -race -count=1 -timeout 10m ./...
@@ -30,6 +32,51 @@ fuzz-short:
 	$(FUZZ) '^FuzzVerifySigV4$$' ./awsapi/
 	$(FUZZ) '^FuzzHandleMessage$$' ./session/
 	$(FUZZ) '^FuzzConfigFile$$' ./cmd/herald/
+
+## JavaScript (npm workspaces at the root: js/client, js/react, js/e2e).
+## js-deps runs `npm ci` when node_modules is missing or was installed from
+## another package-lock.json (the lockfile's SHA-256 is kept in a stamp file
+## in node_modules), so a fresh clone needs nothing but `make test`.
+JS_STAMP = node_modules/.herald-npm-ci.sha256
+JS_LOCK_SUM = node -e "process.stdout.write(require('crypto').createHash('sha256').update(require('fs').readFileSync('package-lock.json')).digest('hex'))"
+# missing MESSAGE: skip with MESSAGE, or fail with it under HERALD_REQUIRE_BROWSER=1.
+define missing
+if [ "$(HERALD_REQUIRE_BROWSER)" = 1 ]; then echo "FAIL: $(1) (HERALD_REQUIRE_BROWSER=1)" >&2; exit 1; fi; \
+echo "SKIP: $(1)"; exit 0
+endef
+# Node.js 20.19 or later: the root package.json's engines (Vite, under Vitest, needs it).
+HAVE_NODE = command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1 && \
+	node -e 'const [a, b] = process.versions.node.split(".").map(Number); process.exit(a > 20 || (a == 20 && b >= 19) ? 0 : 1)'
+NO_NODE = Node.js 20.19 or later and npm are needed (found: $$(node --version 2>/dev/null || echo no node))
+HERALD_CHROMIUM ?= /usr/bin/chromium
+# What the browser tests load: the built @herald/client and @herald/react (dist/).
+E2E_BUILDS = -w js/client -w js/react
+
+JS_DEPS = sum=$$($(JS_LOCK_SUM)) && \
+	if [ ! -d node_modules ] || [ "$$(cat $(JS_STAMP) 2>/dev/null)" != "$$sum" ]; then \
+		echo "npm ci (node_modules is missing or older than package-lock.json)" && \
+		npm ci --no-audit --no-fund && echo "$$sum" > $(JS_STAMP); \
+	fi
+
+js-deps:
+	@if ! { $(HAVE_NODE); }; then $(call missing,js-deps: $(NO_NODE)); fi; \
+	$(JS_DEPS)
+
+## test-js: the TypeScript unit tests of every workspace that has them.
+test-js:
+	@if ! { $(HAVE_NODE); }; then $(call missing,test-js: $(NO_NODE)); fi; \
+	$(JS_DEPS) && \
+	npm test --workspaces --if-present
+
+## test-browser: builds @herald/client and @herald/react, then runs js/e2e
+## (which builds Herald) in headless Chromium: 2-3 minutes; screenshots and
+## logs in js/e2e/artifacts/ (js/e2e/README.md).
+test-browser:
+	@if ! { $(HAVE_NODE); }; then $(call missing,test-browser: $(NO_NODE)); fi; \
+	if [ ! -x "$(HERALD_CHROMIUM)" ]; then $(call missing,test-browser: no Chromium at $(HERALD_CHROMIUM): apt-get install -y chromium (or set HERALD_CHROMIUM)); fi; \
+	$(JS_DEPS) && \
+	npm run build $(E2E_BUILDS) && \
+	HERALD_CHROMIUM="$(HERALD_CHROMIUM)" GO="$(GO)" npm run test:browser -w js/e2e
 
 ## bench: Go benchmarks (encode, hub fan-out, store append). Not part of test.
 bench:
