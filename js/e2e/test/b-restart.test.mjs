@@ -8,6 +8,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { withScene } from '../lib/scene.mjs';
 import { Sender } from '../lib/sender.mjs';
+import { waitFor } from '../lib/poll.mjs';
 
 const pick = ({ id, offset, data }) => ({ id, offset, data });
 
@@ -25,6 +26,18 @@ test('b: restarts (SIGTERM, then kill -9) while sending — every acknowledged n
     await s.herald.notify('alice', { seq: 0, text: 'before' });
     for (const t of tabs) await t.untilMessages(1);
 
+    // Each restart must hit live connections: before it, every tab is
+    // connected to the running Herald (two connections: the shared one and
+    // the other browser's). After a drain the client reconnects with a
+    // random delay, so this is waited for, not assumed.
+    const allConnected = () => waitFor('every tab connected to the running Herald', async () => {
+      if ((await s.herald.connections('alice')).length !== 2) return false;
+      for (const t of tabs) {
+        const st = (await t.snapshot()).states;
+        if (st[st.length - 1]?.state !== 'connected') return false;
+      }
+      return true;
+    });
     const sender = new Sender(s.herald, 'alice').start();
     let term;
     let kill;
@@ -32,8 +45,11 @@ test('b: restarts (SIGTERM, then kill -9) while sending — every acknowledged n
       await sender.ackedMore(10);
       term = await s.herald.restart('SIGTERM');
       await sender.ackedMore(10);
+      await allConnected();
       kill = await s.herald.restart('SIGKILL');
       await sender.ackedMore(10);
+      await allConnected();
+      await sender.ackedMore(5);
     } finally {
       await sender.stop();
     }

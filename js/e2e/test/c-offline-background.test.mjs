@@ -77,10 +77,8 @@ test('c: a background tab, frozen while Herald crashes and restarts — catches 
   }));
 
 test('c: a tab that has received nothing yet, frozen while Herald restarts — gets what was sent meanwhile', {
-  todo: 'known gap: a herald.v1 client that has no offset yet reconnects without ?since= and starts at the stream\'s end, ' +
-    'so messages sent while it was away are never delivered (the badge counts them). Needs the position at connect ' +
-    '(e.g. the last offset in a first server message, as SSE\'s connected event gives the epoch) or the client ' +
-    'fetching it. Turn this into a plain test once fixed.',
+  // A herald.v1 client without an offset used to reconnect without ?since=
+  // and start at the stream's end, losing what was sent while it was away.
   timeout: 120_000,
 }, () =>
   withScene('c-frozen-fresh', {}, async (s) => {
@@ -93,10 +91,12 @@ test('c: a tab that has received nothing yet, frozen while Herald restarts — g
     await s.herald.restart('SIGKILL');
     await s.herald.notify('alice', { text: 'while frozen 1' });
     await s.herald.notify('alice', { text: 'while frozen 2' });
+    assert.deepEqual(await s.herald.connections('alice'), [], 'no connection while frozen');
     await cdp.send('Debugger.resume');
     await cdp.send('Debugger.disable');
     await tab.page.evaluate(() => window.emulateVisibility('visible'));
     const stored = (await s.herald.history('alice')).map(pick);
-    await tab.untilMessages(2, 10_000);
+    assert.equal(stored.length, 2);
+    await tab.untilMessages(2);
     assert.deepEqual((await tab.snapshot()).messages.map(pick), stored);
   }));
