@@ -5,7 +5,7 @@
 
 import { spawn, execFileSync } from 'node:child_process';
 import { createHmac, randomBytes } from 'node:crypto';
-import { existsSync, mkdtempSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -25,7 +25,9 @@ export function heraldBinary() {
     if (!existsSync(given)) throw new Error(`HERALD_E2E_BIN=${given} does not exist`);
     return given;
   }
-  const bin = join(mkdtempSync(join(tmpdir(), 'herald-e2e-bin-')), 'herald');
+  const dir = mkdtempSync(join(tmpdir(), 'herald-e2e-bin-'));
+  process.on('exit', () => rmSync(dir, { recursive: true, force: true }));
+  const bin = join(dir, 'herald');
   buildHerald(bin);
   process.env.HERALD_E2E_BIN = bin;
   return bin;
@@ -165,9 +167,10 @@ export class Herald {
     }
   }
 
-  /** Kills the process for good (cleanup; never throws). */
+  /** Kills the process for good and removes its database (cleanup; never throws). */
   async kill() {
     try { await this.stop('SIGKILL'); } catch { /* ignore */ }
+    rmSync(this.dir, { recursive: true, force: true });
   }
 
   /** A client token for user (HS256 with this server's secret). */
