@@ -6,12 +6,13 @@
 
 GO ?= go
 
-.PHONY: test test-go fuzz-short test-js test-browser js-deps bench build lint
+.PHONY: test test-go fuzz-short test-js test-browser test-examples js-deps bench build lint
 
 ## test: every test: Go with the race detector, a short fuzz pass, the
-## TypeScript unit tests (Vitest), then the browser end-to-end tests in a
-## real Chromium against a real Herald process. No timing assertions.
-test: test-go fuzz-short test-js test-browser
+## TypeScript unit tests (Vitest), the browser end-to-end tests in a real
+## Chromium against a real Herald process, and the Next.js example's build.
+## No timing assertions.
+test: test-go fuzz-short test-js test-browser test-examples
 
 test-go:
 	$(GO) test -race -count=1 -timeout 10m ./...
@@ -91,3 +92,10 @@ build:
 lint:
 	@test -z "$$(gofmt -l .)" || { echo "gofmt needed:"; gofmt -l .; exit 1; }
 	$(GO) vet ./...
+
+## test-examples: examples/nextjs builds (next build, about 40 s from a
+## fresh clone) against js/client and js/react of the same commit.
+test-examples:
+	@if ! { $(HAVE_NODE); }; then $(call missing,test-examples: $(NO_NODE)); fi; \
+	$(JS_DEPS) && \
+	NEXT_TELEMETRY_DISABLED=1 npm run build -w examples/nextjs

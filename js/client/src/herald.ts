@@ -70,6 +70,8 @@ export class Herald<T = unknown> {
   private tr: Transport;
   private tok = '';
   private exp = 0;
+  /** When the cached token was fetched: its lifetime sets how long it stays fresh. */
+  private got = 0;
   private sub = '';
   /** The token fetched to join the tabs is used for the first connect. */
   private reuse = false;
@@ -166,7 +168,10 @@ export class Herald<T = unknown> {
   }
 
   private async token(fresh: boolean): Promise<string> {
-    if (!fresh && this.tok && (!this.exp || this.exp - Date.now() > 30000)) return this.tok;
+    // Fresh while more than 30 s are left, or half the token's lifetime
+    // when that is shorter: a 20 s token is reused for 10 s, not fetched
+    // again for every call.
+    if (!fresh && this.tok && (!this.exp || this.exp - Date.now() > Math.min(30000, (this.exp - this.got) / 2))) return this.tok;
     let t: string;
     try {
       t = await this.o.getToken();
@@ -176,6 +181,7 @@ export class Herald<T = unknown> {
     const c = claims(t);
     this.tok = t;
     this.exp = c.exp ? c.exp * 1000 : 0;
+    this.got = Date.now();
     this.sub = c.sub ?? '';
     return t;
   }

@@ -69,6 +69,18 @@ describe('inbox', () => {
     expect(getToken).toHaveBeenCalledTimes(2);
   });
 
+  it('a short-lived token stays fresh for most of its life, not for none of it', async () => {
+    const getToken = vi.fn(async () => token(20)); // shorter than the 30 s margin
+    const c = client({ getToken }, () => ({ body: { unread: 0, unseen: 0 } }));
+    await c.h.inbox.counts();
+    vi.advanceTimersByTime(9_000); // 11 s left: more than half of 20 s
+    await c.h.inbox.counts();
+    expect(getToken).toHaveBeenCalledTimes(1);
+    vi.advanceTimersByTime(2_000); // 9 s left: under half
+    await c.h.inbox.counts();
+    expect(getToken).toHaveBeenCalledTimes(2);
+  });
+
   it('a 401 gets one retry with a fresh token', async () => {
     let n = 0;
     const c = client({}, () => (n++ === 0 ? { status: 401, body: { error: { code: 'unauthorized', message: 'token expired' } } } : { body: { unread: 1, unseen: 1 } }));
