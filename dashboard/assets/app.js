@@ -35,6 +35,7 @@ function start(u, token) {
   $('signin').hidden = true;
   $('inbox').hidden = false;
   $('who').textContent = `— ${user}`;
+  $('dev-user').value = user; // the test form sends to yourself by default
   client = new Herald({ url: location.origin, getToken: tokenSource(token) });
   client.on('state', (s) => {
     $('state').dataset.state = s.state;
