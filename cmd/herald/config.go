@@ -39,7 +39,7 @@ type config struct {
 	TokenSecretFile string
 	APIKey          string
 	APIKeyFile      string
-	APIKeys         []apiKeyConfig // HERALD_API_KEYS or [[api_keys]]
+	APIKeys         []api.APIKey // HERALD_API_KEYS or [[api_keys]]
 	AWSAccessKeyID  string
 	AWSSecretKey    string
 	AWSSecretFile   string
@@ -79,13 +79,6 @@ type config struct {
 	// sources says where each setting's value came from, by name, for
 	// errors: "HERALD_MAX_CONNS", "-max-conns", "herald.toml:12: max_conns".
 	sources map[string]string
-}
-
-// apiKeyConfig is one named server-API key and what it may do.
-type apiKeyConfig struct {
-	Name   string
-	Secret string
-	Scopes []string
 }
 
 type kind uint8
@@ -364,7 +357,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 		return c, err
 	}
 	if v := getenv("HERALD_API_KEYS"); v != "" {
-		keys, err := parseAPIKeys(v)
+		keys, err := api.ParseAPIKeys(v)
 		if err != nil {
 			return c, fmt.Errorf("HERALD_API_KEYS: %w", err)
 		}
@@ -488,8 +481,8 @@ func checkKind(s setting, v fileValue) error {
 	return nil
 }
 
-func apiKeyFromFile(file string, i int, t []fileValue) (apiKeyConfig, error) {
-	var k apiKeyConfig
+func apiKeyFromFile(file string, i int, t []fileValue) (api.APIKey, error) {
+	var k api.APIKey
 	line := 0
 	var secretEnv, secretFile string
 	for _, v := range t {
@@ -503,7 +496,9 @@ func apiKeyFromFile(file string, i int, t []fileValue) (apiKeyConfig, error) {
 			if v.list == nil {
 				return k, fmt.Errorf("%s:%d: api_keys[%d].scopes: want a list of strings", file, v.line, i)
 			}
-			k.Scopes = v.list
+			for _, sc := range v.list {
+				k.Scopes = append(k.Scopes, api.Scope(sc))
+			}
 		case "secret_env":
 			secretEnv = v.text
 		case "secret_file":
@@ -536,39 +531,11 @@ func apiKeyFromFile(file string, i int, t []fileValue) (apiKeyConfig, error) {
 		return k, fmt.Errorf("%s (%s): needs scopes (publish, read, connections, admin)", where, k.Name)
 	}
 	for _, sc := range k.Scopes {
-		if oneOf(sc, scopes()...) != "" {
+		if !slices.Contains(api.Scopes(), sc) {
 			return k, fmt.Errorf("%s (%q): unknown scope %q (want publish, read, connections or admin)", where, k.Name, sc)
 		}
 	}
 	return k, nil
-}
-
-// scopes are what an API key may be allowed to do (docs/api.md#api-keys).
-func scopes() []string {
-	var out []string
-	for _, s := range api.Scopes() {
-		out = append(out, string(s))
-	}
-	return out
-}
-
-// parseAPIKeys reads HERALD_API_KEYS: "name:scope+scope:secret", comma
-// separated. The secret is last so that it may contain colons.
-func parseAPIKeys(v string) ([]apiKeyConfig, error) {
-	var keys []apiKeyConfig
-	for entry := range strings.SplitSeq(v, ",") {
-		entry = strings.TrimSpace(entry)
-		if entry == "" {
-			continue
-		}
-		parts := strings.SplitN(entry, ":", 3)
-		if len(parts) != 3 || parts[0] == "" || parts[1] == "" || parts[2] == "" {
-			// Never quote the entry: it holds a secret.
-			return nil, fmt.Errorf("entry %d is not name:scope+scope:secret", len(keys)+1)
-		}
-		keys = append(keys, apiKeyConfig{Name: parts[0], Scopes: strings.Split(parts[1], "+"), Secret: parts[2]})
-	}
-	return keys, nil
 }
 
 // readSecretFiles loads the *_file settings. A secret given both ways is
@@ -625,13 +592,6 @@ func (c config) check(all []setting) error {
 		return errors.New("HERALD_AWS_ACCESS_KEY_ID and HERALD_AWS_SECRET_ACCESS_KEY must be set together")
 	case c.JWKSURL != "" && c.JWKSFile != "":
 		return errors.New("jwks_url and jwks_file: set one")
-	}
-	for _, k := range c.APIKeys {
-		for _, sc := range k.Scopes {
-			if oneOf(sc, scopes()...) != "" {
-				return fmt.Errorf("API key %q: unknown scope %q (want publish, read, connections or admin)", k.Name, sc)
-			}
-		}
 	}
 	return nil
 }

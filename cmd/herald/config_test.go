@@ -2,12 +2,15 @@ package main
 
 import (
 	"bytes"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/herald-gw/herald/api"
 )
 
 // A setting of 0 (or a negative one) either means what docs/api.md says
@@ -158,7 +161,7 @@ secret_env = "HERALD_TEST_KEY_OPS"
 			t.Errorf("%s: got %v, want %v", tc.name, tc.got, tc.want)
 		}
 	}
-	if k := c.APIKeys[0]; k.Name != "ops" || k.Secret != "ops-secret" || strings.Join(k.Scopes, "+") != "connections+read" {
+	if k := c.APIKeys[0]; k.Name != "ops" || k.Secret != "ops-secret" || fmt.Sprint(k.Scopes) != "[connections read]" {
 		t.Errorf("api key %+v", k)
 	}
 	if c.sources["addr"] != path+":2: addr" {
@@ -167,11 +170,11 @@ secret_env = "HERALD_TEST_KEY_OPS"
 }
 
 func TestAPIKeysVariable(t *testing.T) {
-	keys, err := parseAPIKeys("backend:publish+read:s3cr:et, ops:admin:x")
+	keys, err := api.ParseAPIKeys("backend:publish+read:s3cr:et, ops:admin:x")
 	if err != nil || len(keys) != 2 || keys[0].Secret != "s3cr:et" || keys[1].Scopes[0] != "admin" {
 		t.Fatalf("%+v %v", keys, err)
 	}
-	_, err = parseAPIKeys("backend:publish:topsecretvalue,broken")
+	_, err = api.ParseAPIKeys("backend:publish:topsecretvalue,broken")
 	if err == nil || strings.Contains(err.Error(), "topsecret") || strings.Contains(err.Error(), "broken") {
 		t.Fatalf("error %v (must not quote entries: they hold secrets)", err)
 	}

@@ -98,15 +98,8 @@ func leeway(d time.Duration) time.Duration {
 // apiConfig turns the settings into the API's configuration and checks it.
 func apiConfig(cfg config) (api.Config, error) {
 	c := api.Config{
-		APIKey: cfg.APIKey, AllowedOrigins: cfg.origins(),
+		APIKey: cfg.APIKey, APIKeys: cfg.APIKeys, AllowedOrigins: cfg.origins(),
 		ConnectRate: cfg.ConnectRate, ConnectBurst: cfg.ConnectBurst, KeyRate: cfg.KeyRate, KeyBurst: cfg.KeyBurst,
-	}
-	for _, k := range cfg.APIKeys {
-		key := api.APIKey{Name: k.Name, Secret: k.Secret}
-		for _, s := range k.Scopes {
-			key.Scopes = append(key.Scopes, api.Scope(s))
-		}
-		c.APIKeys = append(c.APIKeys, key)
 	}
 	for _, p := range cfg.TrustedProxies {
 		pfx, err := netip.ParsePrefix(p)
