@@ -2,16 +2,15 @@ package health
 
 import (
 	"context"
-	"encoding/binary"
 	"fmt"
 	"log/slog"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/herald-gw/herald"
 	"github.com/herald-gw/herald/sqlite"
+	"github.com/herald-gw/herald/sqlite/sqlitetest"
 	"github.com/herald-gw/herald/storetest"
 )
 
@@ -38,7 +37,7 @@ func TestSQLiteCorruption(t *testing.T) {
 	if err := st.Close(); err != nil { // checkpoints the WAL into the file
 		t.Fatal(err)
 	}
-	damage(t, path)
+	sqlitetest.CorruptPages(t, path, 4)
 
 	st, err = sqlite.Open(ctx, path, sqlite.WithCheckTimeout(0))
 	if err != nil {
@@ -66,31 +65,4 @@ func TestSQLiteCorruption(t *testing.T) {
 		t.Errorf("%d failed reads logged %q", failed, got)
 	}
 	t.Logf("%d failed reads, logged %q", failed, got)
-}
-
-// damage overwrites four whole pages in the middle of the database file.
-func damage(t *testing.T, path string) {
-	t.Helper()
-	f, err := os.OpenFile(path, os.O_RDWR, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	var hdr [100]byte
-	if _, err := f.ReadAt(hdr[:], 0); err != nil {
-		t.Fatal(err)
-	}
-	pageSize := int64(binary.BigEndian.Uint16(hdr[16:18]))
-	fi, err := f.Stat()
-	if err != nil {
-		t.Fatal(err)
-	}
-	first := fi.Size() / pageSize / 2
-	junk := make([]byte, 4*pageSize)
-	for i := range junk {
-		junk[i] = byte(i*7 + 13)
-	}
-	if _, err := f.WriteAt(junk, first*pageSize); err != nil {
-		t.Fatal(err)
-	}
 }

@@ -5,12 +5,10 @@ import (
 	"bytes"
 	"context"
 	"database/sql"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
-	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -22,6 +20,8 @@ import (
 
 	"github.com/herald-gw/herald"
 	"github.com/herald-gw/herald/storetest"
+
+	"github.com/herald-gw/herald/sqlite/sqlitetest"
 )
 
 // fillFile creates a store at path with msgs messages for each of users
@@ -47,43 +47,6 @@ func fillFile(t *testing.T, path string, users, msgs int) {
 	if fi, err := os.Stat(path + "-wal"); err == nil && fi.Size() > 0 {
 		t.Fatalf("WAL still holds %d bytes after Close", fi.Size())
 	}
-}
-
-// corruptPages overwrites n whole pages in the middle of the database file
-// at path with random bytes, and returns the number of the first one.
-func corruptPages(t *testing.T, path string, n int) int {
-	t.Helper()
-	f, err := os.OpenFile(path, os.O_RDWR, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	var hdr [100]byte
-	if _, err := f.ReadAt(hdr[:], 0); err != nil {
-		t.Fatal(err)
-	}
-	pageSize := int64(binary.BigEndian.Uint16(hdr[16:18]))
-	if pageSize == 1 {
-		pageSize = 65536
-	}
-	fi, err := f.Stat()
-	if err != nil {
-		t.Fatal(err)
-	}
-	pages := int(fi.Size() / pageSize)
-	first := pages / 2 // 1-based page numbers: never page 1, the header
-	if pages < 20 || first+n > pages {
-		t.Fatalf("only %d pages of %d bytes: fill more", pages, pageSize)
-	}
-	junk := make([]byte, int64(n)*pageSize)
-	r := rand.New(rand.NewPCG(1, 2))
-	for i := range junk {
-		junk[i] = byte(r.Uint32())
-	}
-	if _, err := f.WriteAt(junk, int64(first-1)*pageSize); err != nil {
-		t.Fatal(err)
-	}
-	return first
 }
 
 // logBuffer returns a logger whose output the test can read.
@@ -115,7 +78,7 @@ func TestIntegrityCheck(t *testing.T) {
 	fillFile(t, healthy, 40, 100)
 	corrupt := filepath.Join(dir, "corrupt.db")
 	fillFile(t, corrupt, 40, 100)
-	page := corruptPages(t, corrupt, 4)
+	page := sqlitetest.CorruptPages(t, corrupt, 4)
 	t.Logf("overwrote pages %d..%d of %s", page, page+3, corrupt)
 
 	tests := []struct {
@@ -173,7 +136,7 @@ func TestIntegrityCheck(t *testing.T) {
 func TestCorruptionAtRunTime(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "herald.db")
 	fillFile(t, path, 40, 100)
-	corruptPages(t, path, 4)
+	sqlitetest.CorruptPages(t, path, 4)
 	s := openTest(t, path, WithCheckTimeout(0))
 	var failed int
 	for u := range 40 {
@@ -598,7 +561,7 @@ func TestDocumentedRecovery(t *testing.T) {
 	s := openTest(t, damaged, WithCheckTimeout(0))
 	oldEpoch := s.Epoch()
 	s.Close()
-	corruptPages(t, damaged, 4)
+	sqlitetest.CorruptPages(t, damaged, 4)
 
 	shell := func(script string) error {
 		out, err := exec.Command("sh", "-c", script).CombinedOutput()

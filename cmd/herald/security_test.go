@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"io"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -11,6 +10,7 @@ import (
 
 	"github.com/coder/websocket"
 	"github.com/golang-jwt/jwt/v5"
+	"github.com/herald-gw/herald/sqlite/sqlitetest"
 )
 
 // The original system's user ids are integers: a token whose sub is the
@@ -79,27 +79,9 @@ func TestCorruptStoreRefused(t *testing.T) {
 	h.done <- nil // for startHerald's cleanup
 
 	db := env["HERALD_DB"]
-	f, err := os.OpenFile(db, os.O_RDWR, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	fi, _ := f.Stat()
-	const page = 4096
-	if fi.Size() < 32*page {
-		t.Fatalf("the file is only %d bytes; the WAL was not checkpointed?", fi.Size())
-	}
-	garbage := []byte(strings.Repeat("\xde\xad\xbe\xef", page/4))
-	for p := fi.Size() / page / 2; p < fi.Size()/page/2+4; p++ {
-		if _, err := f.WriteAt(garbage, p*page); err != nil {
-			t.Fatal(err)
-		}
-	}
-	f.Close()
-	if _, err := os.Stat(db + "-wal"); err == nil {
-		t.Log("a WAL file is left beside the database")
-	}
+	sqlitetest.CorruptPages(t, db, 4)
 
-	err = run(t.Context(), []string{"herald", "serve"}, func(k string) string { return env[k] }, io.Discard, io.Discard)
+	err := run(t.Context(), []string{"herald", "serve"}, func(k string) string { return env[k] }, io.Discard, io.Discard)
 	if err == nil {
 		t.Fatal("Herald started on a damaged file")
 	}
