@@ -50,6 +50,13 @@ const (
 	OpClose  = "close"
 )
 
+// Ops lists the operation names an Observation may carry for a store
+// call, for metrics that create their series up front. (OpClose is left
+// out: it happens once.)
+func Ops() []string {
+	return []string{OpAppend, OpSince, OpBounds, OpTrim, OpInbox, OpMark, OpCounts}
+}
+
 // Observation is one call to the wrapped store.
 type Observation struct {
 	Op       string        // one of the Op constants

@@ -87,7 +87,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		Ready:      func() bool { return srv.Ready() == nil },
 		AuthKinds:  append(token.FailureKinds(), api.AuthAPIKey, api.AuthScope, api.AuthOrigin),
 		RateLimits: []string{api.LimitConnect, api.LimitAPIKey},
-		StoreOps:   []string{health.OpAppend, health.OpSince, health.OpBounds, health.OpTrim, health.OpInbox, health.OpMark, health.OpCounts},
+		StoreOps:   health.Ops(),
 	})
 
 	verifier, err := token.NewVerifier(ctx, token.Config{
