@@ -195,9 +195,11 @@ func fakeSecrets(t *testing.T, secrets map[string]string) *secretsmanager.Client
 	}))
 	t.Cleanup(srv.Close)
 	return secretsmanager.New(secretsmanager.Options{
-		BaseEndpoint:     aws.String(srv.URL),
-		Region:           "us-east-1",
-		Credentials:      aws.CredentialsProviderFunc(func(context.Context) (aws.Credentials, error) { return aws.Credentials{AccessKeyID: "AKID", SecretAccessKey: "secret"}, nil }),
+		BaseEndpoint: aws.String(srv.URL),
+		Region:       "us-east-1",
+		Credentials: aws.CredentialsProviderFunc(func(context.Context) (aws.Credentials, error) {
+			return aws.Credentials{AccessKeyID: "AKID", SecretAccessKey: "secret"}, nil
+		}),
 		RetryMaxAttempts: 1,
 	})
 }
