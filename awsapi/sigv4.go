@@ -28,9 +28,22 @@ type Credentials struct{ AccessKeyID, SecretAccessKey string }
 // "Missing Authentication Token") from "tried and failed".
 var ErrMissingAuthorization = errors.New("sigv4: missing Authorization header")
 
+// ErrUnknownAccessKey is returned (wrapped) by VerifySigV4 when the
+// signature was made with an access key ID other than Herald's, so that a
+// caller can answer as AWS does for a key it does not know (Lambda:
+// UnrecognizedClientException) rather than as for a bad signature.
+var ErrUnknownAccessKey = errors.New("sigv4: unknown access key id")
+
+// The signing names of the AWS APIs Herald serves: the service field of a
+// SigV4 credential scope. Each API verifies its own, so that a request
+// signed for one cannot be replayed against the other.
+const (
+	ServiceExecuteAPI = "execute-api" // API Gateway's management API (/@connections)
+	ServiceLambda     = "lambda"      // Lambda's Invoke API
+)
+
 const (
 	sigV4Algorithm = "AWS4-HMAC-SHA256"
-	sigV4Service   = "execute-api"
 	sigV4Terminal  = "aws4_request"
 	amzDateLayout  = "20060102T150405Z"
 )
@@ -88,6 +101,19 @@ const MaxClockSkew = 5 * time.Minute
 // own (aws-sdk-go-v2: ClientLogMode aws.LogSigning) to find the difference.
 // Presigned (query-string) requests and session tokens are not supported.
 func VerifySigV4(r *http.Request, body []byte, creds Credentials, now time.Time) error {
+	return VerifySigV4For(r, body, creds, ServiceExecuteAPI, now)
+}
+
+// VerifySigV4For is VerifySigV4 for the AWS service whose signing name is
+// service (ServiceExecuteAPI, ServiceLambda): the credential scope must
+// name exactly that service, and the signature is recomputed for it.
+// Everything else is checked as VerifySigV4 describes; the path's double
+// escaping is the same for every service but S3, which Herald does not
+// serve.
+func VerifySigV4For(r *http.Request, body []byte, creds Credentials, service string, now time.Time) error {
+	if service == "" {
+		return errors.New("sigv4: no service to verify for")
+	}
 	if creds.AccessKeyID == "" || creds.SecretAccessKey == "" {
 		// Fail closed: an empty configured key must never match an empty
 		// presented one.
@@ -112,10 +138,10 @@ func VerifySigV4(r *http.Request, body []byte, creds Credentials, now time.Time)
 	if subtle.ConstantTimeCompare([]byte(auth.accessKeyID), []byte(creds.AccessKeyID)) != 1 {
 		// Access key IDs are identifiers, not secrets; echoing the presented
 		// one tells an operator which key a misconfigured client is using.
-		return fmt.Errorf("sigv4: unknown access key id %q", auth.accessKeyID)
+		return fmt.Errorf("%w %q", ErrUnknownAccessKey, auth.accessKeyID)
 	}
-	if auth.service != sigV4Service {
-		return fmt.Errorf("sigv4: credential scope names service %q, want %q", auth.service, sigV4Service)
+	if auth.service != service {
+		return fmt.Errorf("sigv4: credential scope names service %q, want %q", auth.service, service)
 	}
 	if !auth.signs("host") {
 		return errors.New(`sigv4: SignedHeaders must include "host"`)
@@ -162,7 +188,7 @@ func VerifySigV4(r *http.Request, body []byte, creds Credentials, now time.Time)
 		}
 	}
 
-	return checkSignature(r, auth, payloadHash, signingTime, creds)
+	return checkSignature(r, auth, payloadHash, signingTime, creds, service)
 }
 
 // authorization is the parsed Authorization header.
@@ -242,7 +268,7 @@ func parseAuthorization(v string) (authorization, error) {
 }
 
 // checkSignature recomputes the signature with the SDK signer and compares.
-func checkSignature(r *http.Request, auth authorization, payloadHash string, signingTime time.Time, creds Credentials) error {
+func checkSignature(r *http.Request, auth authorization, payloadHash string, signingTime time.Time, creds Credentials, service string) error {
 	path, rawQuery := wireTarget(r)
 	// The signer canonicalizes the query through url.Values, which silently
 	// drops a pair that does not parse ("a=%zz", "x;y"): such bytes would
@@ -302,7 +328,7 @@ func checkSignature(r *http.Request, auth authorization, payloadHash string, sig
 	})
 	err := signer.SignHTTP(context.Background(),
 		aws.Credentials{AccessKeyID: creds.AccessKeyID, SecretAccessKey: creds.SecretAccessKey},
-		cp, payloadHash, sigV4Service, auth.region, signingTime)
+		cp, payloadHash, service, auth.region, signingTime)
 	if err != nil {
 		return fmt.Errorf("sigv4: recomputing signature: %w", err)
 	}

@@ -315,7 +315,7 @@ func TestVerifySigV4_Direct(t *testing.T) {
 		{name: "malformed: junk component", mutate: func(r *http.Request) { r.Header.Set("Authorization", r.Header.Get("Authorization")+", Foo") },
 			wantErr: `component "Foo"`},
 
-		{name: "wrong access key", creds: wrongKey, wantErr: `unknown access key id "AKIDSOMEONEELSE"`},
+		{name: "wrong access key", creds: wrongKey, wantErr: `unknown access key id "AKIDSOMEONEELSE"`, wantIs: ErrUnknownAccessKey},
 		{name: "wrong secret", creds: wrongSecret, wantErr: "signature mismatch"},
 		{name: "service s3", service: "s3", wantErr: `service "s3"`},
 		{name: "skew 6m future", signAt: 6 * time.Minute, wantErr: "6m0s ahead of server time"},
@@ -442,4 +442,49 @@ func TestVerifySigV4_Direct(t *testing.T) {
 func sha256Hex(b []byte) string {
 	s := sha256.Sum256(b)
 	return hex.EncodeToString(s[:])
+}
+
+// VerifySigV4For checks the signing name it is given, so that a request
+// signed for one of Herald's AWS APIs cannot be replayed against another;
+// VerifySigV4 stays execute-api's.
+func TestVerifySigV4For(t *testing.T) {
+	now := time.Date(2026, 3, 14, 15, 9, 26, 0, time.UTC)
+	body := []byte(`{"n":1}`)
+	const target = "/2015-03-31/functions/arn%3Aaws%3Alambda%3Aus-east-1%3A000000000000%3Afunction%3Asend/invocations"
+	for _, c := range []struct {
+		name              string
+		signedFor, verify string // verify "" is VerifySigV4
+		wantErr           string
+	}{
+		{"lambda for lambda", ServiceLambda, ServiceLambda, ""},
+		{"execute-api for execute-api", ServiceExecuteAPI, ServiceExecuteAPI, ""},
+		{"execute-api by VerifySigV4", ServiceExecuteAPI, "", ""},
+		{"lambda by VerifySigV4", ServiceLambda, "", `service "lambda", want "execute-api"`},
+		{"execute-api for lambda", ServiceExecuteAPI, ServiceLambda, `service "execute-api", want "lambda"`},
+		{"no service", ServiceLambda, "-", "no service to verify for"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			for _, shape := range []string{"client", "wire"} {
+				req := sign(t, http.MethodPost, target, body, http.Header{"X-Amz-Invocation-Type": {"Event"}}, testCreds, c.signedFor, "us-east-1", now)
+				if shape == "wire" {
+					req = overTheWire(t, req)
+				}
+				var err error
+				switch c.verify {
+				case "":
+					err = VerifySigV4(req, body, testCreds, now)
+				case "-":
+					err = VerifySigV4For(req, body, testCreds, "", now)
+				default:
+					err = VerifySigV4For(req, body, testCreds, c.verify, now)
+				}
+				switch {
+				case c.wantErr == "" && err != nil:
+					t.Errorf("%s: want valid, got %v", shape, err)
+				case c.wantErr != "" && (err == nil || !strings.Contains(err.Error(), c.wantErr)):
+					t.Errorf("%s: error %v, want one containing %q", shape, err, c.wantErr)
+				}
+			}
+		})
+	}
 }
