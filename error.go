@@ -24,6 +24,11 @@ const (
 	ETooManyRequests  ErrorCode = "too_many_requests"      // 429: a limit was hit; retry later
 	EInternal         ErrorCode = "internal"               // 500
 	EUnavailable      ErrorCode = "unavailable"            // 503: shutting down or not ready
+	// The $connect route of an API Gateway route set refused a WebSocket
+	// handshake: the status is the integration's own (any 4xx or 5xx).
+	EConnectRefused ErrorCode = "connect_refused"
+	// An integration of a route set failed (error, timeout, crash): 502.
+	EIntegrationFailed ErrorCode = "integration_failed"
 )
 
 // Error is an error with a code for the API to report. Wrap a cause in Err
@@ -32,6 +37,9 @@ type Error struct {
 	Code    ErrorCode
 	Message string
 	Err     error
+	// Status, when not 0, is the HTTP status to answer with instead of
+	// the code's own: EConnectRefused carries the $connect integration's.
+	Status int
 }
 
 func (e *Error) Error() string {

@@ -239,6 +239,22 @@ type Deps struct {
 	// Dashboard, when set, serves everything under /dashboard/ (the page
 	// and its own routes); nil leaves it out.
 	Dashboard http.Handler
+	// Routes, when set, is the API Gateway route set the WebSocket
+	// transport runs (routes.Router): /ws is also served at /{stage}, and
+	// without Herald's token check when the set's $connect authorises.
+	Routes RouteSet
+	// Invoke, when set, serves the Lambda Invoke API,
+	// POST /2015-03-31/functions/{name}/invocations.
+	Invoke http.Handler
+}
+
+// RouteSet is what the API needs of an API Gateway route set.
+type RouteSet interface {
+	// HeraldAuth reports whether WebSocket clients pass Herald's token
+	// check; false leaves authorisation to the $connect integration.
+	HeraldAuth() bool
+	// Stage is the stage name, under which the WebSocket API is served too.
+	Stage() string
 }
 
 // Health reports whether what the node depends on works: nil, or why not.
@@ -257,6 +273,8 @@ type Server struct {
 	aws      AWSHandlers
 	health   Health
 	dash     http.Handler
+	routes   RouteSet
+	invoke   http.Handler
 	ready    atomic.Bool
 	keys     *KeySet
 	origins  *originPolicy
@@ -272,6 +290,7 @@ type Server struct {
 func New(cfg Config, log *slog.Logger, d Deps) *Server {
 	s := &Server{
 		cfg: cfg, log: log, hub: d.Hub, gateway: d.Gateway, sse: d.SSE, stream: d.Stream, aws: d.AWS, health: d.Health, dash: d.Dashboard,
+		routes: d.Routes, invoke: d.Invoke,
 		observer: cfg.Observer, now: time.Now,
 	}
 	if s.observer == nil {
@@ -339,6 +358,10 @@ func statusOf(code herald.ErrorCode) int {
 		return http.StatusTooManyRequests
 	case herald.EUnavailable:
 		return http.StatusServiceUnavailable
+	case herald.EConnectRefused:
+		return http.StatusForbidden // unless the integration's own status is carried
+	case herald.EIntegrationFailed:
+		return http.StatusBadGateway
 	default:
 		return http.StatusInternalServerError
 	}
@@ -359,6 +382,9 @@ func writeError(w http.ResponseWriter, r *http.Request, log *slog.Logger, err er
 	body.Error.Code = herald.ErrorCodeOf(err)
 	body.Error.Message = herald.ErrorMessageOf(err)
 	status := statusOf(body.Error.Code)
+	if e := (*herald.Error)(nil); errors.As(err, &e) && e.Status >= 400 && e.Status <= 599 {
+		status = e.Status
+	}
 	// A 503 is the node saying it is draining or its store is down: the
 	// reason is logged once where it is decided, not once per request.
 	if status >= 500 && status != http.StatusServiceUnavailable {

@@ -19,7 +19,14 @@ func addRoutes(mux *http.ServeMux, s *Server) {
 	// Gateway: browsers connect here with a client token. A page from an
 	// origin not allowed is refused first; then the connect rate; then
 	// the token.
-	r.handle("GET", "/ws", closeOnRefusal(s.browserOnly(false)(handleConnect(s, func() connector { return s.gateway }))))
+	ws := closeOnRefusal(s.browserOnly(false)(handleConnect(s, func() connector { return s.wsConnector() })))
+	r.handle("GET", "/ws", ws)
+	if s.routes != nil {
+		// An API Gateway route set is also served where API Gateway
+		// serves it, wss://host/{stage}, so a client's URL only changes
+		// its host.
+		r.handle("GET", "/"+s.routes.Stage(), ws)
+	}
 	r.handle("GET", "/sse", closeOnRefusal(s.browserOnly(true)(handleConnect(s, func() connector { return sseConnector{s.sse} }))))
 
 	// Server API, for the application's API server (API key with a scope).
@@ -66,6 +73,12 @@ func addRoutes(mux *http.ServeMux, s *Server) {
 			r.handle("GET", p, s.aws.GetConnection())
 			r.handle("DELETE", p, s.aws.DeleteConnection())
 		}
+	}
+
+	// Lambda Invoke API, so the API server's aws-sdk-go-v2 lambda client
+	// reaches Herald's functions (and the built-in herald-notify).
+	if s.invoke != nil {
+		r.handle("POST", "/2015-03-31/functions/{name}/invocations", s.invoke)
 	}
 
 	// The dashboard: a page served by Herald that is a client of the

@@ -325,7 +325,7 @@ type frames conn
 
 // Message hands a complete data message to the session, which knows what
 // it means.
-func (f *frames) Message(_ byte, p []byte) error { return f.s.HandleMessage(p) }
+func (f *frames) Message(op byte, p []byte) error { return f.s.HandleData(p, op == wire.OpBinary) }
 
 // Ping is answered with a pong carrying the same bytes (RFC 6455 §5.5.2).
 // Each costs a write, so pings count against the client's message rate

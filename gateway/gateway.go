@@ -17,6 +17,7 @@ package gateway
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -28,6 +29,7 @@ import (
 	"time"
 
 	"github.com/herald-gw/herald"
+	"github.com/herald-gw/herald/routes"
 	"github.com/herald-gw/herald/session"
 	"github.com/herald-gw/herald/token"
 	"github.com/herald-gw/herald/wire"
@@ -47,6 +49,11 @@ type Config struct {
 	IO           string        // IOAuto, IOEpoll or IOGoroutine
 	WriteTimeout time.Duration // one socket write may take this long before the connection is dropped (DefaultWriteTimeout)
 	MaxFrame     int           // largest client message, after reassembly (DefaultMaxClientMessage); past it close 1009
+	// Routes, when set, is the API Gateway route set every WebSocket
+	// connection goes through: $connect before the handshake is answered,
+	// its raw messages to their routes, $disconnect when it ends. Its
+	// sessions manager must have it as session.Config.Routes.
+	Routes *routes.Router
 
 	maxQueueFrames, maxQueueBytes int // from the session manager
 }
@@ -206,18 +213,34 @@ func (g *Gateway) accept(w http.ResponseWriter, r *http.Request, claims token.Cl
 	if !g.sessions.Reserve() {
 		return herald.Errorf(herald.EUnavailable, "connection limit of this node reached")
 	}
+	id, user := herald.NewConnID(), claims.User
+	if rt := g.cfg.Routes; rt != nil {
+		if user == "" {
+			// $connect authorises (auth = "integration"): the connection
+			// has no user of its own, so it is its own, and is reached by
+			// its id (PostToConnection), as on API Gateway.
+			user = herald.UserID(id)
+		}
+		if err := rt.Connect(r.Context(), routes.ConnectRequest{ID: id, Request: r, User: claims.User}); err != nil {
+			g.sessions.Release()
+			return connectRefusal(err)
+		}
+	}
 	nc, rw, err := http.NewResponseController(w).Hijack()
 	if err != nil {
 		// Nothing was taken over or written: the API can still answer.
 		g.sessions.Release()
+		if rt := g.cfg.Routes; rt != nil {
+			rt.Abandon(id, int(session.CloseAbnormal), "connection lost")
+		}
 		return &herald.Error{Code: herald.EInternal, Message: "cannot take the connection over", Err: err}
 	}
 	// The server's read and write deadlines are for HTTP requests, not
 	// for a connection that may stay idle for hours.
 	_ = nc.SetDeadline(time.Time{})
 	p := session.Params{
-		User: claims.User, Format: wire.FormatRaw, Expires: claims.Expires,
-		RemoteAddr: r.RemoteAddr, UserAgent: r.UserAgent(),
+		ID: id, User: user, Format: wire.FormatRaw, Expires: claims.Expires,
+		RemoteAddr: r.RemoteAddr, UserAgent: r.UserAgent(), Routed: g.cfg.Routes != nil,
 	}
 	if proto == herald.ProtocolV1 {
 		p.Format = wire.FormatV1
@@ -231,8 +254,10 @@ func (g *Gateway) accept(w http.ResponseWriter, r *http.Request, claims token.Cl
 	// what the hub hands it waits in its queue, behind the handshake.
 	c := &conn{g: g, writing: true}
 	c.asm.MaxMessage = g.cfg.MaxFrame
+	if rt := g.cfg.Routes; rt != nil {
+		c.asm.MaxMessage, c.asm.MaxFrame = rt.MaxMessage(), int32(rt.MaxFrame())
+	}
 	c.s = g.sessions.New(c, p)
-	p.ID = c.s.ID()
 	g.sessions.Start(c.s)
 	if err := writeUpgrade(nc, upgradeResponse(key, chosen), g.cfg.WriteTimeout); err != nil {
 		// The client is gone or not reading: the socket is ours to close.
@@ -254,6 +279,16 @@ func (g *Gateway) accept(w http.ResponseWriter, r *http.Request, claims token.Cl
 	}
 	g.watch(c, epoll)
 	return nil
+}
+
+// connectRefusal is the API error for a $connect that did not admit a
+// connection: the integration's own status, or 502 when it failed.
+func connectRefusal(err error) error {
+	var cr *routes.ConnectRefused
+	if errors.As(err, &cr) && cr.Err == nil {
+		return &herald.Error{Code: herald.EConnectRefused, Message: fmt.Sprintf("the $connect route refused the connection (status %d)", cr.Status), Status: cr.Status}
+	}
+	return &herald.Error{Code: herald.EIntegrationFailed, Message: "the $connect integration failed", Err: err}
 }
 
 // writeUpgrade writes the handshake's answer, bounded like any write.

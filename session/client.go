@@ -35,9 +35,21 @@ type clientMessage struct {
 // acks each message it gets is never closed for it, however many it gets.
 // Past the limit the error closes the connection with 4030. Like the rest
 // of the reading side, HandleMessage is called by one reader at a time.
-func (s *Session) HandleMessage(p []byte) error {
+func (s *Session) HandleMessage(p []byte) error { return s.HandleData(p, false) }
+
+// HandleData is HandleMessage told whether the message came in binary
+// frames. A routed raw session's messages go to its route set (see
+// Routes), which gets the binary flag: API Gateway hands binary messages
+// to integrations base64-encoded.
+func (s *Session) HandleData(p []byte, binary bool) error {
 	if s.format != wire.FormatV1 {
-		return s.charge()
+		if err := s.charge(); err != nil {
+			return err
+		}
+		if s.routed {
+			s.m.cfg.Routes.Message(s, p, binary)
+		}
+		return nil
 	}
 	var m clientMessage
 	if t := bytes.TrimLeft(p, " \t\r\n"); len(t) == 0 || t[0] != '{' {

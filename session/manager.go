@@ -76,6 +76,7 @@ type Config struct {
 	MessageRate  float64
 	MessageBurst int
 	Observer     Observer // told what happens to connections, for metrics; nil = nobody
+	Routes       Routes   // the API Gateway route set of sessions opened with Params.Routed; nil = none
 	Clock        Clock    // time.Now and time.AfterFunc when nil
 }
 
@@ -237,6 +238,10 @@ type Params struct {
 	// Resume, when not nil, replays the stream after Resume.Since before
 	// anything live (the ?since= form of resume).
 	Resume *Resume
+	// Routed hands the session to Config.Routes: its raw messages go to
+	// the route set instead of being ignored, and its end runs
+	// $disconnect. Ignored when the Manager has no Routes.
+	Routed bool
 }
 
 // Resume is a client's resume point: the last offset it has and the
@@ -256,7 +261,7 @@ func (m *Manager) New(t Transport, p Params) *Session {
 	s := &Session{
 		m: m, t: t, id: p.ID, user: p.User, format: p.Format,
 		connectedAt: now.UnixNano(), sourceIP: hostOf(p.RemoteAddr), userAgent: m.intern(clip(p.UserAgent, maxUserAgent)),
-		resume: p.Resume,
+		resume: p.Resume, routed: p.Routed && m.cfg.Routes != nil,
 	}
 	if !p.Expires.IsZero() {
 		s.expires = p.Expires.UnixNano() // armed by Start
@@ -314,6 +319,9 @@ func clip(s string, n int) string {
 func (m *Manager) Start(s *Session) {
 	if o := m.cfg.Observer; o != nil {
 		o.Opened(s.transport())
+	}
+	if s.routed {
+		m.cfg.Routes.Opened(s)
 	}
 	m.hub.Add(s)
 	s.mu.Lock()

@@ -47,6 +47,24 @@ type Observer interface {
 	QueueWait(wait time.Duration)
 }
 
+// Routes is an API Gateway route set (package routes) as sessions see it:
+// told when a routed session (Params.Routed) opens, handed its data
+// messages, and told once how it ended — whatever ended it: the client, the
+// server API, a heartbeat, a limit, drain, or a lost connection. Like
+// Observer's, its methods are called with locks held and must not block:
+// an integration runs on a goroutine of the route set's own.
+type Routes interface {
+	// Opened is called by Manager.Start, before the session joins the hub.
+	Opened(s *Session)
+	// Message is called with each data message of a routed raw session,
+	// after it was counted against the client's rate limit. p is borrowed:
+	// copy what outlives the call.
+	Message(s *Session, p []byte, binary bool)
+	// Ended is called once per opened routed session, with what
+	// Observer.Closed would be told.
+	Ended(s *Session, code int, reason string)
+}
+
 // Transports named to Observer.
 const (
 	TransportWebSocket = "websocket"

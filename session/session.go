@@ -76,7 +76,8 @@ type Session struct {
 	started  bool  // guarded by mu: Start was called, the session is in the hub
 	spoke    bool  // the reader's: the client has sent a message (a resume must be the first)
 	known    bool  // guarded by mu: lastOffset is a real position (read from the Store, a resume point, or the first message)
-	reported bool  // guarded by mu: the observer was told how the session ended
+	reported bool  // guarded by mu: the observer and the route set were told how the session ended
+	routed   bool  // set at New: an API Gateway route set hears of this session (Config.Routes)
 
 	mu      sync.Mutex
 	resume  *Resume // where the client resumes from, until Start replays it
@@ -242,14 +243,20 @@ func (s *Session) Overflowed() {
 }
 
 // endedLocked tells the observer, once, how a started session ended: the
-// first close decided wins, whoever decided it.
+// first close decided wins, whoever decided it. A routed session's route
+// set hears it too, so $disconnect runs exactly once whatever closed the
+// connection.
 func (s *Session) endedLocked(code uint16, reason string) {
-	o := s.m.cfg.Observer
-	if o == nil || s.reported || !s.started {
+	if s.reported || !s.started {
 		return
 	}
 	s.reported = true
-	o.Closed(s.transport(), int(code), reason)
+	if o := s.m.cfg.Observer; o != nil {
+		o.Closed(s.transport(), int(code), reason)
+	}
+	if s.routed {
+		s.m.cfg.Routes.Ended(s, int(code), reason)
+	}
 }
 
 // transport names what carries the session, for the observer.

@@ -64,9 +64,14 @@ type Assembler struct {
 	// frame header announces it, before its payload is buffered. Zero (or
 	// less) means DefaultMaxMessage. Set it before the first Feed.
 	MaxMessage int
-
-	st      *asmState // nil while idle
-	stopped bool      // after an error or a close frame: ignore all input
+	st *asmState // nil while idle
+	// MaxFrame, when positive, also bounds each data frame's payload, as
+	// API Gateway does (32 KB) in front of its 128 KB messages: a longer
+	// frame is refused with CloseTooBig when its header arrives. An int32
+	// beside stopped, so that it shares stopped's word: an Assembler lives
+	// in every connection.
+	MaxFrame int32
+	stopped  bool // after an error or a close frame: ignore all input
 }
 
 // asmState is what an Assembler holds between Feed calls while something is
@@ -242,6 +247,9 @@ func (a *Assembler) completeFrame(p []byte, limit int, h Handler) (int, error) {
 // the server buffer a frame that will be refused anyway.
 func (a *Assembler) checkSequence(hd Header, limit int) error {
 	inMessage := a.st != nil && a.st.msgOp != 0
+	if a.MaxFrame > 0 && hd.Length > int(a.MaxFrame) && hd.Op < 0x8 {
+		return &ProtocolError{CloseTooBig, "frame too large"}
+	}
 	switch hd.Op {
 	case OpText, OpBinary:
 		if inMessage {

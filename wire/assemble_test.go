@@ -372,6 +372,36 @@ func TestAssemblerRefusesFromHeader(t *testing.T) {
 	}
 }
 
+// MaxFrame bounds each frame, not the message: a message of frames under
+// it may grow to MaxMessage (API Gateway's 32 KB frames, 128 KB messages).
+func TestAssemblerMaxFrame(t *testing.T) {
+	part := make([]byte, 100)
+	cases := []struct {
+		name string
+		in   []byte
+		ok   bool
+	}{
+		{"frame at the limit", masked(true, OpText, part), true},
+		{"fragments at the limit", frames(masked(false, OpText, part), masked(false, OpContinuation, part), masked(true, OpContinuation, part)), true},
+		{"frame over", masked(true, OpText, make([]byte, 101))[:8], false},
+		{"fragment over", frames(masked(false, OpText, part), masked(true, OpContinuation, make([]byte, 101))[:8]), false},
+		{"control frames are RFC 6455's business", masked(true, OpPing, make([]byte, 125)), true},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			a := Assembler{MaxMessage: 1000, MaxFrame: 100}
+			err := a.Feed(bytes.Clone(tc.in), &recorder{max: 1000})
+			var pe *ProtocolError
+			switch {
+			case tc.ok && err != nil:
+				t.Fatalf("refused: %v", err)
+			case !tc.ok && (!errors.As(err, &pe) || pe.Code != CloseTooBig):
+				t.Fatalf("err = %v, want close %d", err, CloseTooBig)
+			}
+		})
+	}
+}
+
 // An idle Assembler holds no buffer, whatever it went through.
 func TestAssemblerIdleHoldsNothing(t *testing.T) {
 	if size, limit := unsafe.Sizeof(Assembler{}), 3*unsafe.Sizeof(uintptr(0)); size > limit {
