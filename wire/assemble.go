@@ -64,7 +64,7 @@ type Assembler struct {
 	// frame header announces it, before its payload is buffered. Zero (or
 	// less) means DefaultMaxMessage. Set it before the first Feed.
 	MaxMessage int
-	st *asmState // nil while idle
+	st         *asmState // nil while idle
 	// MaxFrame, when positive, also bounds each data frame's payload, as
 	// API Gateway does (32 KB) in front of its 128 KB messages: a longer
 	// frame is refused with CloseTooBig when its header arrives. An int32
