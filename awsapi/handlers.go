@@ -1,6 +1,7 @@
 // Package awsapi serves the API Gateway Management API — POST, GET and
 // DELETE /@connections/{id} — so code written for AWS, using the unmodified
-// aws-sdk-go-v2 apigatewaymanagementapi client, works against Herald.
+// aws-sdk-go-v2 apigatewaymanagementapi client, works against Herald — and
+// Lambda's Invoke API (invoke.go), for the unmodified lambda client.
 //
 // Everything here speaks AWS's shapes, not Herald's: errors are
 // {"message":…} with an X-Amzn-ErrorType header naming the exception,
@@ -32,6 +33,8 @@ type Handlers struct {
 	creds Credentials // SigV4 key pair; empty disables SigV4
 	keys  APIKeys     // Herald's API keys, accepted as Bearer tokens too; nil: none
 	now   func() time.Time
+
+	events events // the Invoke API's Event invocations running (invoke.go)
 }
 
 // APIKeys checks the Bearer alternative to SigV4 against Herald's server
