@@ -34,6 +34,7 @@ fuzz-short:
 	$(FUZZ) '^FuzzHandleMessage$$' ./session/
 	$(FUZZ) '^FuzzConfigFile$$' ./cmd/herald/
 	$(FUZZ) '^FuzzSelectionKey$$' ./routes/
+	$(FUZZ) '^FuzzFunctionName$$' ./awsapi/
 
 ## JavaScript (npm workspaces at the root: js/client, js/react, js/e2e).
 ## js-deps runs `npm ci` when node_modules is missing or was installed from

@@ -219,6 +219,13 @@ func (k *KeySet) AuthorizeConnections(r *http.Request) (name string, err error) 
 	return k.Authorize(r, ScopeConnections)
 }
 
+// AuthorizePublish is Authorize for the publish scope: the Bearer
+// alternative to SigV4 on the Lambda Invoke API (awsapi.PublishKeys), whose
+// built-in herald-notify publishes.
+func (k *KeySet) AuthorizePublish(r *http.Request) (name string, err error) {
+	return k.Authorize(r, ScopePublish)
+}
+
 // ParseAPIKeys parses HERALD_API_KEYS: comma-separated keys, each
 // name:scope+scope:secret. The secret comes last so that it may hold
 // colons (and plus signs, as base64 does); it may not hold commas. Blank

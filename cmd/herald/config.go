@@ -52,6 +52,9 @@ type config struct {
 	TokenLeeway   time.Duration
 
 	Dashboard      string
+	RoutesFile     string // an API Gateway route set and its functions (package routes)
+	Routes         string // the same, inline JSON
+	AWSRegion      string
 	AllowedOrigins []string
 	CORSOrigins    []string // the older name of AllowedOrigins
 
@@ -224,6 +227,22 @@ func settings() []setting {
 				return ""
 			}},
 
+		{name: "routes_file", group: "API Gateway", usage: "route set and Lambda functions, TOML (or JSON if named *.json); see docs/aws.md",
+			field: func(c *config) any { return &c.RoutesFile }},
+		{name: "routes", group: "API Gateway", usage: "the same as inline JSON, for the simple case; not with routes_file",
+			field: func(c *config) any { return &c.Routes }, check: func(c *config) string {
+				if c.Routes != "" && c.RoutesFile != "" {
+					return "set routes or routes_file, not both"
+				}
+				return ""
+			}},
+		{name: "aws_region", group: "API Gateway", def: "us-east-1", usage: "the region functions are told (AWS_REGION) and their ARNs name",
+			field: func(c *config) any { return &c.AWSRegion }, check: func(c *config) string {
+				if c.AWSRegion == "" {
+					return "must name a region, e.g. us-east-1"
+				}
+				return ""
+			}},
 		{name: "dashboard", group: "Browsers", def: "auto", usage: `the web dashboard at /dashboard/: "auto" (on in dev mode only), "on" or "off"`,
 			field: func(c *config) any { return &c.Dashboard }, check: func(c *config) string { return oneOf(c.Dashboard, "auto", "on", "off") }},
 		{name: "allowed_origins", kind: kList, group: "Browsers", usage: `origins allowed on /ws, /sse and the browser API (CORS); empty = the request's own origin (any in dev mode); "*" = any`,

@@ -20,8 +20,10 @@ import (
 	"github.com/herald-gw/herald/gateway"
 	"github.com/herald-gw/herald/health"
 	"github.com/herald-gw/herald/hub"
+	"github.com/herald-gw/herald/lambdahost"
 	"github.com/herald-gw/herald/memory"
 	"github.com/herald-gw/herald/metrics"
+	"github.com/herald-gw/herald/routes"
 	"github.com/herald-gw/herald/session"
 	"github.com/herald-gw/herald/sqlite"
 	"github.com/herald-gw/herald/sse"
@@ -114,6 +116,20 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	if err != nil {
 		return err
 	}
+	routeSet, err := loadRoutes(cfg)
+	if err != nil {
+		return err
+	}
+	// The functions' runtime host starts once the listener's address is
+	// known (functions are told it); the route set only needs to know
+	// where it will be.
+	fns := &functionSet{}
+	var router *routes.Router
+	if routeSet != nil && len(routeSet.Routes) > 0 {
+		if router, err = routes.New(routeSet, fns.invokeRoute, log); err != nil {
+			return err
+		}
+	}
 
 	var inner herald.Store
 	if cfg.DB == ":memory:" {
@@ -144,9 +160,9 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	// JWKS fetch (an unknown key is refused now and fetched meanwhile).
 	sessions = session.NewManager(session.Config{
 		PingInterval: cfg.PingInterval, MaxQueueFrames: cfg.QueueFrames, MaxQueueBytes: cfg.QueueBytes, MaxConns: cfg.MaxConns,
-		MessageRate: msgRate, MessageBurst: cfg.ClientMsgBurst, Observer: mx,
+		MessageRate: msgRate, MessageBurst: cfg.ClientMsgBurst, Observer: mx, Routes: sessionRoutes(router),
 	}, h, store, observedVerifier{verifier.VerifyCached, mx}, log)
-	gw, err := gateway.New(gateway.Config{IO: cfg.IO, WriteTimeout: cfg.WriteTimeout, MaxFrame: cfg.MaxClientMsg}, sessions, tokens, log)
+	gw, err := gateway.New(gateway.Config{IO: cfg.IO, WriteTimeout: cfg.WriteTimeout, MaxFrame: cfg.MaxClientMsg, Routes: router}, sessions, tokens, log)
 	if err != nil {
 		return err
 	}
@@ -163,7 +179,12 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	if cfg.Dashboard == "on" || cfg.Dashboard == "auto" && dev != nil {
 		dash = dashboard.New(dashboard.Config{Dev: dev != nil, Tokens: issuer, Stream: streams, Log: log})
 	}
-	srv = api.New(apiCfg, log, api.Deps{Hub: h, Gateway: gw, SSE: events, Stream: streams, AWS: aws, Health: store, Dashboard: dash})
+	deps := api.Deps{Hub: h, Gateway: gw, SSE: events, Stream: streams, AWS: aws, Health: store, Dashboard: dash, Invoke: aws.Invoke(fns)}
+	if router != nil {
+		deps.Routes = router
+	}
+	srv = api.New(apiCfg, log, deps)
+	fns.notify = srv.Notify
 
 	apiHandler := srv.Handler()
 	ln, err := net.Listen("tcp", cfg.Addr)
@@ -181,6 +202,10 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		// goroutine each: the TLS record layer needs blocking reads.
 		ln = tls.NewListener(ln, &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12, NextProtos: []string{"http/1.1"}})
 		scheme = "https"
+	}
+	if fns.host, err = startFunctions(routeSet, cfg, localBase(scheme, ln.Addr()), log); err != nil {
+		ln.Close()
+		return err
 	}
 	httpSrv := &http.Server{
 		Handler:           apiHandler,
@@ -218,6 +243,9 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	var wg sync.WaitGroup
 	wg.Go(func() { _ = gw.Run(gwCtx) })
 	wg.Go(func() { sessions.Run(gwCtx) })
+	if router != nil {
+		wg.Go(func() { router.Run(gwCtx) })
+	}
 	wg.Go(func() {
 		st.RunRetention(gwCtx, stream.Retention{MaxCount: cfg.RetentionCount, MaxAge: cfg.RetentionAge, Every: cfg.RetentionEvery}, log)
 	})
@@ -235,6 +263,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	drain(log, srv, httpSrv, sessions, cfg.DrainTimeout)
 	stopGateway()
 	wg.Wait()
+	stopFunctions(log, router, aws, fns.host, drainStart.Add(cfg.DrainTimeout+time.Second))
 	if err := store.Close(); err != nil {
 		return fmt.Errorf("close store: %w", err)
 	}
@@ -274,6 +303,42 @@ func drain(log *slog.Logger, srv *api.Server, httpSrv *http.Server, sessions *se
 	if n := sessions.Open(); n > 0 {
 		log.Warn("connections still open at the end of the drain are cut off", "connections", n)
 	}
+}
+
+// stopFunctions waits for the Invoke API's Event invocations and the
+// route set's integrations still running — the drain's $disconnects above
+// all — then stops the functions'
+// processes, all by deadline (the drain window plus its extra second),
+// so that a route set does not stretch the exit the drain promises.
+func stopFunctions(log *slog.Logger, router *routes.Router, aws *awsapi.Handlers, host *lambdahost.Host, deadline time.Time) {
+	ctx, cancel := context.WithDeadline(context.Background(), deadline.Add(-300*time.Millisecond))
+	if err := aws.Shutdown(ctx); err != nil {
+		log.Warn("Event invocations cut off at the end of the drain", "err", err)
+	}
+	cancel()
+	if router != nil {
+		ctx, cancel := context.WithDeadline(context.Background(), deadline.Add(-200*time.Millisecond))
+		if err := router.Wait(ctx); err != nil {
+			log.Warn("integrations cut off at the end of the drain", "err", err)
+		}
+		cancel()
+	}
+	if host != nil {
+		ctx, cancel := context.WithDeadline(context.Background(), deadline)
+		if err := host.Close(ctx); err != nil {
+			log.Warn("functions stopped", "err", err)
+		}
+		cancel()
+	}
+}
+
+// sessionRoutes is router as the session manager takes it: a nil
+// interface when there is no route set, never a typed nil.
+func sessionRoutes(router *routes.Router) session.Routes {
+	if router == nil {
+		return nil
+	}
+	return router
 }
 
 // displayAddr turns a listen address into one a browser or curl can use.
