@@ -139,3 +139,24 @@ func TestSIGTERMExtension(t *testing.T) {
 		}
 	}
 }
+
+// TestKilledWhileIdle: a warm process that died between invocations (the
+// OOM killer, say) costs nothing: the next invocation runs in a new one.
+// (An invocation handed over in the very moment of the death may fail, as
+// it may on AWS; the test waits until the host has seen the death.)
+func TestKilledWhileIdle(t *testing.T) {
+	t.Parallel()
+	h, logs := newHost(t, Options{}, testFunction("victim"))
+	for range 3 {
+		pid := echoPID(t, h, "victim")
+		if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, "the host to see the death", func() bool {
+			return logs.has(slog.LevelWarn, "function process exited", map[string]string{"pid": strconv.Itoa(pid)})
+		})
+		if next := echoPID(t, h, "victim"); next == pid {
+			t.Fatalf("pid %d served after it was killed", pid)
+		}
+	}
+}

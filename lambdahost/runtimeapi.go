@@ -55,6 +55,14 @@ func (p *process) handleNext(w http.ResponseWriter, r *http.Request) {
 	case <-p.exited:
 		return
 	}
+	if r.Context().Err() != nil {
+		// The runtime is gone (its process died, most likely) though the
+		// select above found the invocation first. Put it back: the
+		// invoker then sees an undelivered invocation when the process's
+		// exit is noticed, and hands it to another process.
+		p.next <- inv // never blocks: it was just taken from there
+		return
+	}
 	p.mu.Lock()
 	if inv.finished {
 		// The invoker gave up on it in the meantime and is killing us.
