@@ -30,3 +30,12 @@ func TestPostgresSchema(t *testing.T) {
 		t.Fatalf("table made in schema %q, want %q", schema, want)
 	}
 }
+
+func TestRedisAndNATSReachable(t *testing.T) {
+	if url, prefix := servicetest.Redis(t); url == "" || prefix == "" {
+		t.Fatal("no Redis URL or prefix")
+	}
+	if url, prefix := servicetest.NATS(t); url == "" || prefix == "" {
+		t.Fatal("no NATS URL or prefix")
+	}
+}
