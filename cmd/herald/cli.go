@@ -63,11 +63,21 @@ func configCommand(args []string, getenv func(string) string, stdout, stderr io.
 		if err != nil {
 			return err
 		}
+		// The route set is checked as serve checks it: a routes file with a
+		// mistake fails here, not at the next deploy.
+		rs, err := loadRoutes(cfg)
+		if err != nil {
+			return err
+		}
 		name := args[1]
 		if name == "-" {
 			name = "stdin"
 		}
-		fmt.Fprintf(stdout, "%s: ok (%s; listens on %s; store %s)\n", name, m, cfg.Addr, cfg.DB)
+		routes := ""
+		if rs != nil {
+			routes = fmt.Sprintf("; %d routes, %d functions", len(rs.Routes), len(rs.Functions))
+		}
+		fmt.Fprintf(stdout, "%s: ok (%s; listens on %s; store %s%s)\n", name, m, cfg.Addr, cfg.DB, routes)
 		return nil
 	default:
 		return fmt.Errorf("unknown config command %q (want example or check)", args[0])

@@ -257,6 +257,9 @@ func TestConfigCheckValidatesLikeServe(t *testing.T) {
 		{map[string]string{"HERALD_TOKEN_SECRET": testSecret, "HERALD_API_KEY": "k"}, `allowed_origins = ["https://app.example/path"]`, "app.example/path"},
 		{map[string]string{"HERALD_TOKEN_SECRET": testSecret, "HERALD_API_KEY": "k"}, `trusted_proxies = ["notanip"]`, "notanip"},
 		{map[string]string{"HERALD_ENV": "production", "HERALD_TOKEN_SECRET": testSecret, "HERALD_API_KEY": "k"}, "", "at least 16 bytes"},
+		// The route set is checked too, with its own error's place.
+		{map[string]string{"HERALD_TOKEN_SECRET": testSecret, "HERALD_API_KEY": "k", "HERALD_ROUTES": `{"auth":"integration"}`}, "", "needs a $connect route"},
+		{map[string]string{"HERALD_TOKEN_SECRET": testSecret, "HERALD_API_KEY": "k"}, `routes_file = "/nonexistent/routes.toml"`, "routes.toml"},
 	} {
 		path := writeFile(t, "herald.toml", tc.file+"\n")
 		err := run(t.Context(), []string{"herald", "config", "check", path}, func(k string) string { return tc.env[k] }, io.Discard, io.Discard)
