@@ -8,18 +8,29 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"sync/atomic"
 	"time"
 )
 
 // apiClient calls Herald's server API, as the application's API server
 // would.
 type apiClient struct {
-	base string // http://host:port
-	key  string
-	hc   *http.Client
+	bases []string // http://host:port of every node; requests go round them
+	next  atomic.Uint64
+	key   string
+	hc    *http.Client
 }
 
-func newAPIClient(base, key string, conns int) *apiClient {
+// baseURLs turns the target's nodes into API bases.
+func baseURLs(us []*url.URL) []string {
+	out := make([]string, len(us))
+	for i, u := range us {
+		out[i] = u.String()
+	}
+	return out
+}
+
+func newAPIClient(bases []string, key string, conns int) *apiClient {
 	// Enough idle connections that the notify senders reuse theirs instead
 	// of opening (and leaving in TIME_WAIT) one per request.
 	tr := &http.Transport{
@@ -28,13 +39,17 @@ func newAPIClient(base, key string, conns int) *apiClient {
 		IdleConnTimeout:     30 * time.Second,
 		DisableCompression:  true,
 	}
-	return &apiClient{base: base, key: key, hc: &http.Client{Transport: tr, Timeout: 10 * time.Second}}
+	return &apiClient{bases: bases, key: key, hc: &http.Client{Transport: tr, Timeout: 10 * time.Second}}
 }
 
 func (a *apiClient) close() { a.hc.CloseIdleConnections() }
 
 func (a *apiClient) do(ctx context.Context, method, path string, body []byte, out any) error {
-	req, err := http.NewRequestWithContext(ctx, method, a.base+path, bytes.NewReader(body))
+	base := a.bases[0]
+	if len(a.bases) > 1 {
+		base = a.bases[(a.next.Add(1)-1)%uint64(len(a.bases))]
+	}
+	req, err := http.NewRequestWithContext(ctx, method, base+path, bytes.NewReader(body))
 	if err != nil {
 		return fmt.Errorf("%s %s: %w", method, path, err)
 	}

@@ -17,7 +17,8 @@ import (
 
 // config is one run, from flags and HERALD_* environment variables.
 type config struct {
-	URL       *url.URL // server base, http(s)://host:port
+	URL       *url.URL   // server base, http(s)://host:port: the first of URLs
+	URLs      []*url.URL // every node of the target (-url a,b,c): clients are spread over them, sends go round them
 	Scenario  string
 	Transport string // ws or sse
 
@@ -151,7 +152,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 		}
 		return fallback
 	}
-	rawURL := fs.String("url", def("HERALD_URL", "http://127.0.0.1:8080"), "Herald server base URL ($HERALD_URL)")
+	rawURL := fs.String("url", def("HERALD_URL", "http://127.0.0.1:8080"), "Herald server base URL, or several nodes' comma-separated: clients spread over them, API calls go round them ($HERALD_URL)")
 	fs.StringVar(&c.Scenario, "scenario", "idle", "idle, fanout, notify, churn or resume")
 	fs.StringVar(&c.Transport, "transport", "ws", `"ws" (WebSocket, /ws) or "sse" (Server-Sent Events, GET /sse)`)
 	fs.IntVar(&c.Conns, "conns", 1000, "connections to open")
@@ -202,11 +203,15 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 		c.APIKey = getenv("HERALD_API_KEY")
 	}
 
-	u, err := url.Parse(*rawURL)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return c, fmt.Errorf("-url %q: want http(s)://host:port", *rawURL)
+	for _, raw := range strings.Split(*rawURL, ",") {
+		u, err := url.Parse(strings.TrimSpace(raw))
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return c, fmt.Errorf("-url %q: want http(s)://host:port, or several, comma-separated", raw)
+		}
+		u.Path, u.RawQuery = strings.TrimSuffix(u.Path, "/"), ""
+		c.URLs = append(c.URLs, u)
 	}
-	u.Path, u.RawQuery = strings.TrimSuffix(u.Path, "/"), ""
+	u := c.URLs[0]
 	c.URL = u
 
 	switch {
@@ -264,6 +269,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 		c.UserPrefix = "load-" + hex.EncodeToString(b) + "-"
 	}
 	c.localFlag = *local
+	var err error
 	if c.LocalAddrs, err = localAddrs(*local, u.Hostname(), c.Conns); err != nil {
 		return c, err
 	}
@@ -320,8 +326,19 @@ func (c *config) workerShare(w int) (first, n int) {
 
 // endpoint is where clients of the transport connect: the gateway,
 // ws(s)://host:port/ws, or the event streams, http(s)://host:port/sse.
-func (c *config) endpoint() string {
-	u := *c.URL
+func (c *config) endpoint() string { return c.endpointOf(c.URL) }
+
+// endpoints is endpoint for every node of the target.
+func (c *config) endpoints() []string {
+	out := make([]string, len(c.URLs))
+	for i, u := range c.URLs {
+		out[i] = c.endpointOf(u)
+	}
+	return out
+}
+
+func (c *config) endpointOf(base *url.URL) string {
+	u := *base
 	if c.Transport == "sse" {
 		u.Path += "/sse"
 		return u.String()

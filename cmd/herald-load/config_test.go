@@ -2,7 +2,10 @@ package main
 
 import (
 	"io"
+	"net/http"
+	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
 )
 
@@ -52,5 +55,43 @@ func TestWorkerShare(t *testing.T) {
 		if next != tc.conns {
 			t.Fatalf("%+v: %d connections shared", tc, next)
 		}
+	}
+}
+
+// -url takes several nodes: clients spread over their endpoints, in order,
+// and the first stays the target the report and the memory probe name.
+func TestParseConfigSeveralNodes(t *testing.T) {
+	env := func(string) string { return "" }
+	c, err := parseConfig([]string{"-url", "http://127.0.0.1:8081, http://127.0.0.1:8082/", "-secret", "0123456789abcdef0123456789abcdef", "-api-key", "k"}, env, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := c.endpoints(); len(got) != 2 || got[0] != "ws://127.0.0.1:8081/ws" || got[1] != "ws://127.0.0.1:8082/ws" || c.URL.String() != "http://127.0.0.1:8081" {
+		t.Fatalf("endpoints %v, URL %v", got, c.URL)
+	}
+	if _, err := parseConfig([]string{"-url", "http://127.0.0.1:8081,ftp://x", "-secret", "0123456789abcdef0123456789abcdef", "-api-key", "k"}, env, io.Discard); err == nil {
+		t.Fatal("a bad second URL was accepted")
+	}
+	// API calls go round the nodes.
+	var hits [2]atomic.Int32
+	var bases []string
+	for i := range hits {
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			hits[i].Add(1)
+			_, _ = io.WriteString(w, "{}")
+		}))
+		defer srv.Close()
+		bases = append(bases, srv.URL)
+	}
+	a := newAPIClient(bases, "k", 1)
+	defer a.close()
+	for range 4 {
+		var out map[string]any
+		if err := a.do(t.Context(), "POST", "/v1/notify", []byte("{}"), &out); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if hits[0].Load() != 2 || hits[1].Load() != 2 {
+		t.Fatalf("calls per node: %d, %d", hits[0].Load(), hits[1].Load())
 	}
 }

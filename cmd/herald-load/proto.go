@@ -25,6 +25,10 @@ type workerSpec struct {
 	// http://host:port/sse; the token goes in the query of either.
 	Transport string `json:"transport,omitempty"`
 	URL       string `json:"url"`
+	// URLs, when there are several, are every node's endpoint: WebSocket
+	// connection i of the fleet dials URLs[i mod len], spreading clients
+	// over a cluster; an SSE worker streams from URLs[ID mod len].
+	URLs []string `json:"urls,omitempty"`
 
 	// Tokens: minted from Secret for user UserPrefix+(i mod Users), or
 	// given, one per connection of this worker.

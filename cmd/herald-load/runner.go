@@ -40,7 +40,7 @@ func (r *runner) run(ctx context.Context) (*result, error) {
 		return nil, err
 	}
 	res.Users = len(r.users)
-	r.api = newAPIClient(cfg.URL.String(), cfg.APIKey, cfg.Senders)
+	r.api = newAPIClient(baseURLs(cfg.URLs), cfg.APIKey, cfg.Senders)
 	defer r.api.close()
 
 	// The server's memory before we add anything.
@@ -181,7 +181,7 @@ func (r *runner) specs(start time.Time) []workerSpec {
 		first, n := cfg.workerShare(w)
 		share := float64(n) / float64(cfg.Conns)
 		s := workerSpec{
-			ID: w + 1, Transport: cfg.Transport, URL: cfg.endpoint(), First: first, Count: n,
+			ID: w + 1, Transport: cfg.Transport, URL: cfg.endpoint(), URLs: cfg.endpoints(), First: first, Count: n,
 			LocalAddrs:      cfg.LocalAddrs,
 			Rate:            cfg.Rate * share,
 			DialConcurrency: max(1, int(float64(cfg.DialConcurrency)*share)),

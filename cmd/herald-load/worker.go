@@ -251,7 +251,11 @@ func newWorker(spec workerSpec, out *eventWriter) (*worker, error) {
 			w.dialers = append(w.dialers, d)
 		}
 	case "sse":
-		t, err := newSSETarget(spec.URL)
+		target := spec.URL
+		if len(spec.URLs) > 1 {
+			target = spec.URLs[spec.ID%len(spec.URLs)]
+		}
+		t, err := newSSETarget(target)
 		if err != nil {
 			return nil, err
 		}
@@ -392,7 +396,11 @@ func (w *worker) connectOne(ctx context.Context, i int, kind connKind) bool {
 // returns nil and no error: finish has counted the drop.
 func (w *worker) dialWS(ctx context.Context, i int, tok string, kind connKind) (*wconn, time.Duration, error) {
 	t0 := time.Now()
-	nc, br, hs, err := w.dialers[(w.spec.First+i)%len(w.dialers)].Dial(ctx, w.spec.URL+"?token="+url.QueryEscape(tok))
+	target := w.spec.URL
+	if n := len(w.spec.URLs); n > 1 {
+		target = w.spec.URLs[(w.spec.First+i)%n]
+	}
+	nc, br, hs, err := w.dialers[(w.spec.First+i)%len(w.dialers)].Dial(ctx, target+"?token="+url.QueryEscape(tok))
 	if err != nil {
 		return nil, 0, err
 	}
