@@ -163,7 +163,11 @@ func (r *Router) Connect(ctx context.Context, req ConnectRequest) error {
 	}
 	if in, ok := r.routes[KeyConnect]; ok {
 		ev, _ := json.Marshal(r.connectEvent(&st.info, req.Request, now))
+		// API Gateway's integration timeout bounds the handshake too: a
+		// function queued behind busy ones must not hold it open forever.
+		ctx, cancel := context.WithTimeout(ctx, IntegrationTimeout)
 		reply, err := in.invoke(ctx, ev)
+		cancel()
 		switch {
 		case err != nil:
 			r.log.Warn("$connect integration failed; handshake refused with 502", "conn", req.ID, "err", err)
