@@ -1,0 +1,45 @@
+-- 0001: the initial schema. Never edit this file once released: databases in
+-- the field have run it. Add a new numbered file instead.
+
+-- meta holds store-wide values; today only the history epoch, which Open
+-- creates once (random, 16 hex characters) and every node then reads.
+CREATE TABLE meta (
+    key   text PRIMARY KEY,
+    value text NOT NULL
+);
+
+-- streams has one row per user ever written to. last_offset is the newest
+-- offset ever assigned: Append allocates offsets by adding to it in the
+-- transaction that inserts the messages, so the row lock orders the writers
+-- of one user across every node, and a rolled-back Append gives its offsets
+-- back. trimmed_upto is the newest offset retention has deleted (0: none),
+-- written in the same transaction as the delete, so the retained messages
+-- are exactly trimmed_upto+1 .. last_offset and Bounds is one row lookup.
+CREATE TABLE streams (
+    user_id      text PRIMARY KEY,
+    last_offset  bigint NOT NULL,
+    trimmed_upto bigint NOT NULL DEFAULT 0,
+    CHECK (0 <= trimmed_upto AND trimmed_upto <= last_offset)
+);
+
+-- messages holds every retained message. The primary key (user_id, offset)
+-- serves Since, Inbox, Counts, Mark of all and the retention deletes: each is
+-- a range of one user's entries. ts is the message time in Unix nanoseconds
+-- (timestamptz keeps only microseconds, and a message's Time must come back
+-- exactly). flags are the inbox bits: 1 seen, 2 read, 4 archived.
+CREATE TABLE messages (
+    user_id  text     NOT NULL,
+    "offset" bigint   NOT NULL,
+    id       text     NOT NULL,
+    ts       bigint   NOT NULL,
+    flags    smallint NOT NULL DEFAULT 0,
+    data     bytea,
+    PRIMARY KEY (user_id, "offset")
+);
+
+-- Mark by id looks ids up within one user.
+CREATE INDEX messages_by_id ON messages (user_id, id);
+
+-- Age retention reads the expired range; ts grows, so inserts land at the
+-- right edge of this index.
+CREATE INDEX messages_by_ts ON messages (ts);
