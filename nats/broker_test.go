@@ -9,6 +9,8 @@ import (
 	"log/slog"
 	"net"
 	"net/url"
+	"os/exec"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -221,7 +223,11 @@ func TestSlowConsumerDropsAndRecovers(t *testing.T) {
 	subscribe(t, sub, h)
 
 	mustPublish(t, pub, brokertest.Msg("u", 1))
-	<-h.held
+	select {
+	case <-h.held:
+	case <-time.After(brokertest.WaitTimeout):
+		t.Fatalf("waited %v for the first message", brokertest.WaitTimeout)
+	}
 	// The held message counts against the limit until its call returns,
 	// so each of these overflows the queue.
 	for off := uint64(2); off <= 4; off++ {
@@ -577,5 +583,111 @@ func TestReconnect(t *testing.T) {
 			t.Errorf("near: %s arrived twice", m.ID)
 		}
 		seen[m.ID] = true
+	}
+}
+
+// natsServer runs a NATS server of the test's own, which the test may
+// stop and start again on the same port (the shared test server must not
+// be restarted under other tests).
+type natsServer struct {
+	t    *testing.T
+	bin  string
+	port int
+	cmd  *exec.Cmd
+}
+
+func startServer(t *testing.T) *natsServer {
+	bin, err := exec.LookPath("nats-server")
+	if err != nil {
+		servicetest.Missing(t, "nats-server is not on PATH (Debian package nats-server)")
+		return nil
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := ln.Addr().(*net.TCPAddr).Port
+	ln.Close()
+	s := &natsServer{t: t, bin: bin, port: port}
+	s.start()
+	t.Cleanup(s.kill)
+	return s
+}
+
+func (s *natsServer) url() string { return fmt.Sprintf("nats://127.0.0.1:%d", s.port) }
+
+// start runs the server and waits until it accepts connections.
+func (s *natsServer) start() {
+	s.t.Helper()
+	s.cmd = exec.Command(s.bin, "-a", "127.0.0.1", "-p", strconv.Itoa(s.port))
+	if err := s.cmd.Start(); err != nil {
+		s.t.Fatalf("start nats-server: %v", err)
+	}
+	brokertest.Eventually(s.t, "nats-server to accept connections", func() bool {
+		c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", s.port))
+		if err == nil {
+			c.Close()
+		}
+		return err == nil
+	})
+}
+
+// kill stops the server at once, as a crash would.
+func (s *natsServer) kill() {
+	if s.cmd != nil && s.cmd.Process != nil {
+		_ = s.cmd.Process.Kill()
+		_ = s.cmd.Wait()
+		s.cmd = nil
+	}
+}
+
+// A NATS server killed and started again: both nodes reconnect and
+// resubscribe without being told, and delivery resumes. The test logs how
+// long delivery paused (for docs/deploy.md); it asserts no duration.
+func TestServerRestart(t *testing.T) {
+	srv := startServer(t)
+	aLog, aLines := newLogs(t)
+	bLog, bLines := newLogs(t)
+	a := newNode(t, srv.url(), Options{Node: "a", Log: aLog})
+	b := newNode(t, srv.url(), Options{Node: "b", Log: bLog})
+	rec := &brokertest.Recorder{}
+	subscribe(t, b, rec)
+	mustPublish(t, a, brokertest.Msg("u", 1))
+	rec.WaitMessages(t, 1)
+
+	srv.kill()
+	killed := time.Now()
+	brokertest.Eventually(t, "Ready to report the server gone", func() bool { return a.Ready() != nil && b.Ready() != nil })
+	srv.start()
+	started := time.Now()
+
+	off := uint64(1)
+	brokertest.Eventually(t, "delivery after the restart", func() bool {
+		if n := len(rec.Messages()); n > 0 && rec.Messages()[n-1].Offset > 1 {
+			return true
+		}
+		off++
+		// While a is still reconnecting its publications queue; that is
+		// fine, they go out once it is back.
+		if err := a.Publish(context.Background(), []*herald.Message{brokertest.Msg("u", off)}); err != nil {
+			t.Fatalf("Publish while the server restarts: %v", err)
+		}
+		return false
+	})
+	resumed := time.Now()
+	t.Logf("server down %v; delivery resumed %v after the restart, %v after the kill",
+		started.Sub(killed).Round(time.Millisecond), resumed.Sub(started).Round(time.Millisecond), resumed.Sub(killed).Round(time.Millisecond))
+	for _, l := range []*logs{aLines, bLines} {
+		brokertest.Eventually(t, "the reconnection in each node's log", func() bool { return l.has("subscriptions restored") })
+	}
+	if a.Ready() != nil || b.Ready() != nil {
+		t.Errorf("Ready after the restart: %v, %v", a.Ready(), b.Ready())
+	}
+	var last uint64
+	for _, m := range rec.Messages() {
+		if m.Offset <= last {
+			t.Errorf("offset %d after %d", m.Offset, last)
+		}
+		last = m.Offset
 	}
 }
