@@ -299,7 +299,8 @@ type proxy struct {
 
 	mu     sync.Mutex
 	cond   sync.Cond
-	paused bool
+	paused bool // hold the bytes
+	down   bool // close every connection, accepted ones at once
 	conns  []net.Conn
 	closed bool
 }
@@ -328,11 +329,15 @@ func (p *proxy) serve() {
 			continue
 		}
 		p.mu.Lock()
-		if p.closed {
+		if p.closed || p.down {
+			closed := p.closed
 			p.mu.Unlock()
 			c.Close()
 			s.Close()
-			return
+			if closed {
+				return
+			}
+			continue
 		}
 		p.conns = append(p.conns, c, s)
 		p.mu.Unlock()
@@ -370,6 +375,20 @@ func (p *proxy) setPaused(paused bool) {
 	p.mu.Unlock()
 }
 
+// setDown makes Redis look down (every connection closed, new ones
+// closed as soon as they are accepted) or up again, as a restart does.
+func (p *proxy) setDown(down bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.down = down
+	if down {
+		for _, c := range p.conns {
+			c.Close()
+		}
+		p.conns = nil
+	}
+}
+
 func (p *proxy) close() {
 	p.ln.Close()
 	p.mu.Lock()
@@ -387,13 +406,8 @@ func (p *proxy) close() {
 // rather than block. Once Redis answers again, delivery resumes.
 func TestQueueFull(t *testing.T) {
 	url, prefix := servicetest.Redis(t)
-	u, err := neturl.Parse(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := startProxy(t, u.Host)
-	u.Host = p.ln.Addr().String()
-	a := newNode(t, u.String(), Options{Prefix: prefix, QueueSize: 4})
+	p, purl := proxied(t, url)
+	a := newNode(t, purl, Options{Prefix: prefix, QueueSize: 4})
 	w := newNode(t, url, Options{Prefix: prefix})
 	rec := &brokertest.Recorder{}
 	subscribe(t, w, rec)
@@ -424,6 +438,79 @@ func TestQueueFull(t *testing.T) {
 	}
 
 	p.setPaused(false)
+	deliverMarker(t, a, rec, "after")
+}
+
+// proxied returns url with its host replaced by a new proxy's.
+func proxied(t *testing.T, url string) (*proxy, string) {
+	u, err := neturl.Parse(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := startProxy(t, u.Host)
+	u.Host = p.ln.Addr().String()
+	return p, u.String()
+}
+
+// TestOutage takes Redis away from two nodes, as a restart does (every
+// connection closed, new ones refused), and brings it back: during the
+// outage Ready fails on both and Publish neither blocks nor fails other
+// than with ErrQueueFull; afterwards both recover by themselves, Ready
+// included on a node that publishes nothing more, and delivery resumes.
+func TestOutage(t *testing.T) {
+	url, prefix := servicetest.Redis(t)
+	p, purl := proxied(t, url)
+	logs := &logBuffer{}
+	a := newNode(t, purl, Options{Prefix: prefix, Log: testLog(t, logs), HealthInterval: 100 * time.Millisecond})
+	b := newNode(t, purl, Options{Prefix: prefix, HealthInterval: 100 * time.Millisecond})
+	rec := &brokertest.Recorder{}
+	subscribe(t, b, rec)
+	deliverMarker(t, a, rec, "before")
+
+	p.setDown(true)
+	eventually(t, "both nodes to report the outage", func() bool { return a.Ready() != nil && b.Ready() != nil })
+	off := uint64(0)
+	eventually(t, "node a to find publishing failing", func() bool {
+		off++
+		err := a.Publish(context.Background(), []*herald.Message{brokertest.Msg("u", off)})
+		if err != nil && !errors.Is(err, ErrQueueFull) {
+			t.Fatalf("Publish during the outage: %v", err)
+		}
+		return a.state.writeFailing()
+	})
+	if err := a.Ready(); herald.ErrorCodeOf(err) != herald.EUnavailable {
+		t.Errorf("Ready during the outage: %v, want an EUnavailable error", err)
+	}
+
+	p.setDown(false)
+	eventually(t, "both nodes to be ready again", func() bool { return a.Ready() == nil && b.Ready() == nil })
+	deliverMarker(t, a, rec, "after")
+	for _, want := range []string{"subscription lost", "subscription back", "publishing failed", "publishing works again"} {
+		eventually(t, fmt.Sprintf("node a's log to say %q", want), func() bool { return strings.Contains(logs.String(), want) })
+	}
+}
+
+// TestSilentConnection stalls Redis without closing anything (a peer gone
+// without a reset): the health check's ping goes unanswered, the node
+// reports it in Ready and replaces its pub/sub connection, and recovers
+// once Redis answers again.
+func TestSilentConnection(t *testing.T) {
+	url, prefix := servicetest.Redis(t)
+	p, purl := proxied(t, url)
+	logs := &logBuffer{}
+	a := newNode(t, url, Options{Prefix: prefix})
+	b := newNode(t, purl, Options{Prefix: prefix, Log: testLog(t, logs), HealthInterval: 100 * time.Millisecond})
+	rec := &brokertest.Recorder{}
+	subscribe(t, b, rec)
+	deliverMarker(t, a, rec, "before")
+
+	p.setPaused(true)
+	eventually(t, "the stalled node to report it", func() bool { return b.Ready() != nil })
+	eventually(t, "the log to name the unanswered ping", func() bool {
+		return strings.Contains(logs.String(), "no reply to a ping")
+	})
+	p.setPaused(false)
+	eventually(t, "the node to be ready again", func() bool { return b.Ready() == nil })
 	deliverMarker(t, a, rec, "after")
 }
 
