@@ -136,10 +136,13 @@ const (
 	subscribeTimeout = 10 * time.Second
 	// maxNodeLen bounds Options.Node, which every envelope carries.
 	maxNodeLen = 128
-	// dropLogEvery spaces the log lines about envelopes that cannot be
-	// decoded, which arrive by the thousand when something else
-	// publishes on the subjects.
-	dropLogEvery = 10 * time.Second
+	// logEvery spaces the log lines about events that can come by the
+	// thousand: envelopes that cannot be decoded (something else
+	// publishing under the prefix), slow-consumer episodes.
+	logEvery = 10 * time.Second
+	// maxPooledBuffer is the largest encoding buffer kept for reuse: a
+	// rare huge batch should not pin its buffer for ever.
+	maxPooledBuffer = 1 << 20
 )
 
 // ErrClosed is returned by the calls of a Broker after its Close. It
@@ -163,8 +166,9 @@ type Broker struct {
 	closed atomic.Bool // set under mu, so that no Subscribe slips in after Close
 	subs   map[*subscription]struct{}
 
-	bufs  sync.Pool // *[]byte, Publish's encoding buffers
-	drops dropLog
+	bufs  sync.Pool // *[]byte, the encoding buffers
+	drops throttle  // log lines about undecodable envelopes
+	slow  throttle  // log lines about slow consumers
 }
 
 var _ herald.Broker = (*Broker)(nil)
@@ -334,7 +338,7 @@ func (b *Broker) Publish(ctx context.Context, msgs []*herald.Message) error {
 		return nil
 	}
 	bp := b.buffer()
-	defer b.bufs.Put(bp)
+	defer b.release(bp)
 	parts, err := b.encodeMessages(bp, msgs)
 	if err != nil {
 		return fmt.Errorf("nats: broker publish: %w", err)
@@ -412,10 +416,17 @@ func (b *Broker) buffer() *[]byte {
 	return &p
 }
 
+// release returns an encoding buffer to the pool, unless it grew huge.
+func (b *Broker) release(bp *[]byte) {
+	if cap(*bp) <= maxPooledBuffer {
+		b.bufs.Put(bp)
+	}
+}
+
 // sendOne encodes one envelope with enc and sends it on subject.
 func (b *Broker) sendOne(op, subject string, enc func([]byte) []byte) error {
 	bp := b.buffer()
-	defer b.bufs.Put(bp)
+	defer b.release(bp)
 	*bp = enc((*bp)[:0])
 	if limit := b.maxPayload(); len(*bp) > limit {
 		return fmt.Errorf("nats: broker %s: %d bytes on the wire; the NATS server takes at most %d (max_payload)", op, len(*bp), limit)
@@ -533,40 +544,53 @@ func (b *Broker) Close() error {
 
 // asyncError logs what the client reports outside any call: above all a
 // slow consumer, a subscription whose queue is full and which drops
-// messages until it catches up.
+// messages until it catches up. The client reports each episode once,
+// but an overloaded node has many, so the lines are spaced.
 func (b *Broker) asyncError(_ *natsgo.Conn, sub *natsgo.Subscription, err error) {
 	if errors.Is(err, natsgo.ErrSlowConsumer) && sub != nil {
+		episodes, ok := b.slow.allow(time.Now())
+		if !ok {
+			return
+		}
 		dropped, _ := sub.Dropped()
 		msgs, bytes, _ := sub.Pending()
 		b.log.Warn("NATS slow consumer: this node is dropping messages until it catches up; its sessions fill the gaps from the store",
-			"subject", sub.Subject, "dropped", dropped, "pending_msgs", msgs, "pending_bytes", bytes)
+			"subject", sub.Subject, "episodes", episodes, "dropped", dropped, "pending_msgs", msgs, "pending_bytes", bytes)
 		return
 	}
 	b.log.Error("NATS error", "err", err)
 }
 
-// dropLog counts envelopes that could not be decoded and spaces the log
-// lines about them.
-type dropLog struct {
+// throttle spaces log lines about events that can come by the thousand:
+// the first is logged, then at most one per logEvery, each saying how
+// many events it stands for.
+type throttle struct {
 	mu      sync.Mutex
 	last    time.Time
-	pending int // dropped since the last line
+	pending int // events since the last line
 }
 
-// undecodable drops an envelope that could not be decoded, logging the
-// first and then at most one line per dropLogEvery.
+// allow counts an event and reports whether to log it now, with the
+// number of events the line stands for.
+func (t *throttle) allow(now time.Time) (events int, ok bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.pending++
+	if !t.last.IsZero() && now.Sub(t.last) < logEvery {
+		return 0, false
+	}
+	events = t.pending
+	t.pending, t.last = 0, now
+	return events, true
+}
+
+// undecodable drops an envelope that could not be decoded, and logs it
+// (throttled).
 func (b *Broker) undecodable(subject string, err error) {
-	d := &b.drops
-	d.mu.Lock()
-	d.pending++
-	now := time.Now()
-	if !d.last.IsZero() && now.Sub(d.last) < dropLogEvery {
-		d.mu.Unlock()
+	n, ok := b.drops.allow(time.Now())
+	if !ok {
 		return
 	}
-	n := d.pending
-	d.pending, d.last = 0, now
-	d.mu.Unlock()
 	b.log.Warn("NATS envelope dropped: it cannot be decoded (another Herald version, or something else publishing under the prefix?)",
 		"subject", subject, "err", err, "dropped", n)
 }
