@@ -37,8 +37,9 @@
 // # Not blocking
 //
 // Publish appends to the client's buffer and returns; a write to the
-// socket that stalls for longer than a few seconds fails the connection
-// (it is then re-established), so a publisher is never held for long.
+// socket (which a publisher filling the buffer makes itself) that stalls
+// for 2 s fails the connection, which is then re-established, so a
+// publisher is never held for long.
 // While the connection is down, publications queue in a reconnect buffer
 // of 8 MiB, sent after the subscriptions are restored; once it is full,
 // Publish fails with an EUnavailable *herald.Error, and the sessions of
@@ -57,7 +58,8 @@
 // restores every subscription before sending what it buffered; each step
 // is logged. Ready reports an error while the connection is down, so
 // /readyz fails meanwhile. What was published while a node was away is lost
-// to it; its sessions find out from the next message's offset.
+// to it; its sessions find out from the next message's offset (or when
+// their clients reconnect).
 //
 // # Per-user interest, later
 //
