@@ -1,6 +1,7 @@
 // Package redis is a herald.Broker over Redis pub/sub: the nodes of a Herald
 // cluster reach each other through one Redis server, each node with one
-// connection that publishes and one that subscribes.
+// writer that publishes (one pipeline at a time) and one connection that
+// subscribes.
 //
 // # Channels
 //
@@ -13,7 +14,7 @@
 //	<prefix>c                     controls (push, disconnect, post to a connection)
 //
 // A user's messages travel on a channel of their own so that a node can,
-// later, subscribe only to the users it holds (see userChannels). Today
+// later, subscribe only to the users it holds (see Broker.subscription). Today
 // every node receives every user's messages, as the herald.Broker contract
 // asks ("deliver to every other node"): it subscribes to the pattern
 // <prefix>u:*. Controls share one channel because every node must see
@@ -101,7 +102,8 @@ type Options struct {
 	QueueBytes int
 	// HealthInterval is how often a quiet subscription is pinged, and how
 	// long a ping may go unanswered before the connection is replaced;
-	// DefaultHealthInterval when <= 0.
+	// DefaultHealthInterval when <= 0. A handler call that blocks for
+	// longer also leaves the ping unread, and costs a reconnection.
 	HealthInterval time.Duration
 }
 
