@@ -19,7 +19,7 @@ import (
 // hammered.
 const (
 	minBackoff = 50 * time.Millisecond
-	maxBackoff = 2 * time.Second
+	maxBackoff = time.Second
 )
 
 // subscription is one handler subscribed on the node. The reader enters it
