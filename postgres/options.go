@@ -13,6 +13,13 @@ const (
 	// this many connections to the server, so N nodes need N times this
 	// below the server's max_connections.
 	DefaultMaxConns = 8
+	// DefaultCommitters is how many group commits of one Store may be in
+	// flight at once. A commit mostly waits (two round trips and the
+	// server's WAL flush); while one waits, the next gathers what arrived
+	// and goes, and the server flushes their WAL records together. More
+	// committers shorten the wait of a caller under load; each holds a
+	// connection while it commits.
+	DefaultCommitters = 2
 	// DefaultMaxBatch is how many messages one group commit gathers at
 	// most. The cap bounds one transaction (its locks, its statement's
 	// arrays) and how long the first caller of a batch waits behind the
@@ -38,6 +45,7 @@ type Option func(*config)
 type config struct {
 	log           *slog.Logger
 	maxConns      int32 // 0: the DSN's pool_max_conns, else DefaultMaxConns
+	committers    int
 	maxBatch      int
 	maxBatchBytes int
 	writeTimeout  time.Duration
@@ -46,6 +54,7 @@ type config struct {
 func defaultConfig() config {
 	return config{
 		log:           slog.Default(),
+		committers:    DefaultCommitters,
 		maxBatch:      DefaultMaxBatch,
 		maxBatchBytes: DefaultMaxBatchBytes,
 		writeTimeout:  DefaultWriteTimeout,
@@ -72,6 +81,18 @@ func WithMaxConns(n int) Option {
 			n = 0
 		}
 		c.maxConns = int32(min(n, 1<<16))
+	}
+}
+
+// WithCommitters sets how many group commits may be in flight at once
+// (DefaultCommitters if n < 1). Keep it below the pool size (WithMaxConns),
+// or reads wait for the committers' connections.
+func WithCommitters(n int) Option {
+	return func(c *config) {
+		if n < 1 {
+			n = DefaultCommitters
+		}
+		c.committers = n
 	}
 }
 

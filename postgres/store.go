@@ -52,6 +52,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -80,11 +81,11 @@ type Store struct {
 	// mu orders Appends against Close: a caller holds it shared while it
 	// enqueues, Close takes it exclusively to set closed and close reqs, so
 	// nothing can send on a closed channel.
-	mu            sync.RWMutex
-	closed        bool
-	reqs          chan *request
-	committerDone chan struct{}
-	closeOnce     sync.Once
+	mu         sync.RWMutex
+	closed     bool
+	reqs       chan *request
+	committers sync.WaitGroup
+	closeOnce  sync.Once
 
 	down atomic.Bool   // the server was found unreachable, and nothing has worked since
 	txns atomic.Uint64 // group commits committed, for tests and benchmarks
@@ -134,14 +135,15 @@ func Open(ctx context.Context, dsn string, opts ...Option) (*Store, error) {
 		return nil, fmt.Errorf("postgres: open: %w", err)
 	}
 	s := &Store{
-		pool:          pool,
-		epoch:         epoch,
-		cfg:           cfg,
-		log:           cfg.log,
-		reqs:          make(chan *request, cfg.maxBatch),
-		committerDone: make(chan struct{}),
+		pool:  pool,
+		epoch: epoch,
+		cfg:   cfg,
+		log:   cfg.log,
+		reqs:  make(chan *request, cfg.maxBatch),
 	}
-	go s.committer()
+	for range cfg.committers {
+		s.committers.Go(s.committer)
+	}
 	return s, nil
 }
 
@@ -177,7 +179,7 @@ func (s *Store) Close() error {
 		s.closed = true
 		close(s.reqs)
 		s.mu.Unlock()
-		<-s.committerDone
+		s.committers.Wait()
 		s.pool.Close()
 	})
 	return nil
@@ -320,10 +322,10 @@ func claim(req *request) bool {
 	return true
 }
 
-// committer is the goroutine that writes Appends. It runs until Close
-// closes reqs, and commits what is still queued before it exits.
+// committer is a goroutine that writes Appends; WithCommitters of them
+// share reqs. Each runs until Close closes reqs, and commits what is still
+// queued before it exits.
 func (s *Store) committer() {
-	defer close(s.committerDone)
 	var (
 		batch []*request
 		next  *request // a request that did not fit the previous batch
@@ -343,6 +345,12 @@ func (s *Store) committer() {
 			batch = append(batch, req)
 			n, size = len(req.msgs), req.bytes
 		}
+		// The callers answered by the previous commit are runnable but
+		// usually have not run yet: one yield lets them queue their next
+		// Appends first (as in package sqlite). With nothing else
+		// runnable it returns at once; unlike a linger timer it never
+		// delays a commit by wall-clock time.
+		runtime.Gosched()
 		// Everything that arrived while the previous batch was being
 		// committed is waiting in reqs: take it, up to the caps. Nothing
 		// waits for more to come, so a lone Append is committed at once.
@@ -794,7 +802,7 @@ func (s *Store) Mark(ctx context.Context, user herald.UserID, mark herald.Mark, 
 				WHERE user_id = $2 AND flags | $1 <> flags RETURNING id`, bits, string(user))
 		} else {
 			rows, err = s.pool.Query(ctx, `UPDATE messages SET flags = flags | $1
-				WHERE user_id = $2 AND id = ANY($3) AND flags | $1 <> flags RETURNING id`, bits, string(user), ids)
+				WHERE id = ANY($3) AND user_id = $2 AND flags | $1 <> flags RETURNING id`, bits, string(user), ids)
 		}
 		if err != nil {
 			return err
