@@ -81,48 +81,49 @@ var ErrNotHerald = errors.New("schema is not Herald's")
 // the lock was being granted. Each migration runs in a transaction with the
 // row that records it in schema_migrations, so a failed one leaves no trace
 // and the next start retries it.
-func migrate(ctx context.Context, cc *pgx.ConnConfig, newEpoch string, log *slog.Logger) (epoch string, err error) {
+func migrate(ctx context.Context, cc *pgx.ConnConfig, newEpoch string, log *slog.Logger) (epoch, schema string, err error) {
 	steps, err := migrations()
 	if err != nil {
-		return "", err
+		return "", "", err
 	}
 	conn, err := pgx.ConnectConfig(ctx, cc)
 	if err != nil {
-		return "", fmt.Errorf("connect: %w", err)
+		return "", "", fmt.Errorf("connect: %w", err)
 	}
 	defer conn.Close(context.Background())
 
-	var schema *string
-	if err := conn.QueryRow(ctx, "SELECT current_schema()").Scan(&schema); err != nil {
-		return "", fmt.Errorf("read current schema: %w", err)
+	var current *string
+	if err := conn.QueryRow(ctx, "SELECT current_schema()").Scan(&current); err != nil {
+		return "", "", fmt.Errorf("read current schema: %w", err)
 	}
-	if schema == nil {
+	if current == nil {
 		var sp string
 		_ = conn.QueryRow(ctx, "SHOW search_path").Scan(&sp)
-		return "", fmt.Errorf("no schema of the search_path (%s) exists: create it (CREATE SCHEMA) or set search_path in the DSN", sp)
+		return "", "", fmt.Errorf("no schema of the search_path (%s) exists: create it (CREATE SCHEMA) or set search_path in the DSN", sp)
 	}
-	if _, err := conn.Exec(ctx, "SELECT pg_advisory_lock($1, hashtext($2))", lockClass, *schema); err != nil {
-		return "", fmt.Errorf("take the migration lock: %w", err)
+	schema = *current
+	if _, err := conn.Exec(ctx, "SELECT pg_advisory_lock($1, hashtext($2))", lockClass, schema); err != nil {
+		return "", "", fmt.Errorf("take the migration lock: %w", err)
 	}
-	if err := checkOwner(ctx, conn, *schema); err != nil {
-		return "", err
+	if err := checkOwner(ctx, conn, schema); err != nil {
+		return "", "", err
 	}
 	if _, err := conn.Exec(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
 		version    integer PRIMARY KEY,
 		name       text NOT NULL,
 		applied_at timestamptz NOT NULL DEFAULT now()
 	)`); err != nil {
-		return "", fmt.Errorf("create schema_migrations: %w", err)
+		return "", "", fmt.Errorf("create schema_migrations: %w", err)
 	}
-	var current int
-	if err := conn.QueryRow(ctx, "SELECT COALESCE(max(version), 0) FROM schema_migrations").Scan(&current); err != nil {
-		return "", fmt.Errorf("read schema version: %w", err)
+	var version int
+	if err := conn.QueryRow(ctx, "SELECT COALESCE(max(version), 0) FROM schema_migrations").Scan(&version); err != nil {
+		return "", "", fmt.Errorf("read schema version: %w", err)
 	}
-	if current > len(steps) {
-		return "", fmt.Errorf("%w: schema %s is at version %d, newer than this build knows (%d): "+
-			"it was migrated by a newer Herald; run that version", ErrNotHerald, *schema, current, len(steps))
+	if version > len(steps) {
+		return "", "", fmt.Errorf("%w: schema %s is at version %d, newer than this build knows (%d): "+
+			"it was migrated by a newer Herald; run that version", ErrNotHerald, schema, version, len(steps))
 	}
-	for _, m := range steps[current:] {
+	for _, m := range steps[version:] {
 		if err := pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
 			// No arguments: pgx sends the file with the simple protocol,
 			// which runs several statements.
@@ -132,24 +133,24 @@ func migrate(ctx context.Context, cc *pgx.ConnConfig, newEpoch string, log *slog
 			_, err := tx.Exec(ctx, "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)", m.version, m.name)
 			return err
 		}); err != nil {
-			return "", fmt.Errorf("migration %d (%s) in schema %s: %w", m.version, m.name, *schema, err)
+			return "", "", fmt.Errorf("migration %d (%s) in schema %s: %w", m.version, m.name, schema, err)
 		}
-		log.Info("postgres: schema migrated", "schema", *schema, "version", m.version, "name", m.name)
+		log.Info("postgres: schema migrated", "schema", schema, "version", m.version, "name", m.name)
 	}
 
 	// The epoch is created once, with the schema, and then kept: it changes
 	// only when history is lost, and a node that loses history here is a
 	// new schema.
 	if _, err := conn.Exec(ctx, "INSERT INTO meta (key, value) VALUES ('epoch', $1) ON CONFLICT (key) DO NOTHING", newEpoch); err != nil {
-		return "", fmt.Errorf("create epoch: %w", err)
+		return "", "", fmt.Errorf("create epoch: %w", err)
 	}
 	if err := conn.QueryRow(ctx, "SELECT value FROM meta WHERE key = 'epoch'").Scan(&epoch); err != nil {
-		return "", fmt.Errorf("read epoch: %w", err)
+		return "", "", fmt.Errorf("read epoch: %w", err)
 	}
 	if epoch == "" {
-		return "", fmt.Errorf("%w: the history epoch in %s.meta is empty", ErrNotHerald, *schema)
+		return "", "", fmt.Errorf("%w: the history epoch in %s.meta is empty", ErrNotHerald, schema)
 	}
-	return epoch, nil
+	return epoch, schema, nil
 }
 
 // checkOwner refuses a schema whose tables carry Herald's names but are not

@@ -123,7 +123,7 @@ func Open(ctx context.Context, dsn string, opts ...Option) (*Store, error) {
 		pc.ConnConfig.RuntimeParams["application_name"] = "herald"
 	}
 
-	epoch, err := migrate(ctx, pc.ConnConfig, herald.NewEpoch(), cfg.log)
+	epoch, schema, err := migrate(ctx, pc.ConnConfig, herald.NewEpoch(), cfg.log)
 	if err != nil {
 		if ctx.Err() == nil && classify(err) == kindConn {
 			return nil, unavailable("open", err)
@@ -144,6 +144,8 @@ func Open(ctx context.Context, dsn string, opts ...Option) (*Store, error) {
 	for range cfg.committers {
 		s.committers.Go(s.committer)
 	}
+	s.log.Info("postgres: store open", "schema", schema, "epoch", epoch,
+		"max_conns", pc.MaxConns, "committers", cfg.committers, "application_name", pc.ConnConfig.RuntimeParams["application_name"])
 	return s, nil
 }
 
@@ -520,10 +522,13 @@ func (s *Store) write(batch []*request) error {
 			return unavailable("append", err)
 		}
 		kind := classify(err)
-		if kind == kindConn {
+		switch kind {
+		case kindConn:
 			// Connections the server dropped sit idle in the pool until
 			// used; drop them all rather than meet them one by one.
 			s.pool.Reset()
+		case kindRetry:
+			s.log.Warn("postgres: a transaction lost a race; retrying", "op", "append", "err", err)
 		}
 		if kind == kindOther || attempt == writeAttempts || ctx.Err() != nil {
 			if kind == kindConn || ctx.Err() != nil {
@@ -658,8 +663,11 @@ func (s *Store) retried(ctx context.Context, op string, f func(ctx context.Conte
 			return nil
 		}
 		kind := classify(err)
-		if kind == kindConn && ctx.Err() == nil {
+		switch {
+		case kind == kindConn && ctx.Err() == nil:
 			s.pool.Reset()
+		case kind == kindRetry:
+			s.log.Warn("postgres: a transaction lost a race; retrying", "op", op, "err", err)
 		}
 		if kind == kindOther || attempt == 3 || ctx.Err() != nil || s.isClosed() {
 			return s.wrap(ctx, op, err)

@@ -20,7 +20,11 @@ CREATE TABLE streams (
     last_offset  bigint NOT NULL,
     trimmed_upto bigint NOT NULL DEFAULT 0,
     CHECK (0 <= trimmed_upto AND trimmed_upto <= last_offset)
-);
+) WITH (fillfactor = 70);
+-- Every Append updates its users' rows here. last_offset is in no index, so
+-- the update can be HOT (a new row version on the same page, no index
+-- entry) as long as the page has room: the free 30% keeps it so between
+-- vacuums.
 
 -- messages holds every retained message. The primary key (user_id, offset)
 -- serves Since, Inbox, Counts, Mark of all and the retention deletes: each is
