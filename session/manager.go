@@ -342,17 +342,30 @@ func (m *Manager) Start(s *Session) {
 const baselineTimeout = 5 * time.Second
 
 // startLive takes the stream's last offset as the new session's position:
-// every message committed after it is this connection's to receive, in
-// order, and two publishers racing right after the connect cannot make it
-// skip the earlier one (it would be a gap, filled from the Store). If the
-// Store cannot say, the first message delivered sets the position.
+// every message committed after it, and every message the hub hands the
+// session from the moment it joined the hub, is this connection's to
+// receive, in order, and two publishers racing right after the connect
+// cannot make it skip the earlier one (it would be a gap, filled from the
+// Store). If the Store cannot say, the first message delivered sets the
+// position.
 func (s *Session) startLive() {
 	ctx, cancel := context.WithTimeout(context.Background(), baselineTimeout)
 	defer cancel()
 	_, last, err := s.m.history.Bounds(ctx, s.user)
 	s.mu.Lock()
 	if err == nil {
-		s.lastOffset, s.known = max(s.lastOffset, last), true
+		pos := last
+		// What the hub handed the session while the Store was read was
+		// committed after the session joined the hub: it is this
+		// connection's, even when the read already counts it (a Store
+		// over the network, a busy machine). So the position goes back to
+		// just before the first of those; anything between is fetched.
+		if cu := s.cu.Load(); cu != nil {
+			for _, p := range cu.parked {
+				pos = min(pos, p.offset-1)
+			}
+		}
+		s.lastOffset, s.known = max(s.lastOffset, pos), true
 	}
 	s.mu.Unlock()
 	if err != nil {

@@ -622,3 +622,39 @@ func TestSessionSize(t *testing.T) {
 		t.Fatalf("Session is %d bytes, was 192: idle connections are what a node holds most of", got)
 	}
 }
+
+// slowBounds holds Bounds until released, as a Store over the network on a
+// busy machine may: whatever is committed meanwhile is in its answer.
+type slowBounds struct {
+	History
+	entered chan struct{}
+	release chan struct{}
+}
+
+func (h *slowBounds) Bounds(ctx context.Context, user herald.UserID) (uint64, uint64, error) {
+	close(h.entered)
+	<-h.release
+	return h.History.Bounds(ctx, user)
+}
+
+// A message the hub hands a new session while its position is being read
+// from the Store is delivered, although the Store's answer already counts
+// it: it was committed after the session joined the hub, so it is this
+// connection's (a client listed by the API must get the next notify).
+func TestLiveStartKeepsWhatTheHubHanded(t *testing.T) {
+	f := newFixture(t, Config{})
+	f.appendN(t, "u", 2, 10) // history before the connection: not sent
+	hist := &slowBounds{History: f.store, entered: make(chan struct{}), release: make(chan struct{})}
+	m := NewManager(Config{Clock: f.clock}, f.hub, hist, f.tokens, slog.New(slog.DiscardHandler))
+	tr := &testTransport{}
+	s := m.New(tr, Params{ID: "c1", User: "u", Format: wire.FormatV1})
+	t.Cleanup(s.Gone)
+	started := make(chan struct{})
+	go func() { m.Start(s); close(started) }()
+	<-hist.entered
+	msgs := f.appendN(t, "u", 1, 10) // offset 3, committed during the read
+	f.hub.SendUser(msgs[0])
+	close(hist.release)
+	<-started
+	wantOffsets(t, tr, []uint64{3})
+}
