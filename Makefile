@@ -35,6 +35,8 @@ fuzz-short:
 	$(FUZZ) '^FuzzConfigFile$$' ./cmd/herald/
 	$(FUZZ) '^FuzzSelectionKey$$' ./routes/
 	$(FUZZ) '^FuzzFunctionName$$' ./awsapi/
+	$(FUZZ) '^FuzzDecode$$' ./redis/
+	$(FUZZ) '^FuzzDecode$$' ./nats/
 
 ## JavaScript (npm workspaces at the root: js/client, js/react, js/e2e).
 ## js-deps runs `npm ci` when node_modules is missing or was installed from

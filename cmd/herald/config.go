@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -14,6 +15,10 @@ import (
 	"github.com/herald-gw/herald"
 	"github.com/herald-gw/herald/api"
 )
+
+// clusterRE is what a cluster or node name may hold: it becomes part of
+// Redis keys and NATS subjects.
+var clusterRE = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
 
 // config is everything "herald serve" can be told. Each field is one row
 // of settings() below, which gives its name in the three places a setting
@@ -28,6 +33,10 @@ type config struct {
 	Addr     string
 	Admin    string
 	DB       string
+	Store    string // "" = the SQLite file DB; postgres://… = PostgreSQL (package postgres)
+	Broker   string // "" = in-process; redis://… or nats://…
+	Cluster  string // namespace of the broker's keys and subjects
+	NodeID   string // this node's name in the cluster; "" = generated
 	DBCheck  time.Duration
 	IO       string
 	TLSCert  string
@@ -156,6 +165,36 @@ func settings() []setting {
 		{name: "io", group: "Listeners", def: "", usage: `connection I/O: "epoll" (Linux) or "goroutine"; empty picks epoll where possible`,
 			field: func(c *config) any { return &c.IO }, check: func(c *config) string { return oneOf(c.IO, "", "epoll", "goroutine") }},
 
+		{name: "store", group: "Cluster", usage: `durable store shared by the nodes: "postgres://…" (PostgreSQL); empty = the SQLite file of db`,
+			field: func(c *config) any { return &c.Store }, check: func(c *config) string {
+				if c.Store != "" && !strings.HasPrefix(c.Store, "postgres://") && !strings.HasPrefix(c.Store, "postgresql://") {
+					return "want a postgres:// (or postgresql://) URL, or nothing for the SQLite file"
+				}
+				return ""
+			}},
+		{name: "broker", group: "Cluster", usage: `bus between nodes: "redis://…", "rediss://…" or "nats://…"; empty = this node alone`,
+			field: func(c *config) any { return &c.Broker }, check: func(c *config) string {
+				for _, p := range []string{"", "redis://", "rediss://", "nats://", "tls://"} {
+					if p != "" && strings.HasPrefix(c.Broker, p) || p == "" && c.Broker == "" {
+						return ""
+					}
+				}
+				return "want a redis://, rediss:// or nats:// URL, or nothing for a single node"
+			}},
+		{name: "cluster", group: "Cluster", def: "herald", usage: "the cluster's name: its keys (Redis) and subjects (NATS) start with it, so clusters can share a broker",
+			field: func(c *config) any { return &c.Cluster }, check: func(c *config) string {
+				if !clusterRE.MatchString(c.Cluster) {
+					return "letters, digits, - and _, 1 to 64"
+				}
+				return ""
+			}},
+		{name: "node_id", group: "Cluster", usage: "this node's name in the cluster (logs, the connection registry); empty = the host name and a random suffix",
+			field: func(c *config) any { return &c.NodeID }, check: func(c *config) string {
+				if c.NodeID != "" && !clusterRE.MatchString(c.NodeID) {
+					return "letters, digits, - and _, 1 to 64"
+				}
+				return ""
+			}},
 		{name: "db", group: "Store", def: "herald.db", usage: `SQLite file for durable data; ":memory:" keeps everything in memory`,
 			field: func(c *config) any { return &c.DB }, check: func(c *config) string {
 				if c.DB == "" {

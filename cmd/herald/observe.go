@@ -33,6 +33,12 @@ func validate(cfg config) (mode, error) {
 	if _, err := apiConfig(cfg); err != nil {
 		return m, err
 	}
+	// Nodes on a broker share their streams: each would otherwise number
+	// its own, and a client moving between nodes would see offsets that
+	// mean nothing there.
+	if cfg.Broker != "" && cfg.Store == "" {
+		return m, fmt.Errorf("HERALD_BROKER needs HERALD_STORE: the nodes of a cluster share one store (postgres://…); an SQLite file belongs to one node")
+	}
 	return m, nil
 }
 

@@ -13,7 +13,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/herald-gw/herald"
 	"github.com/herald-gw/herald/api"
 	"github.com/herald-gw/herald/awsapi"
 	"github.com/herald-gw/herald/dashboard"
@@ -21,11 +20,9 @@ import (
 	"github.com/herald-gw/herald/health"
 	"github.com/herald-gw/herald/hub"
 	"github.com/herald-gw/herald/lambdahost"
-	"github.com/herald-gw/herald/memory"
 	"github.com/herald-gw/herald/metrics"
 	"github.com/herald-gw/herald/routes"
 	"github.com/herald-gw/herald/session"
-	"github.com/herald-gw/herald/sqlite"
 	"github.com/herald-gw/herald/sse"
 	"github.com/herald-gw/herald/stream"
 	"github.com/herald-gw/herald/token"
@@ -131,24 +128,22 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		}
 	}
 
-	var inner herald.Store
-	if cfg.DB == ":memory:" {
-		inner = memory.New()
-	} else {
-		s, err := sqlite.Open(ctx, cfg.DB, sqlite.WithCheckTimeout(cfg.DBCheck), sqlite.WithLogger(log))
-		if err != nil {
-			return fmt.Errorf("open store: %w", err)
-		}
-		inner = s
+	node := nodeName(cfg)
+	inner, err := openStore(ctx, cfg, log)
+	if err != nil {
+		return err
 	}
 	store := health.New(inner, health.Options{Logger: log, Observer: func(o health.Observation) {
 		mx.StoreOp(o.Op, o.Duration, o.Failed)
 	}})
 	defer store.Close()
 
-	// One node: the in-process bus has no other node to carry messages to.
-	// Cluster brokers (Redis, NATS) plug in here.
-	broker := memory.NewBus().Node()
+	// The bus to the other nodes: Redis or NATS, or the in-process one
+	// when this node is alone.
+	broker, err := openBroker(ctx, cfg, node, log)
+	if err != nil {
+		return err
+	}
 	defer broker.Close()
 
 	h := hub.New(cfg.MaxConnsPerUser)
@@ -179,7 +174,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	if cfg.Dashboard == "on" || cfg.Dashboard == "auto" && dev != nil {
 		dash = dashboard.New(dashboard.Config{Dev: dev != nil, Tokens: issuer, Stream: streams, Log: log})
 	}
-	deps := api.Deps{Hub: h, Gateway: gw, SSE: events, Stream: streams, AWS: aws, Health: store, Dashboard: dash, Invoke: aws.Invoke(fns)}
+	deps := api.Deps{Hub: h, Gateway: gw, SSE: events, Stream: streams, AWS: aws, Health: readiness{store, broker}, Dashboard: dash, Invoke: aws.Invoke(fns)}
 	if router != nil {
 		deps.Routes = router
 	}
@@ -236,7 +231,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		defer admin.Close()
 		fmt.Fprintf(stdout, "Admin (metrics, pprof, health) on http://%s/ — keep it private\n", adminLn.Addr())
 	}
-	log.Info("herald started", "addr", ln.Addr().String(), "io", gw.IO(), "db", cfg.DB, "mode", string(m), "version", version)
+	log.Info("herald started", "addr", ln.Addr().String(), "io", gw.IO(), "store", storeName(cfg), "broker", redactURL(cfg.Broker), "node", node, "mode", string(m), "version", version)
 
 	gwCtx, stopGateway := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopGateway()
@@ -363,7 +358,7 @@ func printBanner(w io.Writer, base string, bound net.Addr, cfg config, dev *devS
 			where = " — every network interface"
 		}
 	}
-	fmt.Fprintf(w, "Herald %s listening on %s (connections: %s, store: %s)%s\n", version, base, io, cfg.DB, where)
+	fmt.Fprintf(w, "Herald %s listening on %s (connections: %s, store: %s)%s\n", version, base, io, storeName(cfg), where)
 	if dev == nil {
 		return
 	}
