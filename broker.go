@@ -99,6 +99,18 @@ type BrokerHandler interface {
 	HandleControl(c Control)
 }
 
+// BrokerResync may be implemented by a BrokerHandler that wants to know
+// when a subscription that was lost is back. What other nodes published
+// meanwhile may have been missed — the broker is best effort — and a
+// session only notices a missed message at the user's next one, which may
+// never come; told of the resubscription, the node checks its
+// connections against the Store at once. Brokers over a network call it
+// after each restored subscription (never for the first one), from any
+// goroutine; it must not block.
+type BrokerResync interface {
+	HandleResubscribed()
+}
+
 // ControlKind says what a Control asks of the nodes. The zero value is not a
 // valid kind, so a Control whose Kind was forgotten cannot act on anything.
 type ControlKind uint8

@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -512,8 +513,9 @@ func TestReconnect(t *testing.T) {
 	far := newNode(t, p.url(url), Options{Prefix: prefix, Node: "far", Log: log},
 		natsgo.IgnoreDiscoveredServers(), natsgo.ReconnectBufSize(bufSize))
 	near := newNode(t, url, Options{Prefix: prefix, Node: "near"})
-	farRec, nearRec := &brokertest.Recorder{}, &brokertest.Recorder{}
-	subscribe(t, far, farRec)
+	farResync, nearRec := &resyncRecorder{}, &brokertest.Recorder{}
+	farRec := &farResync.Recorder
+	subscribe(t, far, farResync)
 	subscribe(t, near, nearRec)
 
 	mustPublish(t, near, brokertest.Msg("u", 1))
@@ -549,6 +551,9 @@ func TestReconnect(t *testing.T) {
 	p.setCut(false)
 	brokertest.Eventually(t, "Ready after the network is back", func() bool { return far.Ready() == nil })
 	brokertest.Eventually(t, "the reconnection in the log", func() bool { return lines.has("subscriptions restored") })
+	// The node is told, so that its sessions check the store for what
+	// was published meanwhile.
+	brokertest.Eventually(t, "the handler told of the resubscription", func() bool { return farResync.resyncs.Load() >= 1 })
 	// What far queued arrives once its subscriptions are back.
 	brokertest.Eventually(t, "far's queued message at near", func() bool {
 		for _, m := range nearRec.Messages() {
@@ -691,3 +696,11 @@ func TestServerRestart(t *testing.T) {
 		last = m.Offset
 	}
 }
+
+// resyncRecorder is a Recorder that also counts herald.BrokerResync calls.
+type resyncRecorder struct {
+	brokertest.Recorder
+	resyncs atomic.Int32
+}
+
+func (r *resyncRecorder) HandleResubscribed() { r.resyncs.Add(1) }

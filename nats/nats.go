@@ -247,6 +247,7 @@ func connect(ctx context.Context, rawURL string, opts Options, extra ...natsgo.O
 		natsgo.ReconnectHandler(func(nc *natsgo.Conn) {
 			log.Info("NATS reconnected; subscriptions restored",
 				"server", nc.ConnectedUrlRedacted(), "subscriptions", nc.NumSubscriptions())
+			b.resynced()
 		}),
 		natsgo.ErrorHandler(b.asyncError),
 	}
@@ -635,6 +636,24 @@ func (s *subscription) listen(subject string) error {
 	}
 	s.subs = append(s.subs, ns)
 	return nil
+}
+
+// resynced tells the handlers that want it (herald.BrokerResync) that the
+// subscriptions are back, so that their node checks what it may have
+// missed while disconnected.
+func (b *Broker) resynced() {
+	b.mu.Lock()
+	subs := make([]*subscription, 0, len(b.subs))
+	for s := range b.subs {
+		subs = append(subs, s)
+	}
+	b.mu.Unlock()
+	for _, s := range subs {
+		if rs, ok := s.h.(herald.BrokerResync); ok && s.enter() {
+			rs.HandleResubscribed()
+			s.leave()
+		}
+	}
 }
 
 // receive is the callback of every NATS subscription of s, run by the

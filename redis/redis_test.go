@@ -263,9 +263,13 @@ func TestReconnect(t *testing.T) {
 	logs := &logBuffer{}
 	pub := newNode(t, url, Options{Prefix: prefix, Node: "pub-" + tag})
 	sub := newNode(t, url, Options{Prefix: prefix, Node: "sub-" + tag, Log: testLog(t, logs)})
-	rec := &brokertest.Recorder{}
-	subscribe(t, sub, rec)
+	resync := &resyncRecorder{}
+	rec := &resync.Recorder
+	subscribe(t, sub, resync)
 	deliverMarker(t, pub, rec, "before")
+	if resync.resyncs.Load() != 0 {
+		t.Fatal("the first subscription counted as a resubscription")
+	}
 
 	raw := rawClient(t, url)
 	before := clientIDs(t, raw, "pubsub", "herald-sub-"+tag)
@@ -289,7 +293,18 @@ func TestReconnect(t *testing.T) {
 		t.Errorf("pub/sub connections %v after killing %v, want one new one", after, before)
 	}
 	eventually(t, "the subscriber to be ready", func() bool { return sub.Ready() == nil })
+	// The node is told, so that its sessions check the store for what was
+	// published meanwhile.
+	eventually(t, "the handler told of the resubscription", func() bool { return resync.resyncs.Load() >= 1 })
 }
+
+// resyncRecorder is a Recorder that also counts herald.BrokerResync calls.
+type resyncRecorder struct {
+	brokertest.Recorder
+	resyncs atomic.Int32
+}
+
+func (r *resyncRecorder) HandleResubscribed() { r.resyncs.Add(1) }
 
 // proxy is a TCP proxy in front of Redis that can hold the bytes in both
 // directions: a Redis that stops answering without closing anything.

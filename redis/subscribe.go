@@ -233,8 +233,20 @@ func (b *Broker) subscribed() {
 	case !changed:
 	case again:
 		b.log.Info("redis: subscription back", "down_for", down.Round(time.Millisecond))
+		b.resynced()
 	default:
 		b.log.Info("redis: subscribed", "prefix", b.prefix)
+	}
+}
+
+// resynced tells the handlers that want it (herald.BrokerResync) that the
+// subscription is back, so that their node checks what it may have missed.
+func (b *Broker) resynced() {
+	for _, s := range b.handlers() {
+		if rs, ok := s.h.(herald.BrokerResync); ok && s.enter() {
+			rs.HandleResubscribed()
+			s.leave()
+		}
 	}
 }
 

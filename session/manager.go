@@ -376,5 +376,32 @@ func (s *Session) startLive() {
 	}
 }
 
+// Recheck asks the Store whether the session's stream went past what the
+// session was sent — a broker that lost messages while it reconnected —
+// and fetches what it lacks, in order. A session catching up already, or
+// whose position is not known yet, is left alone: that catch-up ends at
+// the Store's end anyway.
+func (s *Session) Recheck() {
+	if s.cu.Load() != nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), baselineTimeout)
+	defer cancel()
+	_, last, err := s.m.history.Bounds(ctx, s.user)
+	if err != nil {
+		s.m.log.Warn("session: recheck the stream's position", "conn", s.id, "user", s.user, "err", err)
+		return
+	}
+	s.mu.Lock()
+	behind := s.state == stateOpen && s.known && last > s.lastOffset && s.cu.Load() == nil
+	if behind {
+		s.cu.Store(newCatchup())
+	}
+	s.mu.Unlock()
+	if behind {
+		go s.runCatchup(nil)
+	}
+}
+
 // Epoch is the Store's history epoch, which clients resume against.
 func (m *Manager) Epoch() string { return m.history.Epoch() }

@@ -658,3 +658,24 @@ func TestLiveStartKeepsWhatTheHubHanded(t *testing.T) {
 	<-started
 	wantOffsets(t, tr, []uint64{3})
 }
+
+// After a broker lost messages (it reconnected), Recheck finds the
+// stream ahead of what the session was sent and fetches the rest, in
+// order, without waiting for the user's next message; a session that is
+// up to date reads the Store and sends nothing.
+func TestRecheckFetchesWhatTheBrokerLost(t *testing.T) {
+	f := newFixture(t, Config{})
+	tr := &testTransport{}
+	s := f.open(t, tr, Params{Format: wire.FormatV1})
+	msgs := f.appendN(t, "u", 1, 10)
+	f.hub.SendUser(msgs[0])
+	wantOffsets(t, tr, []uint64{1})
+	s.Recheck() // up to date: nothing
+	f.appendN(t, "u", 2, 10) // committed, never handed over: the broker lost them
+	s.Recheck()
+	wantOffsets(t, tr, []uint64{1, 2, 3})
+	s.Recheck()
+	more := f.appendN(t, "u", 1, 10)
+	f.hub.SendUser(more[0]) // live again after the catch-up
+	wantOffsets(t, tr, []uint64{1, 2, 3, 4})
+}

@@ -122,6 +122,19 @@ func (r remote) HandleMessages(msgs []*herald.Message) {
 
 func (r remote) HandleBroadcast(m *herald.Message) { r.hub.Broadcast(m) }
 
+// HandleResubscribed implements herald.BrokerResync: after the broker lost
+// its subscription and got it back, every connection on this node checks
+// the Store for what it missed meanwhile, instead of waiting for its
+// user's next message to reveal the gap. It runs in the background, one
+// Store read per connection.
+func (r remote) HandleResubscribed() {
+	go r.hub.Each(func(c hub.Conn) {
+		if rc, ok := c.(interface{ Recheck() }); ok {
+			rc.Recheck()
+		}
+	})
+}
+
 func (r remote) HandleControl(c herald.Control) {
 	switch c.Kind {
 	case herald.ControlPush:
