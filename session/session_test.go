@@ -670,7 +670,7 @@ func TestRecheckFetchesWhatTheBrokerLost(t *testing.T) {
 	msgs := f.appendN(t, "u", 1, 10)
 	f.hub.SendUser(msgs[0])
 	wantOffsets(t, tr, []uint64{1})
-	s.Recheck() // up to date: nothing
+	s.Recheck()              // up to date: nothing
 	f.appendN(t, "u", 2, 10) // committed, never handed over: the broker lost them
 	s.Recheck()
 	wantOffsets(t, tr, []uint64{1, 2, 3})
