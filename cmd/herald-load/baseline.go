@@ -562,7 +562,7 @@ func runBaselineOnce(ctx context.Context, cfg config, stderr io.Writer) (*result
 	if err != nil {
 		return nil, fmt.Errorf("baseline address %q: %w", bp.url, err)
 	}
-	bcfg.URL, bcfg.PID = u, bp.pid
+	bcfg.URL, bcfg.URLs, bcfg.PID = u, []*url.URL{u}, bp.pid
 	if bcfg.APIKey == "" {
 		bcfg.APIKey = "baseline" // it accepts any key; idle needs none
 	}
