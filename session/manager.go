@@ -323,6 +323,14 @@ func (m *Manager) Start(s *Session) {
 	if s.routed {
 		m.cfg.Routes.Opened(s)
 	}
+	// A session that does not resume starts at the stream's end, read
+	// before it joins the hub (and so before the API lists it): every
+	// message committed after that read is this connection's. (resume is
+	// only set by New for sessions not yet started.)
+	var base position
+	if s.resume == nil {
+		base = s.readPosition()
+	}
 	m.hub.Add(s)
 	s.mu.Lock()
 	s.started = true
@@ -335,31 +343,48 @@ func (m *Manager) Start(s *Session) {
 		go s.runCatchup(r)
 		return
 	}
-	s.startLive()
+	s.startLive(base)
+}
+
+// position is a stream's last offset as read from the Store, or why it
+// could not be read.
+type position struct {
+	last uint64
+	err  error
+}
+
+func (s *Session) readPosition() position {
+	ctx, cancel := context.WithTimeout(context.Background(), baselineTimeout)
+	defer cancel()
+	_, last, err := s.m.history.Bounds(ctx, s.user)
+	return position{last, err}
 }
 
 // baselineTimeout bounds the read of a new session's stream position.
 const baselineTimeout = 5 * time.Second
 
-// startLive takes the stream's last offset as the new session's position:
-// every message committed after it, and every message the hub hands the
-// session from the moment it joined the hub, is this connection's to
-// receive, in order, and two publishers racing right after the connect
-// cannot make it skip the earlier one (it would be a gap, filled from the
-// Store). If the Store cannot say, the first message delivered sets the
-// position.
-func (s *Session) startLive() {
+// startLive makes base, the stream's end read before the session joined
+// the hub, the new session's position: every message committed after it
+// is this connection's to receive, in order, and two publishers racing
+// right after the connect cannot make it skip the earlier one (it would be
+// a gap, filled from the Store). The stream is read once more now that the
+// hub hands the session what is published: what was committed in between
+// reached the hub before the session did, so it is fetched from the
+// Store, then the parked live messages follow. If the Store cannot say,
+// the first message delivered sets the position.
+func (s *Session) startLive(base position) {
 	ctx, cancel := context.WithTimeout(context.Background(), baselineTimeout)
 	defer cancel()
-	_, last, err := s.m.history.Bounds(ctx, s.user)
+	now := s.readPosition()
 	s.mu.Lock()
-	if err == nil {
-		pos := last
-		// What the hub handed the session while the Store was read was
-		// committed after the session joined the hub: it is this
-		// connection's, even when the read already counts it (a Store
-		// over the network, a busy machine). So the position goes back to
-		// just before the first of those; anything between is fetched.
+	switch {
+	case base.err == nil:
+		s.lastOffset, s.known = max(s.lastOffset, base.last), true
+	case now.err == nil:
+		// No read before joining: what the hub handed the session since
+		// was committed after it joined, so the position goes back to just
+		// before the first of those; anything between is fetched.
+		pos := now.last
 		if cu := s.cu.Load(); cu != nil {
 			for _, p := range cu.parked {
 				pos = min(pos, p.offset-1)
@@ -367,12 +392,13 @@ func (s *Session) startLive() {
 		}
 		s.lastOffset, s.known = max(s.lastOffset, pos), true
 	}
+	behind := s.known && now.err == nil && now.last > s.lastOffset
 	s.mu.Unlock()
-	if err != nil {
-		s.m.log.Warn("session: read stream position; the first message sets it", "conn", s.id, "user", s.user, "err", err)
+	if base.err != nil && now.err != nil {
+		s.m.log.Warn("session: read stream position; the first message sets it", "conn", s.id, "user", s.user, "err", now.err)
 	}
-	if !s.goLive(ctx, false) {
-		go s.runCatchup(nil) // a message parked meanwhile left a gap
+	if behind || !s.goLive(ctx, false) {
+		go s.runCatchup(nil) // committed meanwhile, or a message parked meanwhile left a gap
 	}
 }
 

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 	"unsafe"
@@ -623,40 +624,80 @@ func TestSessionSize(t *testing.T) {
 	}
 }
 
-// slowBounds holds Bounds until released, as a Store over the network on a
-// busy machine may: whatever is committed meanwhile is in its answer.
+// slowBounds holds one Bounds call (the blockOn-th) until released, as a
+// Store over the network on a busy machine may: whatever is committed
+// meanwhile is in its answer.
 type slowBounds struct {
 	History
+	blockOn int
+	early   bool // answer from before the hold, not after it
+	calls   atomic.Int32
 	entered chan struct{}
 	release chan struct{}
 }
 
 func (h *slowBounds) Bounds(ctx context.Context, user herald.UserID) (uint64, uint64, error) {
+	if int(h.calls.Add(1)) != h.blockOn {
+		return h.History.Bounds(ctx, user)
+	}
+	var first, last uint64
+	var err error
+	if h.early {
+		first, last, err = h.History.Bounds(ctx, user)
+	}
 	close(h.entered)
 	<-h.release
-	return h.History.Bounds(ctx, user)
+	if !h.early {
+		first, last, err = h.History.Bounds(ctx, user)
+	}
+	return first, last, err
 }
 
-// A message the hub hands a new session while its position is being read
-// from the Store is delivered, although the Store's answer already counts
-// it: it was committed after the session joined the hub, so it is this
-// connection's (a client listed by the API must get the next notify).
+// A new session receives every message committed after its position was
+// first read, whichever moment of its start the commit falls in: while
+// that read is in flight and before the session is in the hub (the hub
+// cannot hand it the message: it is fetched), or while the second read is
+// in flight and the hub hands it over (delivered once, although both the
+// read and the hub have it). A client the API lists must get the next
+// notify.
 func TestLiveStartKeepsWhatTheHubHanded(t *testing.T) {
-	f := newFixture(t, Config{})
-	f.appendN(t, "u", 2, 10) // history before the connection: not sent
-	hist := &slowBounds{History: f.store, entered: make(chan struct{}), release: make(chan struct{})}
-	m := NewManager(Config{Clock: f.clock}, f.hub, hist, f.tokens, slog.New(slog.DiscardHandler))
-	tr := &testTransport{}
-	s := m.New(tr, Params{ID: "c1", User: "u", Format: wire.FormatV1})
-	t.Cleanup(s.Gone)
-	started := make(chan struct{})
-	go func() { m.Start(s); close(started) }()
-	<-hist.entered
-	msgs := f.appendN(t, "u", 1, 10) // offset 3, committed during the read
-	f.hub.SendUser(msgs[0])
-	close(hist.release)
-	<-started
-	wantOffsets(t, tr, []uint64{3})
+	for _, tc := range []struct {
+		name    string
+		blockOn int
+		early   bool
+		viaHub  bool
+	}{
+		// The first read answers 2, then 3 is committed before the
+		// session is in the hub: only the Store can give it.
+		{"committed before the session joins the hub", 1, true, false},
+		// The second read answers 3 and the hub hands 3 over too: once.
+		{"handed by the hub while the Store is read", 2, false, true},
+		// The second read answers 2, the hub hands 3 over: parked, sent.
+		{"handed by the hub after the Store was read", 2, true, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFixture(t, Config{})
+			f.appendN(t, "u", 2, 10) // history before the connection: not sent
+			hist := &slowBounds{History: f.store, blockOn: tc.blockOn, early: tc.early, entered: make(chan struct{}), release: make(chan struct{})}
+			m := NewManager(Config{Clock: f.clock}, f.hub, hist, f.tokens, slog.New(slog.DiscardHandler))
+			tr := &testTransport{}
+			s := m.New(tr, Params{ID: "c1", User: "u", Format: wire.FormatV1})
+			t.Cleanup(s.Gone)
+			started := make(chan struct{})
+			go func() { m.Start(s); close(started) }()
+			<-hist.entered
+			msgs := f.appendN(t, "u", 1, 10) // offset 3
+			if tc.viaHub {
+				f.hub.SendUser(msgs[0])
+			}
+			close(hist.release)
+			<-started
+			wantOffsets(t, tr, []uint64{3})
+			more := f.appendN(t, "u", 1, 10)
+			f.hub.SendUser(more[0])
+			wantOffsets(t, tr, []uint64{3, 4})
+		})
+	}
 }
 
 // After a broker lost messages (it reconnected), Recheck finds the
