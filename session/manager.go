@@ -393,6 +393,12 @@ func (s *Session) startLive(base position) {
 		s.lastOffset, s.known = max(s.lastOffset, pos), true
 	}
 	behind := s.known && now.err == nil && now.last > s.lastOffset
+	if behind && s.firstLive == 0 {
+		// What the catch-up fetches was committed after the connection:
+		// it is sent as live messages are, and a first-message resume
+		// judges against it (seamless only from right before it).
+		s.firstLive = s.lastOffset + 1
+	}
 	s.mu.Unlock()
 	if base.err != nil && now.err != nil {
 		s.m.log.Warn("session: read stream position; the first message sets it", "conn", s.id, "user", s.user, "err", now.err)

@@ -720,3 +720,48 @@ func TestRecheckFetchesWhatTheBrokerLost(t *testing.T) {
 	f.hub.SendUser(more[0]) // live again after the catch-up
 	wantOffsets(t, tr, []uint64{1, 2, 3, 4})
 }
+
+// What a new session's start fetches from the Store (committed while it
+// joined the hub) counts as sent live for a first-message resume: a
+// resume from right before it is seamless, one from further back gets a
+// reset — never a silent skip of the offsets in between.
+func TestResumeAfterStartCatchup(t *testing.T) {
+	for _, tc := range []struct {
+		since     uint64
+		wantReset bool
+	}{{2, false}, {1, true}} {
+		t.Run(fmt.Sprintf("since %d", tc.since), func(t *testing.T) {
+			f := newFixture(t, Config{})
+			f.appendN(t, "u", 2, 10)
+			hist := &slowBounds{History: f.store, blockOn: 1, early: true, entered: make(chan struct{}), release: make(chan struct{})}
+			m := NewManager(Config{Clock: f.clock}, f.hub, hist, f.tokens, slog.New(slog.DiscardHandler))
+			tr := &testTransport{}
+			s := m.New(tr, Params{ID: "c1", User: "u", Format: wire.FormatV1})
+			t.Cleanup(s.Gone)
+			started := make(chan struct{})
+			go func() { m.Start(s); close(started) }()
+			<-hist.entered
+			f.appendN(t, "u", 1, 10) // offset 3, committed before the session is in the hub
+			close(hist.release)
+			<-started
+			wantOffsets(t, tr, []uint64{3})
+			if err := s.HandleMessage(fmt.Appendf(nil, `{"type":"resume","since":%d}`, tc.since)); err != nil {
+				t.Fatal(err)
+			}
+			if err := s.HandleMessage([]byte(`{"type":"ping"}`)); err != nil {
+				t.Fatal(err)
+			}
+			eventually(t, "the pong", func() bool {
+				ms := tr.messages()
+				return len(ms) > 0 && ms[len(ms)-1]["type"] == "pong"
+			})
+			reset := false
+			for _, m := range tr.messages() {
+				reset = reset || m["type"] == "reset"
+			}
+			if reset != tc.wantReset {
+				t.Fatalf("resume since %d after a start that sent 3: reset %v, want %v (%v)", tc.since, reset, tc.wantReset, tr.messages())
+			}
+		})
+	}
+}
