@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 
 	"github.com/herald-gw/herald"
+	"github.com/herald-gw/herald/gate"
 )
 
 // ErrBrokerClosed is returned by Publish, Broadcast, Control and Subscribe of
@@ -89,34 +90,9 @@ var _ herald.Broker = (*Broker)(nil)
 // leave it so that stop can wait for the calls in progress: once stop
 // returns the handler is never called again.
 type subscription struct {
-	node *Broker
-	h    herald.BrokerHandler
-
-	mu      sync.Mutex
-	idle    sync.Cond // signalled when active drops to 0 after stop
-	active  int       // calls of h in progress
-	stopped bool
-}
-
-// enter reports whether h may be called, and if so counts the call in
-// progress; the caller must then call leave.
-func (s *subscription) enter() bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.stopped {
-		return false
-	}
-	s.active++
-	return true
-}
-
-func (s *subscription) leave() {
-	s.mu.Lock()
-	s.active--
-	if s.active == 0 && s.stopped {
-		s.idle.Broadcast()
-	}
-	s.mu.Unlock()
+	node  *Broker
+	h     herald.BrokerHandler
+	calls gate.Gate // the calls of h in progress
 }
 
 // The handle methods call h for a delivery that entered, and leave even
@@ -124,29 +100,18 @@ func (s *subscription) leave() {
 // runs in the publisher's goroutine): otherwise stop would wait forever.
 
 func (s *subscription) handleMessages(msgs []*herald.Message) {
-	defer s.leave()
+	defer s.calls.Leave()
 	s.h.HandleMessages(msgs)
 }
 
 func (s *subscription) handleBroadcast(m *herald.Message) {
-	defer s.leave()
+	defer s.calls.Leave()
 	s.h.HandleBroadcast(m)
 }
 
 func (s *subscription) handleControl(c herald.Control) {
-	defer s.leave()
+	defer s.calls.Leave()
 	s.h.HandleControl(c)
-}
-
-// stop prevents new calls and waits for those in progress. It is
-// idempotent.
-func (s *subscription) stop() {
-	s.mu.Lock()
-	s.stopped = true
-	for s.active > 0 {
-		s.idle.Wait()
-	}
-	s.mu.Unlock()
 }
 
 // check returns the error an operation named op of b must fail with before
@@ -180,7 +145,7 @@ func (b *Broker) Publish(ctx context.Context, msgs []*herald.Message) error {
 		size += len(m.Data)
 	}
 	for _, s := range b.bus.snapshot() {
-		if s.node == b || !s.enter() {
+		if s.node == b || !s.calls.Enter() {
 			continue
 		}
 		s.handleMessages(copyMessages(msgs, size))
@@ -198,7 +163,7 @@ func (b *Broker) Broadcast(ctx context.Context, m *herald.Message) error {
 		return errors.New("memory: broker broadcast: nil message")
 	}
 	for _, s := range b.bus.snapshot() {
-		if s.node == b || !s.enter() {
+		if s.node == b || !s.calls.Enter() {
 			continue
 		}
 		c := copyMessage(m, nil)
@@ -217,7 +182,7 @@ func (b *Broker) Control(ctx context.Context, c herald.Control) error {
 		return fmt.Errorf("memory: broker control: %w", err)
 	}
 	for _, s := range b.bus.snapshot() {
-		if s.node == b || !s.enter() {
+		if s.node == b || !s.calls.Enter() {
 			continue
 		}
 		cc := c
@@ -238,7 +203,6 @@ func (b *Broker) Subscribe(ctx context.Context, h herald.BrokerHandler) (stop fu
 		return nil, err
 	}
 	s := &subscription{node: b, h: h}
-	s.idle.L = &s.mu
 	bus := b.bus
 	bus.mu.Lock()
 	if b.closed.Load() { // closed since check: Close must not miss s
@@ -254,7 +218,7 @@ func (b *Broker) Subscribe(ctx context.Context, h herald.BrokerHandler) (stop fu
 		bus.mu.Unlock()
 		// Outside bus.mu: a call in progress may subscribe or stop
 		// another handler.
-		s.stop()
+		s.calls.Shut()
 	}, nil
 }
 
@@ -271,7 +235,7 @@ func (b *Broker) Close() error {
 	dropped := bus.update(nil, func(s *subscription) bool { return s.node != b })
 	bus.mu.Unlock()
 	for _, s := range dropped {
-		s.stop()
+		s.calls.Shut()
 	}
 	return nil
 }

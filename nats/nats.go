@@ -89,6 +89,7 @@ import (
 	natsgo "github.com/nats-io/nats.go"
 
 	"github.com/herald-gw/herald"
+	"github.com/herald-gw/herald/gate"
 )
 
 // Options configure a Broker. The zero value is valid.
@@ -486,7 +487,6 @@ func (b *Broker) Subscribe(ctx context.Context, h herald.BrokerHandler) (stop fu
 		return nil, fmt.Errorf("nats: broker subscribe: %w", err)
 	}
 	s := &subscription{b: b, h: h}
-	s.idle.L = &s.mu
 	for _, subject := range b.subj.interest() {
 		if err := s.listen(subject); err != nil {
 			s.stop()
@@ -607,11 +607,10 @@ type subscription struct {
 	b *Broker
 	h herald.BrokerHandler
 
-	mu      sync.Mutex
-	idle    sync.Cond // signalled when active drops to 0 after stop
-	active  int       // calls of h in progress
-	stopped bool
-	subs    []*natsgo.Subscription
+	calls gate.Gate // the calls of h in progress
+
+	mu   sync.Mutex // guards subs, and orders listen against stop
+	subs []*natsgo.Subscription
 }
 
 // listen adds a NATS subscription to subject, with the broker's queue
@@ -630,7 +629,7 @@ func (s *subscription) listen(subject string) error {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.stopped {
+	if s.calls.Closed() {
 		_ = ns.Unsubscribe()
 		return ErrClosed
 	}
@@ -649,9 +648,9 @@ func (b *Broker) resynced() {
 	}
 	b.mu.Unlock()
 	for _, s := range subs {
-		if rs, ok := s.h.(herald.BrokerResync); ok && s.enter() {
+		if rs, ok := s.h.(herald.BrokerResync); ok && s.calls.Enter() {
 			rs.HandleResubscribed()
-			s.leave()
+			s.calls.Leave()
 		}
 	}
 }
@@ -667,10 +666,10 @@ func (s *subscription) receive(m *natsgo.Msg) {
 	if env.node == s.b.node {
 		return
 	}
-	if !s.enter() {
+	if !s.calls.Enter() {
 		return
 	}
-	defer s.leave() // even when h panics or exits its goroutine
+	defer s.calls.Leave() // even when h panics or exits its goroutine
 	switch env.kind {
 	case kindMessages:
 		s.h.HandleMessages(env.msgs)
@@ -681,43 +680,18 @@ func (s *subscription) receive(m *natsgo.Msg) {
 	}
 }
 
-// enter reports whether h may be called, and if so counts the call in
-// progress; the caller must then call leave.
-func (s *subscription) enter() bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.stopped {
-		return false
-	}
-	s.active++
-	return true
-}
-
-func (s *subscription) leave() {
-	s.mu.Lock()
-	s.active--
-	if s.active == 0 && s.stopped {
-		s.idle.Broadcast()
-	}
-	s.mu.Unlock()
-}
-
 // stop unsubscribes, prevents new calls and waits for those in progress.
 // It is idempotent.
 func (s *subscription) stop() {
 	s.mu.Lock()
-	s.stopped = true
+	s.calls.Close()
 	subs := s.subs
 	s.subs = nil
 	s.mu.Unlock()
 	for _, ns := range subs {
 		_ = ns.Unsubscribe() // fails only on a closed connection, which has none left
 	}
-	s.mu.Lock()
-	for s.active > 0 {
-		s.idle.Wait()
-	}
-	s.mu.Unlock()
+	s.calls.Wait()
 }
 
 // randomNode returns a random node id.

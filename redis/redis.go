@@ -284,7 +284,7 @@ func (b *Broker) Close() error {
 		b.subs.Store(nil)
 		b.subsMu.Unlock()
 		for _, s := range subs {
-			s.stop()
+			s.calls.Shut()
 		}
 
 		flush := time.AfterFunc(flushTimeout, b.wcancel)

@@ -5,12 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"sync"
 	"time"
 
 	goredis "github.com/redis/go-redis/v9"
 
 	"github.com/herald-gw/herald"
+	"github.com/herald-gw/herald/gate"
 )
 
 // Reconnection backoff of the reader after a failed attempt: the first
@@ -26,48 +26,14 @@ const (
 // for each call so that stop can wait for the call in progress: once stop
 // returns the handler is never called again.
 type subscription struct {
-	h herald.BrokerHandler
-
-	mu      sync.Mutex
-	idle    sync.Cond // signalled when active drops to 0 after stop
-	active  int
-	stopped bool
-}
-
-func (s *subscription) enter() bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.stopped {
-		return false
-	}
-	s.active++
-	return true
-}
-
-func (s *subscription) leave() {
-	s.mu.Lock()
-	s.active--
-	if s.active == 0 && s.stopped {
-		s.idle.Broadcast()
-	}
-	s.mu.Unlock()
-}
-
-// stop prevents new calls and waits for the one in progress. It is
-// idempotent.
-func (s *subscription) stop() {
-	s.mu.Lock()
-	s.stopped = true
-	for s.active > 0 {
-		s.idle.Wait()
-	}
-	s.mu.Unlock()
+	h     herald.BrokerHandler
+	calls gate.Gate // the call of h in progress
 }
 
 // deliver calls the handler with e, which it owns from then on, and leaves
 // even if the handler panics.
 func (s *subscription) deliver(e envelope) {
-	defer s.leave()
+	defer s.calls.Leave()
 	switch e.kind {
 	case kindMessages:
 		s.h.HandleMessages(e.msgs)
@@ -105,7 +71,6 @@ func (b *Broker) Subscribe(ctx context.Context, h herald.BrokerHandler) (stop fu
 		return nil, fmt.Errorf("redis: subscribe: waiting for the Redis subscription: %w", err)
 	}
 	s := &subscription{h: h}
-	s.idle.L = &s.mu
 	b.subsMu.Lock()
 	if b.subsClosed {
 		b.subsMu.Unlock()
@@ -122,7 +87,7 @@ func (b *Broker) Subscribe(ctx context.Context, h herald.BrokerHandler) (stop fu
 			b.subs.Store(&next)
 		}
 		b.subsMu.Unlock()
-		s.stop()
+		s.calls.Shut()
 	}, nil
 }
 
@@ -243,9 +208,9 @@ func (b *Broker) subscribed() {
 // subscription is back, so that their node checks what it may have missed.
 func (b *Broker) resynced() {
 	for _, s := range b.handlers() {
-		if rs, ok := s.h.(herald.BrokerResync); ok && s.enter() {
+		if rs, ok := s.h.(herald.BrokerResync); ok && s.calls.Enter() {
 			rs.HandleResubscribed()
-			s.leave()
+			s.calls.Leave()
 		}
 	}
 }
@@ -258,17 +223,17 @@ func (b *Broker) dispatch(channel, payload string) {
 		return
 	}
 	for _, s := range subs {
-		if !s.enter() {
+		if !s.calls.Enter() {
 			continue
 		}
 		e, err := decode([]byte(payload)) // a copy of its own for each handler
 		if err != nil {
-			s.leave()
+			s.calls.Leave()
 			b.unreadable(channel, len(payload), err)
 			return
 		}
 		if e.node == b.node { // an envelope isOwn could not tell (not minimal varints)
-			s.leave()
+			s.calls.Leave()
 			return
 		}
 		s.deliver(e)
