@@ -206,3 +206,33 @@ func CheckCommitted(msgs []*Message) error {
 	}
 	return nil
 }
+
+// BrokerInterest may be implemented by a Broker that carries a user's
+// messages only to the nodes that hold a connection of that user, rather
+// than to every node: with N nodes, a notification then costs one
+// delivery on the bus instead of N-1, and a node spends nothing on users
+// it does not hold.
+//
+// The node calls Watch for every connection that opens and Unwatch for
+// every one that closes (the broker counts them per user), so the calls of
+// different connections need no ordering among themselves. Publish and the
+// user Controls (ControlPush, ControlDisconnectUser) of a user reach the
+// nodes watching that user; Broadcast and the connection Controls still
+// reach every node. A broker without BrokerInterest delivers everything
+// everywhere, which is also correct.
+type BrokerInterest interface {
+	// Watch adds one connection of user on this node. When it returns nil
+	// the subscription is in place: a Publish of user that another node
+	// starts afterwards reaches this node's handler, so a session that
+	// reads its stream's end after Watch misses nothing. For a user this
+	// node already watches it returns at once, without a network round
+	// trip. An error (the bus is down) leaves the count incremented: the
+	// broker subscribes when it reconnects and then calls
+	// HandleResubscribed, which makes the sessions catch up from the
+	// Store.
+	Watch(ctx context.Context, user UserID) error
+	// Unwatch removes one connection of user; when none is left the
+	// broker may stop receiving the user's messages (at once or later).
+	// It never blocks on the network.
+	Unwatch(user UserID)
+}

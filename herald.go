@@ -60,6 +60,9 @@ type ConnInfo struct {
 	LastActiveAt time.Time `json:"last_active_at"`
 	SourceIP     string    `json:"source_ip"`
 	UserAgent    string    `json:"user_agent"`
+	// Node is the cluster node holding the connection (HERALD_NODE_ID).
+	// Set in cluster listings; empty on a single node.
+	Node string `json:"node,omitempty"`
 }
 
 // Message is one notification to one user. Data holds the payload bytes as
