@@ -246,6 +246,16 @@ type Deps struct {
 	// Invoke, when set, serves the Lambda Invoke API,
 	// POST /2015-03-31/functions/{name}/invocations.
 	Invoke http.Handler
+	// Cluster, when set, lists a user's connections on every node
+	// (cluster.Node); nil lists this node's hub.
+	Cluster Cluster
+}
+
+// Cluster lists connections across the nodes of a cluster.
+type Cluster interface {
+	// UserConns lists user's connections on every node, oldest first,
+	// each with its Node.
+	UserConns(ctx context.Context, user herald.UserID) ([]herald.ConnInfo, error)
 }
 
 // RouteSet is what the API needs of an API Gateway route set.
@@ -275,6 +285,7 @@ type Server struct {
 	dash     http.Handler
 	routes   RouteSet
 	invoke   http.Handler
+	cluster  Cluster
 	ready    atomic.Bool
 	keys     *KeySet
 	origins  *originPolicy
@@ -290,7 +301,7 @@ type Server struct {
 func New(cfg Config, log *slog.Logger, d Deps) *Server {
 	s := &Server{
 		cfg: cfg, log: log, hub: d.Hub, gateway: d.Gateway, sse: d.SSE, stream: d.Stream, aws: d.AWS, health: d.Health, dash: d.Dashboard,
-		routes: d.Routes, invoke: d.Invoke,
+		routes: d.Routes, invoke: d.Invoke, cluster: d.Cluster,
 		observer: cfg.Observer, now: time.Now,
 	}
 	if s.observer == nil {

@@ -3,6 +3,7 @@ package api
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -379,6 +380,15 @@ func handleListConnections(s *Server) http.Handler {
 			writeError(w, r, s.log, err)
 			return
 		}
+		if s.cluster != nil {
+			infos, err := s.cluster.UserConns(r.Context(), user)
+			if err != nil {
+				writeError(w, r, s.log, unavailable(err))
+				return
+			}
+			writeJSON(w, http.StatusOK, reply{Connections: orEmpty(infos)})
+			return
+		}
 		conns := s.hub.UserConns(user)
 		out := reply{Connections: make([]herald.ConnInfo, len(conns))}
 		for i, c := range conns {
@@ -386,6 +396,23 @@ func handleListConnections(s *Server) http.Handler {
 		}
 		writeJSON(w, http.StatusOK, out)
 	})
+}
+
+// orEmpty makes a nil list an empty one, so JSON has [] rather than null.
+func orEmpty[T any](s []T) []T {
+	if s == nil {
+		return []T{}
+	}
+	return s
+}
+
+// unavailable gives an error of a dependency without a code of its own
+// (a registry query cut off, say) the code of an outage.
+func unavailable(err error) error {
+	if e := (*herald.Error)(nil); errors.As(err, &e) {
+		return err
+	}
+	return &herald.Error{Code: herald.EUnavailable, Message: "the connection registry cannot be reached", Err: err}
 }
 
 func handleDisconnectUser(s *Server) http.Handler {

@@ -10,6 +10,7 @@
 package awsapi
 
 import (
+	"context"
 	"encoding/json"
 	"io"
 	"log/slog"
@@ -28,11 +29,12 @@ const MaxPostSize = 128 << 10
 
 // Handlers serves the management API over a hub.
 type Handlers struct {
-	hub   *hub.Hub
-	log   *slog.Logger
-	creds Credentials // SigV4 key pair; empty disables SigV4
-	keys  APIKeys     // Herald's API keys, accepted as Bearer tokens too; nil: none
-	now   func() time.Time
+	hub    *hub.Hub
+	log    *slog.Logger
+	creds  Credentials // SigV4 key pair; empty disables SigV4
+	keys   APIKeys     // Herald's API keys, accepted as Bearer tokens too; nil: none
+	remote Remote      // the other nodes' connections; nil: this node is alone
+	now    func() time.Time
 
 	events events // the Invoke API's Event invocations running (invoke.go)
 }
@@ -47,6 +49,26 @@ type APIKeys interface {
 	// a *herald.Error: EUnauthorized when r carries no key Herald knows,
 	// EForbidden when the key lacks the scope.
 	AuthorizeConnections(r *http.Request) (name string, err error)
+}
+
+// Remote reaches the connections other nodes of a cluster hold
+// (cluster.Node), for a request that arrived at a node which does not
+// hold the connection it names.
+type Remote interface {
+	// Conn describes a connection another node holds; an ENotFound
+	// *herald.Error when no live node holds it.
+	Conn(ctx context.Context, id herald.ConnID) (herald.ConnInfo, error)
+	// Post sends data to the connection on its node.
+	Post(ctx context.Context, id herald.ConnID, data []byte) error
+	// Disconnect closes the connection on its node.
+	Disconnect(ctx context.Context, id herald.ConnID, code uint16, reason string) error
+}
+
+// WithRemote has h answer for connections that other nodes hold, through
+// r, and returns h. Without it only this node's connections exist.
+func (h *Handlers) WithRemote(r Remote) *Handlers {
+	h.remote = r
+	return h
 }
 
 // NewWithKeys returns the management API handlers. Requests must carry a
@@ -127,33 +149,68 @@ func (h *Handlers) authorize(w http.ResponseWriter, r *http.Request, maxBody int
 	return body, true
 }
 
+// target is the connection a request names: held here (local), or by
+// another node (remote, as the registry describes it).
+type target struct {
+	id     herald.ConnID
+	local  hub.Conn
+	remote herald.ConnInfo
+}
+
 // connection authorizes the request and finds the connection named in its
-// path, answering GoneException when there is none. ok is false when a
-// reply was already written.
-func (h *Handlers) connection(w http.ResponseWriter, r *http.Request) (c hub.Conn, body []byte, ok bool) {
+// path — on this node, else through the cluster — answering GoneException
+// when no node holds it. ok is false when a reply was already written.
+func (h *Handlers) connection(w http.ResponseWriter, r *http.Request) (t target, body []byte, ok bool) {
 	body, ok = h.authorize(w, r, MaxPostSize)
 	if !ok {
-		return nil, nil, false
+		return t, nil, false
 	}
-	id := r.PathValue("id")
-	if c = h.hub.Get(herald.ConnID(id)); c == nil {
-		gone(w, id)
-		return nil, nil, false
+	t.id = herald.ConnID(r.PathValue("id"))
+	if t.local = h.hub.Get(t.id); t.local != nil {
+		return t, body, true
 	}
-	return c, body, true
+	if h.remote == nil {
+		gone(w, string(t.id))
+		return t, nil, false
+	}
+	info, err := h.remote.Conn(r.Context(), t.id)
+	if err != nil {
+		h.remoteFailed(w, t.id, err)
+		return t, nil, false
+	}
+	t.remote = info
+	return t, body, true
+}
+
+// remoteFailed answers for a lookup or a command that could not reach
+// another node's connection: GoneException when no node holds it, else
+// 503 ServiceUnavailableException, which the SDK retries.
+func (h *Handlers) remoteFailed(w http.ResponseWriter, id herald.ConnID, err error) {
+	if herald.ErrorCodeOf(err) == herald.ENotFound {
+		gone(w, string(id))
+		return
+	}
+	h.log.Warn("management API: the cluster could not be reached", "conn", id, "err", err)
+	awsError(w, http.StatusServiceUnavailable, "ServiceUnavailableException", "the connection's node cannot be reached now; retry")
 }
 
 // PostToConnection sends the raw body to one connection: exactly those
 // bytes to a raw connection, wrapped in a (non-durable) envelope on
-// herald.v1.
+// herald.v1. For a connection on another node, 200 means the broker took
+// the message for that node.
 func (h *Handlers) PostToConnection() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		c, body, ok := h.connection(w, r)
+		t, body, ok := h.connection(w, r)
 		if !ok {
 			return
 		}
-		if !hub.Post(c, body, h.now()) {
-			gone(w, string(c.ID()))
+		if t.local == nil {
+			if err := h.remote.Post(r.Context(), t.id, body); err != nil {
+				h.remoteFailed(w, t.id, err)
+				return
+			}
+		} else if !hub.Post(t.local, body, h.now()) {
+			gone(w, string(t.id))
 			return
 		}
 		w.WriteHeader(http.StatusOK)
@@ -170,14 +227,19 @@ type connectionInfo struct {
 	} `json:"identity"`
 }
 
-// GetConnection describes one connection.
+// GetConnection describes one connection. For a connection on another
+// node the registry answers, and lastActiveAt is its connect time: the
+// registry does not follow each connection's traffic.
 func (h *Handlers) GetConnection() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		c, _, ok := h.connection(w, r)
+		t, _, ok := h.connection(w, r)
 		if !ok {
 			return
 		}
-		info := c.Info()
+		info := t.remote
+		if t.local != nil {
+			info = t.local.Info()
+		}
 		var out connectionInfo
 		out.ConnectedAt = info.ConnectedAt.Format(time.RFC3339Nano)
 		out.LastActiveAt = info.LastActiveAt.Format(time.RFC3339Nano)
@@ -191,11 +253,19 @@ func (h *Handlers) GetConnection() http.Handler {
 // DeleteConnection closes one connection (close code 4003).
 func (h *Handlers) DeleteConnection() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		c, _, ok := h.connection(w, r)
+		t, _, ok := h.connection(w, r)
 		if !ok {
 			return
 		}
-		c.Close(wire.CloseDisconnected, "disconnected by the server")
+		const reason = "disconnected by the server"
+		if t.local == nil {
+			if err := h.remote.Disconnect(r.Context(), t.id, wire.CloseDisconnected, reason); err != nil {
+				h.remoteFailed(w, t.id, err)
+				return
+			}
+		} else {
+			t.local.Close(wire.CloseDisconnected, reason)
+		}
 		w.WriteHeader(http.StatusNoContent)
 	})
 }

@@ -51,7 +51,29 @@ type Hub struct {
 	ids        [numShards]idShard
 	total      atomic.Int64
 	maxPerUser int
+	watcher    Watcher // nil: nobody is told
 }
+
+// Watcher is told of every connection that joins or leaves a hub: how a
+// cluster node keeps the connection registry and its broker
+// subscriptions in step with what it holds.
+type Watcher interface {
+	// Added is called by Add before c is registered (so before any
+	// Remove of c can call Removed) and without any hub lock held, so it
+	// may block briefly (a broker confirming a subscription): the session
+	// reads its stream's end after Add, so what Added set up is in place
+	// by then.
+	Added(c Conn)
+	// Removed is called once per Added connection, when Remove took it
+	// out, without any hub lock held. It must not block.
+	Removed(c Conn)
+}
+
+// Option configures a Hub.
+type Option func(*Hub)
+
+// WithWatcher has w told of every connection joining and leaving.
+func WithWatcher(w Watcher) Option { return func(h *Hub) { h.watcher = w } }
 
 type userShard struct {
 	mu    sync.RWMutex
@@ -66,8 +88,11 @@ type idShard struct {
 // New returns an empty Hub. maxPerUser bounds the connections one user may
 // hold (0 = unbounded); past it the oldest is closed with 4029, so a
 // forgotten device never locks its user out.
-func New(maxPerUser int) *Hub {
+func New(maxPerUser int, opts ...Option) *Hub {
 	h := &Hub{seed: maphash.MakeSeed(), maxPerUser: maxPerUser}
+	for _, o := range opts {
+		o(h)
+	}
 	for i := range h.users {
 		h.users[i].conns = make(map[herald.UserID][]Conn)
 		h.ids[i].conns = make(map[herald.ConnID]Conn)
@@ -86,6 +111,11 @@ func (h *Hub) idShard(id herald.ConnID) *idShard {
 // Add registers c. When its user already holds maxPerUser connections, the
 // oldest are closed with CloseTooManyConns.
 func (h *Hub) Add(c Conn) {
+	// The watcher hears of c before c can be found, so that a Remove
+	// racing with this Add (a client gone at once) is told after it.
+	if h.watcher != nil {
+		h.watcher.Added(c)
+	}
 	is := h.idShard(c.ID())
 	is.mu.Lock()
 	is.conns[c.ID()] = c
@@ -136,6 +166,9 @@ func (h *Hub) Remove(c Conn) {
 	}
 	us.mu.Unlock()
 	h.total.Add(-1)
+	if h.watcher != nil {
+		h.watcher.Removed(c)
+	}
 }
 
 // Get returns the connection with id, or nil.

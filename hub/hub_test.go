@@ -2,6 +2,7 @@ package hub
 
 import (
 	"fmt"
+	"slices"
 	"sync"
 	"testing"
 
@@ -177,3 +178,48 @@ func (c *discardConn) Info() herald.ConnInfo    { return herald.ConnInfo{} }
 func (c *discardConn) Send([]byte, uint64) bool { return true }
 func (c *discardConn) Acked() uint64            { return 0 }
 func (c *discardConn) Close(uint16, string)     {}
+
+// events records what a Watcher hears, in order.
+type events struct {
+	mu  sync.Mutex
+	log []string
+	// inHub is asked, during Added, whether the hub already lists the
+	// connection: it must not, or a racing Remove could be heard first.
+	h      *Hub
+	listed bool
+}
+
+func (e *events) Added(c Conn) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.h != nil && e.h.Get(c.ID()) != nil {
+		e.listed = true
+	}
+	e.log = append(e.log, "+"+string(c.ID()))
+}
+
+func (e *events) Removed(c Conn) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.log = append(e.log, "-"+string(c.ID()))
+}
+
+func TestWatcherHearsEachConnectionOnce(t *testing.T) {
+	e := &events{}
+	h := New(2, WithWatcher(e))
+	e.h = h
+	a, b, c := newConn(h, "u", 1), newConn(h, "u", 2), newConn(h, "u", 3)
+	h.Add(a)
+	h.Add(b)
+	h.Add(c) // evicts a
+	h.Remove(b)
+	h.Remove(b) // idempotent: heard once
+	h.Remove(c)
+	want := []string{"+c1", "+c2", "+c3", "-c1", "-c2", "-c3"}
+	if !slices.Equal(e.log, want) {
+		t.Fatalf("watcher heard %v, want %v", e.log, want)
+	}
+	if e.listed {
+		t.Fatal("a connection was already in the hub when Added was called")
+	}
+}

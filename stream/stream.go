@@ -25,17 +25,52 @@ import (
 
 // Service publishes messages. It is safe for concurrent use.
 type Service struct {
-	store  herald.Store
-	hub    *hub.Hub
-	broker herald.Broker
-	log    *slog.Logger
-	now    func() time.Time
+	store   herald.Store
+	hub     *hub.Hub
+	broker  herald.Broker
+	cluster Cluster // nil: this node is alone
+	log     *slog.Logger
+	now     func() time.Time
 }
+
+// Cluster counts the connections the other nodes of a cluster hold
+// (cluster.Node), so that replies count the whole cluster.
+type Cluster interface {
+	// CountElsewhere returns how many connections each of users holds
+	// on the other nodes; users with none are absent.
+	CountElsewhere(ctx context.Context, users []herald.UserID) (map[herald.UserID]int, error)
+}
+
+// Option configures a Service.
+type Option func(*Service)
+
+// WithCluster has the counts of Publish and DisconnectUser include the
+// connections c says the other nodes hold.
+func WithCluster(c Cluster) Option { return func(s *Service) { s.cluster = c } }
 
 // New returns a Service over store, this node's hub h and broker b, which
 // carries what this node publishes to the other nodes.
-func New(store herald.Store, h *hub.Hub, b herald.Broker, log *slog.Logger) *Service {
-	return &Service{store: store, hub: h, broker: b, log: log, now: time.Now}
+func New(store herald.Store, h *hub.Hub, b herald.Broker, log *slog.Logger, opts ...Option) *Service {
+	s := &Service{store: store, hub: h, broker: b, log: log, now: time.Now}
+	for _, o := range opts {
+		o(s)
+	}
+	return s
+}
+
+// elsewhere is how many connections each of users holds on the other
+// nodes, or nil when that is unknown (a single node, or the registry
+// failed: the counts are then this node's, which the log says).
+func (s *Service) elsewhere(ctx context.Context, users []herald.UserID) map[herald.UserID]int {
+	if s.cluster == nil {
+		return nil
+	}
+	m, err := s.cluster.CountElsewhere(ctx, users)
+	if err != nil {
+		s.log.Warn("connection counts are this node's only: the registry failed", "err", err)
+		return nil
+	}
+	return m
 }
 
 // Publish stores msgs (one durable batch), then queues each to its user's
@@ -67,6 +102,17 @@ func (s *Service) Publish(ctx context.Context, msgs []*herald.Message) ([]hub.Re
 	if err := s.broker.Publish(context.WithoutCancel(ctx), msgs); err != nil {
 		s.log.Warn("broker publish failed; other nodes catch up from the store", "messages", len(msgs), "err", err)
 	}
+	if s.cluster != nil {
+		users := make([]herald.UserID, len(msgs))
+		for i, m := range msgs {
+			users[i] = m.User
+		}
+		if n := s.elsewhere(ctx, users); n != nil {
+			for i, m := range msgs {
+				res[i].Connections += n[m.User]
+			}
+		}
+	}
 	return res, nil
 }
 
@@ -84,10 +130,12 @@ func (s *Service) Broadcast(ctx context.Context, data []byte) (*herald.Message, 
 }
 
 // DisconnectUser closes every connection of user, here and on the other
-// nodes, with 4003, and reports how many were on this node.
+// nodes, with 4003, and reports how many there were in the cluster.
 func (s *Service) DisconnectUser(ctx context.Context, user herald.UserID) int {
 	const reason = "disconnected by the server"
-	n := s.hub.CloseUser(user, wire.CloseDisconnected, reason)
+	// Counted before the close, which the other nodes carry out later.
+	others := s.elsewhere(ctx, []herald.UserID{user})[user]
+	n := others + s.hub.CloseUser(user, wire.CloseDisconnected, reason)
 	c := herald.Control{Kind: herald.ControlDisconnectUser, User: user, Code: wire.CloseDisconnected, Reason: reason}
 	if err := s.broker.Control(context.WithoutCancel(ctx), c); err != nil {
 		s.log.Warn("broker control failed", "kind", c.Kind, "err", err)
