@@ -58,6 +58,10 @@ type Node struct {
 	opened  map[herald.ConnID]herald.ConnInfo
 	closed  []herald.ConnID
 	syncErr bool // a Sync failed: the registry may lack entries until a Reset
+
+	cmu      sync.Mutex
+	pending  []*countReq // CountElsewhere calls waiting for the next query
+	counting bool        // countLoop runs
 }
 
 // New returns a Node for cfg.
