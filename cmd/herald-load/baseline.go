@@ -563,6 +563,9 @@ func runBaselineOnce(ctx context.Context, cfg config, stderr io.Writer) (*result
 		return nil, fmt.Errorf("baseline address %q: %w", bp.url, err)
 	}
 	bcfg.URL, bcfg.URLs, bcfg.PID = u, []*url.URL{u}, bp.pid
+	// The baseline is one process: Herald's nodes and the processes
+	// behind them (its database, its broker) are not its.
+	bcfg.PIDs, bcfg.CPUProcs = nil, nil
 	if bcfg.APIKey == "" {
 		bcfg.APIKey = "baseline" // it accepts any key; idle needs none
 	}

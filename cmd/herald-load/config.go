@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 
@@ -35,7 +36,9 @@ type config struct {
 	TokenTTL   time.Duration
 	UserPrefix string
 	APIKey     string
-	PID        int
+	PID        int      // -pid: the server's (one node)
+	PIDs       []int    // -pids: every node's, in URL order
+	CPUProcs   []string // -cpu-procs: more processes whose CPU time counts in the server's, by command name or pid
 
 	Hold       time.Duration // idle
 	Duration   time.Duration // notify, churn
@@ -83,7 +86,10 @@ with -worker) and, for a loopback server, over source addresses 127.0.0.1,
 127.0.0.2, ... so that neither the per-process file limit nor one address's
 ephemeral ports is the ceiling. The server's memory is read from
 /proc/<pid>/status; its pid is found from the listening port or given with
--pid.
+-pid. With several nodes (-url a,b,c) every node's pid is found from its
+port (or given with -pids, in -url order), connection i goes to node i
+mod N, and the memory is reported per node and summed: for idle, RSS per
+connection on each node, from the connections the tool holds there.
 
 notify sends -msg-rate messages a second (messages, not requests) and
 measures each one's latency from its timestamp to its delivery. With
@@ -93,7 +99,17 @@ created on the schedule and grouped into POST /v1/batch requests of up to
 N, a partial batch going after -batch-wait at most (the wait is part of
 the latency). notify also reports the server's CPU time (utime+stime from
 /proc/<pid>/stat, 10ms resolution) over the send window, from the first
-message to the last reply, as ms per 1,000 messages.
+message to the last reply, as ms per 1,000 messages: summed over every
+node of -url, and over the processes -cpu-procs names, each one's share
+listed. -cpu-procs takes command names (as in /proc/<pid>/comm, at most
+15 characters: postgres, redis-server, nats-server) or pids,
+comma-separated. A name stands for every process of that name, looked up
+again at each end of the window, each counted with the children it has
+waited for (cutime+cstime): PostgreSQL's backends come and go with its
+clients' connections, and one that exits passes its time to the
+postmaster, which waits for it, so the sum over the processes alive at
+each end holds it. Every process of the name counts, whoever it works for:
+keep other users of the database off the machine while measuring.
 
 resume is many clients reconnecting at once, e.g. after a network
 outage: the connections speak herald.v1 and each first receives one
@@ -167,7 +183,9 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	fs.DurationVar(&c.TokenTTL, "token-ttl", 0, "lifetime of minted tokens (0 = the run's timeout plus 10m)")
 	fs.StringVar(&c.UserPrefix, "user-prefix", "", "user id prefix of minted tokens (default load-<random>-, fresh per run)")
 	apiKey := fs.String("api-key", "", "server API key (default $HERALD_API_KEY)")
-	fs.IntVar(&c.PID, "pid", 0, "server process id for memory readings (default: found from the port, local servers only)")
+	fs.IntVar(&c.PID, "pid", 0, "server process id for memory and CPU readings (default: found from the port, local servers only)")
+	pids := fs.String("pids", "", "with several -url nodes: their process ids, comma-separated in -url order (default: found from their ports)")
+	cpuProcs := fs.String("cpu-procs", "", `more processes whose CPU time counts in the server's (notify, resume), comma-separated: command names, each every process of that name (e.g. "postgres,redis-server"), or pids`)
 	fs.DurationVar(&c.Hold, "hold", 10*time.Second, "idle: how long to hold the connections before reading the server's memory (its GC needs a few seconds to settle)")
 	fs.DurationVar(&c.Duration, "duration", 10*time.Second, "notify, churn: how long to send or churn")
 	fs.IntVar(&c.Messages, "messages", 5, "fanout: broadcasts to send, one after the other; resume: messages per user stored while the clients are away")
@@ -213,6 +231,32 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	}
 	u := c.URLs[0]
 	c.URL = u
+	if *pids != "" {
+		for f := range strings.SplitSeq(*pids, ",") {
+			pid, err := strconv.Atoi(strings.TrimSpace(f))
+			if err != nil || pid <= 0 {
+				return c, fmt.Errorf("-pids: %q is not a process id", f)
+			}
+			c.PIDs = append(c.PIDs, pid)
+		}
+		if len(c.PIDs) != len(c.URLs) {
+			return c, fmt.Errorf("-pids gives %d process ids for %d -url nodes", len(c.PIDs), len(c.URLs))
+		}
+		if c.PID != 0 {
+			return c, errors.New("-pid and -pids: give one")
+		}
+	}
+	if c.PID != 0 && len(c.URLs) > 1 {
+		return c, errors.New("-pid names one server; with several -url nodes give -pids")
+	}
+	if *cpuProcs != "" {
+		for f := range strings.SplitSeq(*cpuProcs, ",") {
+			if f = strings.TrimSpace(f); f == "" || strings.Contains(f, "/") {
+				return c, fmt.Errorf("-cpu-procs: %q is neither a command name nor a pid", f)
+			}
+			c.CPUProcs = append(c.CPUProcs, f)
+		}
+	}
 
 	switch {
 	case c.Scenario != "idle" && c.Scenario != "fanout" && c.Scenario != "notify" && c.Scenario != "churn" && c.Scenario != "resume":

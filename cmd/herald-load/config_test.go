@@ -4,6 +4,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -33,6 +34,38 @@ func TestParseConfigBaselineFlags(t *testing.T) {
 				t.Fatalf("err %v, want %q", err, tc.wantErr)
 			case tc.wantErr == "" && c.BaselineAfter != strings.Contains(strings.Join(tc.args, " "), "-baseline-after"):
 				t.Fatalf("BaselineAfter = %v", c.BaselineAfter)
+			}
+		})
+	}
+}
+
+func TestParseConfigServerProcesses(t *testing.T) {
+	env := func(string) string { return "" }
+	two := "http://127.0.0.1:1,http://127.0.0.1:2"
+	for _, tc := range []struct {
+		args     []string
+		wantErr  string
+		pids     []int
+		cpuProcs []string
+	}{
+		{args: []string{"-url", two, "-pids", "10, 20"}, pids: []int{10, 20}},
+		{args: []string{"-url", two, "-pids", "10"}, wantErr: "-pids gives 1 process ids for 2 -url nodes"},
+		{args: []string{"-url", two, "-pids", "10,x"}, wantErr: `-pids: "x" is not a process id`},
+		{args: []string{"-url", two, "-pid", "10"}, wantErr: "with several -url nodes give -pids"},
+		{args: []string{"-pid", "10", "-pids", "10"}, wantErr: "-pid and -pids"},
+		{args: []string{"-cpu-procs", "postgres, redis-server,123"}, cpuProcs: []string{"postgres", "redis-server", "123"}},
+		{args: []string{"-cpu-procs", "postgres,,redis"}, wantErr: "neither a command name nor a pid"},
+		{args: []string{"-cpu-procs", "/usr/bin/postgres"}, wantErr: "neither a command name nor a pid"},
+	} {
+		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
+			c, err := parseConfig(append(tc.args, "-secret", "0123456789abcdef0123456789abcdef", "-api-key", "k"), env, io.Discard)
+			switch {
+			case tc.wantErr == "" && err != nil:
+				t.Fatalf("err %v", err)
+			case tc.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tc.wantErr)):
+				t.Fatalf("err %v, want %q", err, tc.wantErr)
+			case tc.wantErr == "" && (!slices.Equal(c.PIDs, tc.pids) || !slices.Equal(c.CPUProcs, tc.cpuProcs)):
+				t.Fatalf("pids %v cpu procs %q", c.PIDs, c.CPUProcs)
 			}
 		})
 	}

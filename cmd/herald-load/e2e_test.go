@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -25,6 +26,11 @@ import (
 // TestMain lets this test binary serve as herald-load's worker: run
 // re-executes os.Executable(), which under "go test" is the test binary.
 func TestMain(m *testing.M) {
+	if v := os.Getenv(spinEnv); v != "" { // TestChildTimesPassToParent's child
+		n, _ := strconv.ParseInt(v, 10, 64)
+		spin(n)
+		os.Exit(0)
+	}
 	if os.Getenv(workerEnv) == "1" {
 		os.Exit(workerMain())
 	}
@@ -45,7 +51,8 @@ func TestEndToEnd(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs the herald server")
 	}
-	srv := startHerald(t, buildHerald(t))
+	bin := buildHerald(t)
+	srv := startHerald(t, bin)
 	env := map[string]string{"HERALD_TOKEN_SECRET": e2eSecret, "HERALD_API_KEY": e2eAPIKey, "HERALD_URL": srv.url}
 	getenv := func(k string) string { return env[k] }
 
@@ -348,6 +355,61 @@ func TestEndToEnd(t *testing.T) {
 		// Each message reaches both connections of its user.
 		if res.Connect.Established != 10 || res.Users != 5 || n == nil || n.Sent == 0 || n.Expected != 2*n.Sent || n.Delivered != n.Expected || res.Errors != 0 {
 			t.Fatalf("established %d users %d notify %+v errors %d %v", res.Connect.Established, res.Users, n, res.Errors, res.ErrorSamples)
+		}
+	})
+	// Two nodes (-url a,b): each one's pid found from its port, its
+	// memory and connections reported on their own, and the CPU summed
+	// over both and the processes -cpu-procs names. The servers share
+	// nothing, so a message reaches the connections of the node it was
+	// sent through only, which the counts allow for.
+	t.Run("two nodes", func(t *testing.T) {
+		srv2 := startHerald(t, bin)
+		urls := srv.url + "," + srv2.url
+		res := runLoad(t, getenv, "-url", urls, "-scenario", "idle", "-conns", "201", "-hold", "1s")
+		s := res.Server
+		if res.Connect.Established != 201 || res.Errors != 0 || s.PID != srv.pid || len(s.Nodes) != 2 || s.Conns != 201 {
+			t.Fatalf("established %d errors %d server %+v", res.Connect.Established, res.Errors, s)
+		}
+		for k, want := range []struct {
+			pid   int
+			conns int64
+		}{{srv.pid, 101}, {srv2.pid, 100}} {
+			n := s.Nodes[k]
+			if n.PID != want.pid || n.Conns != want.conns || n.RSSAfterKB <= 0 {
+				t.Fatalf("node %d: %+v, want pid %d with %d connections", k+1, n, want.pid, want.conns)
+			}
+		}
+		if s.RSSAfterKB != s.Nodes[0].RSSAfterKB+s.Nodes[1].RSSAfterKB {
+			t.Fatalf("server %+v: its RSS is not the nodes' sum", s)
+		}
+
+		res = runLoad(t, getenv, "-url", urls, "-scenario", "notify", "-conns", "40", "-msg-rate", "200", "-duration", "1s",
+			"-cpu-procs", "herald,no-such-process", "-pids", fmt.Sprintf("%d,%d", srv.pid, srv2.pid))
+		n := res.Notify
+		if n == nil || n.Sent == 0 || n.APIErrors != 0 || n.Delivered != n.Expected || res.Errors != 0 {
+			t.Fatalf("notify %+v errors %d %v", n, res.Errors, res.ErrorSamples)
+		}
+		c := n.ServerCPU
+		if c == nil || c.PID != srv.pid || len(c.Parts) != 4 {
+			t.Fatalf("server cpu %+v %s", c, n.ServerCPUNote)
+		}
+		var sum int64
+		for i, want := range []string{"node 1", "node 2", "herald", "no-such-process"} {
+			if c.Parts[i].Name != want {
+				t.Fatalf("part %d: %+v, want %s", i, c.Parts[i], want)
+			}
+			sum += c.Parts[i].Ms
+		}
+		// The nodes are counted by pid, not again by their name.
+		if c.Parts[1].PID != srv2.pid || c.Parts[3].ProcsStart != 0 || c.Parts[3].ProcsEnd != 0 || sum != c.Ms {
+			t.Fatalf("server cpu %+v", c)
+		}
+		var table bytes.Buffer
+		if err := writeResult(&table, &res, false); err != nil {
+			t.Fatal(err)
+		}
+		if !regexp.MustCompile(`server cpu\s+\d+ ms over .* summed over node 1, node 2, herald, no-such-process`).MatchString(table.String()) {
+			t.Fatalf("table:\n%s", table.String())
 		}
 	})
 	t.Run("table", func(t *testing.T) {

@@ -162,6 +162,12 @@ func (f *fleet) totals() workerStats {
 		t.ConnectEnd = max(t.ConnectEnd, s.ConnectEnd)
 		t.ConnectFailed += s.ConnectFailed
 		t.Open += s.Open
+		for k, n := range s.OpenByNode {
+			if k >= len(t.OpenByNode) {
+				t.OpenByNode = append(t.OpenByNode, make([]int64, k+1-len(t.OpenByNode))...)
+			}
+			t.OpenByNode[k] += n
+		}
 		t.Dropped += s.Dropped
 		t.BadFrames += s.BadFrames
 		t.Delivered += s.Delivered

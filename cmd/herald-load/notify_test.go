@@ -4,6 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"os"
+	"os/exec"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 )
@@ -17,6 +20,90 @@ func TestParseStatCPUms(t *testing.T) {
 	}
 	if _, err := parseStatCPUms([]byte("4242 (x) S 1 2")); err == nil {
 		t.Fatal("short line parsed")
+	}
+}
+
+func TestParseStatTimes(t *testing.T) {
+	// utime 250, stime 37, cutime 1000, cstime 5.
+	line := "4242 (postgres) S 1 4242 4242 0 -1 4194560 1234 0 0 0 250 37 1000 5 20 0 12 0 100 123456 789\n"
+	got, err := parseStatTimes([]byte(line))
+	if err != nil || got != (procTimes{self: 2870, children: 10050}) {
+		t.Fatalf("got %+v, %v", got, err)
+	}
+}
+
+// A child's CPU time passes to its parent's children times once the
+// parent has waited for it: what lets -cpu-procs postgres count the
+// backends that exit during a window.
+func TestChildTimesPassToParent(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs a child that spins for 50ms of CPU")
+	}
+	before, err := readProcTimes(os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(exe, "-test.run=^$")
+	cmd.Env = append(os.Environ(), spinEnv+"=50")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("child: %v\n%s", err, out)
+	}
+	after, err := readProcTimes(os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := after.children - before.children; got < 50 {
+		t.Fatalf("children's CPU time grew by %d ms, want at least the child's 50", got)
+	}
+}
+
+// spinEnv makes this test binary (see TestMain) burn the given number of
+// milliseconds of its own CPU time, then exit.
+const spinEnv = "HERALD_LOAD_TEST_SPIN_MS"
+
+// spin burns CPU until the process has used ms milliseconds of it, by
+// its own /proc reading (reading it is the work): a count, not a
+// wall-clock wait.
+func spin(ms int64) {
+	for {
+		if t, err := readProcTimes(os.Getpid()); err != nil || t.self >= ms {
+			return
+		}
+	}
+}
+
+func TestCPUWindowSources(t *testing.T) {
+	comm, err := os.ReadFile("/proc/self/comm")
+	if err != nil {
+		t.Skip("no /proc/self/comm:", err)
+	}
+	self := os.Getpid()
+	name := strings.TrimSpace(string(comm))
+	// This process by pid and by its name: the name leaves it out, since
+	// it is counted by pid already.
+	sources := []cpuSource{{name: "node 1", pid: self}, {name: name, comm: name}, {name: "none", comm: "no-such-process"}}
+	w := startCPU(sources)
+	w.stop()
+	c, note := w.result(time.Second, 1000)
+	if c == nil || len(c.Parts) != 3 || c.PID != self {
+		t.Fatalf("result %+v, %s", c, note)
+	}
+	if p := c.Parts[2]; p.ProcsStart != 0 || p.ProcsEnd != 0 || p.Ms != 0 {
+		t.Fatalf("no-such-process: %+v", p)
+	}
+	pids, err := pidsNamed(name, map[int]bool{self: true})
+	if err != nil || slices.Contains(pids, self) {
+		t.Fatalf("pidsNamed(%q) = %v, %v: holds the skipped pid", name, pids, err)
+	}
+	if pids, _ := pidsNamed(name, nil); !slices.Contains(pids, self) {
+		t.Fatalf("pidsNamed(%q) = %v: misses this process %d", name, pids, self)
+	}
+	if c, note := startCPU(nil).result(time.Second, 1); c != nil || note == "" {
+		t.Fatalf("no sources: %+v %q", c, note)
 	}
 }
 

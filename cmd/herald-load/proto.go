@@ -73,19 +73,20 @@ type seqStat struct {
 
 // workerStats are a worker's cumulative counters, sent every statsEvery.
 type workerStats struct {
-	Assigned      int   `json:"assigned"`
-	Established   int64 `json:"established"`    // handshakes completed (first connects)
-	ConnectFailed int64 `json:"connect_failed"` // dials or handshakes that failed
-	ConnectDone   bool  `json:"connect_done"`   // every assigned connection was attempted
-	ConnectStart  int64 `json:"connect_start"`  // unix nanos: first dial started
-	ConnectEnd    int64 `json:"connect_end"`    // unix nanos: last first-connect handshake done
-	Open          int64 `json:"open"`           // connections open now
-	Dropped       int64 `json:"dropped"`        // closed by the server or the network, not by us
-	BadFrames     int64 `json:"bad_frames"`     // frames that broke the protocol
-	Delivered     int64 `json:"delivered"`      // messages carrying our timestamp
-	Other         int64 `json:"other"`          // messages without one
-	OutOfOrder    int64 `json:"out_of_order"`   // a connection saw a seq not above its previous one
-	Pings         int64 `json:"pings"`          // protocol pings answered
+	Assigned      int     `json:"assigned"`
+	Established   int64   `json:"established"`            // handshakes completed (first connects)
+	ConnectFailed int64   `json:"connect_failed"`         // dials or handshakes that failed
+	ConnectDone   bool    `json:"connect_done"`           // every assigned connection was attempted
+	ConnectStart  int64   `json:"connect_start"`          // unix nanos: first dial started
+	ConnectEnd    int64   `json:"connect_end"`            // unix nanos: last first-connect handshake done
+	Open          int64   `json:"open"`                   // connections open now
+	OpenByNode    []int64 `json:"open_by_node,omitempty"` // of those, per node of the target (URL order); nil with one node
+	Dropped       int64   `json:"dropped"`                // closed by the server or the network, not by us
+	BadFrames     int64   `json:"bad_frames"`             // frames that broke the protocol
+	Delivered     int64   `json:"delivered"`              // messages carrying our timestamp
+	Other         int64   `json:"other"`                  // messages without one
+	OutOfOrder    int64   `json:"out_of_order"`           // a connection saw a seq not above its previous one
+	Pings         int64   `json:"pings"`                  // protocol pings answered
 
 	ChurnClosed      int64 `json:"churn_closed,omitempty"`
 	ChurnReconnected int64 `json:"churn_reconnected,omitempty"`

@@ -85,8 +85,23 @@ type connectResult struct {
 
 // serverResult is the server's memory. PerConnKB is (after-before)/Conns:
 // everything the server gained while our connections were open, divided
-// among them.
+// among them. With several nodes (-url a,b,c) the RSS figures are sums
+// over the nodes whose pid is known, PID is the first node's, and Nodes
+// has each one's own.
 type serverResult struct {
+	PID         int          `json:"pid,omitempty"`
+	RSSBeforeKB int64        `json:"rss_before_kb,omitempty"`
+	RSSAfterKB  int64        `json:"rss_after_kb,omitempty"`
+	Conns       int64        `json:"connections,omitempty"`
+	PerConnKB   float64      `json:"kb_per_connection,omitempty"`
+	Nodes       []nodeResult `json:"nodes,omitempty"`
+	Note        string       `json:"note,omitempty"`
+}
+
+// nodeResult is one node's memory, as serverResult is the server's: Conns
+// are our connections open on that node.
+type nodeResult struct {
+	URL         string  `json:"url"`
 	PID         int     `json:"pid,omitempty"`
 	RSSBeforeKB int64   `json:"rss_before_kb,omitempty"`
 	RSSAfterKB  int64   `json:"rss_after_kb,omitempty"`
@@ -149,14 +164,30 @@ type notifyResult struct {
 	APIErrorSamples []string `json:"api_error_samples,omitempty"`
 }
 
-// cpuResult is a process's CPU time (user plus system, from
-// /proc/<pid>/stat, 10ms resolution) over a window.
+// cpuResult is the server's CPU time (user plus system, from
+// /proc/<pid>/stat, 10ms resolution) over a window: one process's, or the
+// sum over the target's nodes and the processes -cpu-procs names, each
+// listed in Parts.
 type cpuResult struct {
-	PID           int     `json:"pid"`
+	PID           int       `json:"pid"` // the (first) node's
+	Ms            int64     `json:"ms"`
+	WindowS       float64   `json:"window_s"`
+	Cores         float64   `json:"cores"`                // Ms over the window: the cores busy on average
+	MsPer1000Msgs float64   `json:"ms_per_1000_messages"` // per 1,000 messages sent (accepted)
+	Parts         []cpuPart `json:"parts,omitempty"`      // with more than one source: each one's share
+}
+
+// cpuPart is one source's share of cpuResult: a node, a process given by
+// pid, or every process of a name (how many were found at either end of
+// the window).
+type cpuPart struct {
+	Name          string  `json:"name"`
+	PID           int     `json:"pid,omitempty"`
+	Comm          string  `json:"comm,omitempty"`
+	ProcsStart    int     `json:"processes_at_start"`
+	ProcsEnd      int     `json:"processes_at_end"`
 	Ms            int64   `json:"ms"`
-	WindowS       float64 `json:"window_s"`
-	Cores         float64 `json:"cores"`                // Ms over the window: the cores busy on average
-	MsPer1000Msgs float64 `json:"ms_per_1000_messages"` // per 1,000 messages sent (accepted)
+	MsPer1000Msgs float64 `json:"ms_per_1000_messages"`
 }
 
 type churnResult struct {
@@ -409,14 +440,32 @@ func writeRows(row func(label, format string, args ...any), res *result) {
 		row("connect latency", "%s", c.Latency)
 	}
 	s := res.Server
+	who := fmt.Sprintf("pid %d", s.PID)
+	if len(s.Nodes) > 1 {
+		who = fmt.Sprintf("%d nodes together", len(s.Nodes))
+	}
 	switch {
 	case s.RSSAfterKB > 0 && s.Conns > 0:
-		row("server rss", "pid %d: %s before, %s after, with %d connections open: %.2f KB per connection", s.PID, mib(s.RSSBeforeKB), mib(s.RSSAfterKB), s.Conns, s.PerConnKB)
+		row("server rss", "%s: %s before, %s after, with %d connections open: %.2f KB per connection", who, mib(s.RSSBeforeKB), mib(s.RSSAfterKB), s.Conns, s.PerConnKB)
 	case s.RSSAfterKB > 0:
-		row("server rss", "pid %d: %s before, %s after", s.PID, mib(s.RSSBeforeKB), mib(s.RSSAfterKB))
+		row("server rss", "%s: %s before, %s after", who, mib(s.RSSBeforeKB), mib(s.RSSAfterKB))
 	}
 	if s.Note != "" {
 		row("server rss", "%s", s.Note)
+	}
+	if len(s.Nodes) > 1 {
+		for k, n := range s.Nodes {
+			label := fmt.Sprintf("node %d rss", k+1)
+			switch {
+			case n.RSSAfterKB > 0 && n.Conns > 0:
+				row(label, "%s pid %d: %s before, %s after, with %d connections open: %.2f KB per connection", n.URL, n.PID, mib(n.RSSBeforeKB), mib(n.RSSAfterKB), n.Conns, n.PerConnKB)
+			case n.RSSAfterKB > 0:
+				row(label, "%s pid %d: %s before, %s after", n.URL, n.PID, mib(n.RSSBeforeKB), mib(n.RSSAfterKB))
+			}
+			if n.Note != "" {
+				row(label, "%s: %s", n.URL, n.Note)
+			}
+		}
 	}
 	row("client rss", "%s over all workers, %.2f KB per connection", mib(res.Client.RSSKB), res.Client.PerConnKB)
 	if f := res.Fanout; f != nil {
@@ -440,7 +489,7 @@ func writeRows(row func(label, format string, args ...any), res *result) {
 			row("requests", "%d POST /v1/users/{user}/messages (%.0f/s), one message each", n.Requests, n.RequestRate)
 		}
 		if c := n.ServerCPU; c != nil {
-			row("server cpu", "pid %d: %d ms over the %.1fs send window (%.2f cores): %.1f ms per 1,000 messages", c.PID, c.Ms, c.WindowS, c.Cores, c.MsPer1000Msgs)
+			writeCPU(row, c, "send window", "messages")
 		} else if n.ServerCPUNote != "" {
 			row("server cpu", "%s", n.ServerCPUNote)
 		}
@@ -470,7 +519,7 @@ func writeRows(row func(label, format string, args ...any), res *result) {
 			row("catch-up time", "%s (per client: its dial to its last missed message)", rs.CatchUp)
 		}
 		if c := rs.ServerCPU; c != nil {
-			row("server cpu", "pid %d: %d ms over the %.1fs storm (%.2f cores): %.1f ms per 1,000 replayed messages", c.PID, c.Ms, c.WindowS, c.Cores, c.MsPer1000Msgs)
+			writeCPU(row, c, "storm", "replayed messages")
 		} else if rs.ServerCPUNote != "" {
 			row("server cpu", "%s", rs.ServerCPUNote)
 		}
@@ -495,6 +544,28 @@ func writeRows(row func(label, format string, args ...any), res *result) {
 		row("aborted", "%s", res.Aborted)
 	}
 	row("elapsed", "%.1fs", res.Elapsed)
+}
+
+// writeCPU writes the server's CPU rows: the total over the window, and
+// each part's share when it was summed over several.
+func writeCPU(row func(label, format string, args ...any), c *cpuResult, window, what string) {
+	if len(c.Parts) == 0 {
+		row("server cpu", "pid %d: %d ms over the %.1fs %s (%.2f cores): %.1f ms per 1,000 %s", c.PID, c.Ms, c.WindowS, window, c.Cores, c.MsPer1000Msgs, what)
+		return
+	}
+	names := make([]string, len(c.Parts))
+	for i, p := range c.Parts {
+		names[i] = p.Name
+	}
+	row("server cpu", "%d ms over the %.1fs %s (%.2f cores): %.1f ms per 1,000 %s, summed over %s",
+		c.Ms, c.WindowS, window, c.Cores, c.MsPer1000Msgs, what, strings.Join(names, ", "))
+	for _, p := range c.Parts {
+		who := fmt.Sprintf("pid %d", p.PID)
+		if p.Comm != "" {
+			who = fmt.Sprintf("%d processes named %s at the start, %d at the end", p.ProcsStart, p.Comm, p.ProcsEnd)
+		}
+		row("  "+p.Name, "%d ms (%.1f ms per 1,000 %s), %s", p.Ms, p.MsPer1000Msgs, what, who)
+	}
 }
 
 func (l *latencyResult) String() string {

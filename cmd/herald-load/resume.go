@@ -78,7 +78,7 @@ func (r *runner) resume(ctx context.Context) (*resumeResult, error) {
 	for i, u := range r.users {
 		userIdx[u] = i
 	}
-	cpu := startCPU(r.pid)
+	cpu := startCPU(r.cpuSources)
 	start := time.Now()
 	for w, p := range r.fleet.procs {
 		first, n := cfg.workerShare(w)

@@ -24,9 +24,10 @@ type runner struct {
 	users  []string // every distinct user, in order of first connection
 	connOf func(i int) string
 
-	pid     int
-	apiErrs atomic.Int64 // server API calls that failed, for the live line
-	phase   atomic.Value // string, for the live line
+	pids       []int        // every node's, in URL order; 0 where not known
+	cpuSources []cpuSource  // what the server's CPU time sums over; nil when a node's pid is not known
+	apiErrs    atomic.Int64 // server API calls that failed, for the live line
+	phase      atomic.Value // string, for the live line
 }
 
 func (r *runner) run(ctx context.Context) (*result, error) {
@@ -44,23 +45,7 @@ func (r *runner) run(ctx context.Context) (*result, error) {
 	defer r.api.close()
 
 	// The server's memory before we add anything.
-	r.pid = cfg.PID
-	if r.pid == 0 {
-		pid, err := serverPID(cfg.URL)
-		if err != nil {
-			res.Server.Note = "server memory not measured: " + err.Error()
-		}
-		r.pid = pid
-	}
-	if r.pid != 0 {
-		res.Server.PID = r.pid
-		rss, err := readRSSKB(r.pid)
-		if err != nil {
-			res.Server.Note = "server memory not measured: " + err.Error()
-			r.pid = 0
-		}
-		res.Server.RSSBeforeKB = rss
-	}
+	r.findServer(&res.Server)
 
 	start := time.Now()
 	f, err := startFleet(r.specs(start), r.stderr)
@@ -113,15 +98,7 @@ func (r *runner) run(ctx context.Context) (*result, error) {
 			res.Resume, err = r.resume(ctx)
 		}
 	}
-	if r.pid != 0 {
-		res.Server.RSSAfterKB, _ = readRSSKB(r.pid)
-		// Per connection only when connections are all that was added: the
-		// other scenarios leave messages in the server's store too.
-		if n := f.totals().Open; n > 0 && res.Server.RSSAfterKB > 0 && cfg.Scenario == "idle" {
-			res.Server.Conns = n
-			res.Server.PerConnKB = float64(res.Server.RSSAfterKB-res.Server.RSSBeforeKB) / float64(n)
-		}
-	}
+	r.serverAfter(&res.Server, f.totals())
 	holding := f.totals() // workers' memory while holding everything
 	res.Client.RSSKB = holding.RSSKB
 	if holding.Open > 0 {
@@ -141,6 +118,120 @@ func (r *runner) run(ctx context.Context) (*result, error) {
 		}
 	}
 	return res, err
+}
+
+// findServer finds every node's pid (-pids, -pid, or from its port) and
+// reads its memory before the run; it also sets the sources of the
+// server's CPU time: the nodes, then -cpu-procs.
+func (r *runner) findServer(s *serverResult) {
+	cfg := r.cfg
+	given := cfg.PIDs
+	if given == nil && cfg.PID != 0 {
+		given = []int{cfg.PID}
+	}
+	r.pids = make([]int, len(cfg.URLs))
+	nodes := make([]nodeResult, len(cfg.URLs))
+	known := 0
+	for k, u := range cfg.URLs {
+		n := &nodes[k]
+		n.URL = u.String()
+		pid := 0
+		if given != nil {
+			pid = given[k]
+		} else {
+			var err error
+			if pid, err = serverPID(u); err != nil {
+				n.Note = "server memory not measured: " + err.Error()
+			}
+		}
+		if pid != 0 {
+			rss, err := readRSSKB(pid)
+			if err != nil {
+				n.Note = "server memory not measured: " + err.Error()
+				pid = 0
+			}
+			n.PID, n.RSSBeforeKB = pid, rss
+		}
+		if pid != 0 {
+			known++
+		}
+		r.pids[k] = pid
+		s.RSSBeforeKB += n.RSSBeforeKB
+	}
+	s.PID = nodes[0].PID
+	if len(nodes) == 1 {
+		s.Note = nodes[0].Note
+	} else {
+		s.Nodes = nodes
+		if known < len(nodes) {
+			s.Note = fmt.Sprintf("%d of %d nodes not measured: the sums are over the others", len(nodes)-known, len(nodes))
+		}
+	}
+	if known < len(nodes) {
+		return // a sum of CPU times that misses a node would mislead
+	}
+	for k, pid := range r.pids {
+		r.cpuSources = append(r.cpuSources, cpuSource{name: fmt.Sprintf("node %d", k+1), pid: pid})
+	}
+	for _, p := range cfg.CPUProcs {
+		if pid, err := strconv.Atoi(p); err == nil {
+			r.cpuSources = append(r.cpuSources, cpuSource{name: "pid " + p, pid: pid, children: true})
+			continue
+		}
+		r.cpuSources = append(r.cpuSources, cpuSource{name: p, comm: p})
+	}
+}
+
+// serverAfter reads the nodes' memory at the end of the run, t being the
+// fleet's totals then. Per connection only for idle, when connections are
+// all that was added: the other scenarios leave messages in the server's
+// store too.
+func (r *runner) serverAfter(s *serverResult, t workerStats) {
+	nodes := s.Nodes
+	if nodes == nil {
+		nodes = []nodeResult{{PID: s.PID, RSSBeforeKB: s.RSSBeforeKB}}
+	}
+	all := true
+	s.RSSBeforeKB, s.RSSAfterKB = 0, 0
+	for k := range nodes {
+		n := &nodes[k]
+		if r.pids[k] == 0 {
+			all = false
+			continue
+		}
+		n.RSSAfterKB, _ = readRSSKB(r.pids[k])
+		s.RSSBeforeKB += n.RSSBeforeKB
+		s.RSSAfterKB += n.RSSAfterKB
+		conns := t.Open
+		if len(nodes) > 1 {
+			conns = 0
+			if k < len(t.OpenByNode) {
+				conns = t.OpenByNode[k]
+			}
+		}
+		if conns > 0 && n.RSSAfterKB > 0 && r.cfg.Scenario == "idle" {
+			n.Conns = conns
+			n.PerConnKB = float64(n.RSSAfterKB-n.RSSBeforeKB) / float64(conns)
+		}
+	}
+	if all && t.Open > 0 && s.RSSAfterKB > 0 && r.cfg.Scenario == "idle" {
+		s.Conns = t.Open
+		s.PerConnKB = float64(s.RSSAfterKB-s.RSSBeforeKB) / float64(t.Open)
+	}
+}
+
+// serverRSSKB is the nodes' memory now, summed over those whose pid is
+// known; 0 when none is.
+func (r *runner) serverRSSKB() int64 {
+	var sum int64
+	for _, pid := range r.pids {
+		if pid != 0 {
+			if rss, err := readRSSKB(pid); err == nil {
+				sum += rss
+			}
+		}
+	}
+	return sum
 }
 
 // resolveUsers sets the connection → user mapping and the user list.
@@ -355,7 +446,7 @@ func (r *runner) notify(ctx context.Context) (*notifyResult, error) {
 
 	// The send window: from the first message due to the last reply. The
 	// server's CPU is read at both ends, so the connect phase is not in it.
-	cpu := startCPU(r.pid)
+	cpu := startCPU(r.cpuSources)
 	start := time.Now()
 	r.pace(ctx, start, jobs)
 	close(jobs)
@@ -526,10 +617,8 @@ func (r *runner) progress(ctx context.Context, start time.Time) {
 			s := r.fleet.totals()
 			dt := now.Sub(prevAt).Seconds()
 			srv := ""
-			if r.pid != 0 {
-				if rss, err := readRSSKB(r.pid); err == nil {
-					srv = fmt.Sprintf(" | server rss %s", mib(rss))
-				}
+			if rss := r.serverRSSKB(); rss > 0 {
+				srv = fmt.Sprintf(" | server rss %s", mib(rss))
 			}
 			errs := s.ConnectFailed + s.Dropped + s.BadFrames + s.ChurnFailed + s.ResumeFailed +
 				s.Gaps + s.Duplicates + s.Resets + r.apiErrs.Load()

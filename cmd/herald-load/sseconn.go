@@ -174,7 +174,7 @@ func (w *worker) dialSSE(ctx context.Context, i int, tok string, kind connKind) 
 	took := time.Since(t0)
 	ok = true
 	c := &wconn{w: w, nc: nc, idx: i, sse: &sseStream{chunked: h.chunked}}
-	w.open.Add(1)
+	w.opened(i, 1)
 	if kind == connResume {
 		// Before anything is read: the first message must find the
 		// connection resumed.

@@ -40,6 +40,9 @@ type worker struct {
 	churnClosed, churnReconnected, churnFailed           atomic.Int64
 	connectDone, churnDone                               atomic.Bool
 	connectStart, connectEnd                             atomic.Int64 // unix nanos
+	// nodeOpen is open by node of the target (-url a,b,c), in URL order;
+	// nil in tests that build a worker by hand.
+	nodeOpen []atomic.Int64
 
 	// Resume scenario. streams is each connection's place in its user's
 	// stream, by index; nil unless the spec asks for herald.v1. It is
@@ -194,6 +197,7 @@ func newWorker(spec workerSpec, out *eventWriter) (*worker, error) {
 		spec: spec, out: out,
 		conns:   make([]*wconn, spec.Count),
 		latency: newHistogram(), connect: newHistogram(), reconnect: newHistogram(),
+		nodeOpen: make([]atomic.Int64, max(1, len(spec.URLs))),
 	}
 	if spec.TrackSeqs {
 		w.seqs = make(map[int64]*seqStat)
@@ -411,7 +415,7 @@ func (w *worker) dialWS(ctx context.Context, i int, tok string, kind connKind) (
 		return nil, 0, fmt.Errorf("server chose subprotocol %q, not %q", hs.Protocol, w.spec.Protocol)
 	}
 	c := &wconn{w: w, nc: nc, idx: i}
-	w.open.Add(1)
+	w.opened(i, 1)
 	if kind == connResume {
 		// Before anything is read: the first message must find the
 		// connection resumed.
@@ -652,6 +656,43 @@ func (w *worker) addError(msg string) {
 	w.hmu.Unlock()
 }
 
+// nodeOf is the index in the spec's URLs of the node connection i (of
+// this worker) is on: WebSocket connections go round the nodes by their
+// global index, an SSE worker's streams all go to one node (see
+// workerSpec.URLs).
+func (w *worker) nodeOf(i int) int {
+	n := len(w.spec.URLs)
+	switch {
+	case n <= 1:
+		return 0
+	case w.sse != nil:
+		return w.spec.ID % n
+	}
+	return (w.spec.First + i) % n
+}
+
+// opened counts connection i opening (delta 1) or closing (-1), in all and
+// on its node.
+func (w *worker) opened(i int, delta int64) {
+	w.open.Add(delta)
+	if k := w.nodeOf(i); k < len(w.nodeOpen) {
+		w.nodeOpen[k].Add(delta)
+	}
+}
+
+// openByNode is the open connections per node, in URL order; nil with one
+// node (Open says it all).
+func (w *worker) openByNode() []int64 {
+	if len(w.nodeOpen) <= 1 {
+		return nil
+	}
+	out := make([]int64, len(w.nodeOpen))
+	for k := range w.nodeOpen {
+		out[k] = w.nodeOpen[k].Load()
+	}
+	return out
+}
+
 func (w *worker) snapshot(rss int64) workerStats {
 	w.hmu.Lock()
 	defer w.hmu.Unlock()
@@ -667,6 +708,7 @@ func (w *worker) snapshotLocked(rss int64) workerStats {
 		ConnectStart:      w.connectStart.Load(),
 		ConnectEnd:        w.connectEnd.Load(),
 		Open:              w.open.Load(),
+		OpenByNode:        w.openByNode(),
 		Dropped:           w.dropped.Load(),
 		BadFrames:         w.badFrames.Load(),
 		Delivered:         w.delivered.Load(),

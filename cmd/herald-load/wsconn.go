@@ -392,7 +392,7 @@ func (c *wconn) finish(cause error) {
 		c.w.poll.remove(c)
 	}
 	_ = c.nc.Close()
-	c.w.open.Add(-1)
+	c.w.opened(c.idx, -1)
 }
 
 // readLoop is the goroutine-per-connection reader (-client-io goroutine,
