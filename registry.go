@@ -35,16 +35,18 @@ import (
 // registrytest. All methods are safe for concurrent use.
 type Registry interface {
 	// Heartbeat renews node's lease. fresh reports that the Registry held
-	// no live lease for node before this call — the node is new, or its
-	// lease lapsed and its entries may be gone — so the node must Reset
-	// its entries; until it does, what was listed for it is not
-	// trustworthy.
+	// no live lease for node before this call, or cannot tell that it did
+	// (a retried write) — the node is new, or its lease lapsed and its
+	// entries may be gone — so the node must Reset its entries; until it
+	// does, what was listed for it is not trustworthy.
 	Heartbeat(ctx context.Context, node string) (fresh bool, err error)
 	// Sync records that conns opened and ids closed on node, in that
 	// order: an id in both (opened and closed since the last Sync) ends up
-	// absent. Entries carry their own Node, which Sync sets to node.
+	// absent. Entries carry their own Node, which Sync sets to node. Sync
+	// and Reset before the node's first Heartbeat succeed but list
+	// nothing: that Heartbeat reports fresh and drops what they wrote.
 	Sync(ctx context.Context, node string, opened []ConnInfo, closed []ConnID) error
-	// Reset replaces every entry of node with conns.
+	// Reset replaces every entry of node with conns, setting their Node.
 	Reset(ctx context.Context, node string, conns []ConnInfo) error
 	// Leave ends node's lease and removes its entries at once: a clean
 	// shutdown, after which readers no longer list them.
@@ -60,6 +62,9 @@ type Registry interface {
 	// nodes other than except ("" counts every node). Users without any
 	// are absent from the map.
 	Count(ctx context.Context, users []UserID, except string) (map[UserID]int, error)
+	// Total returns how many live connections nodes other than except
+	// hold ("" counts every node): what a broadcast reaches beyond a node.
+	Total(ctx context.Context, except string) (int, error)
 }
 
 // DefaultRegistryTTL is how long a node's lease lasts without a heartbeat

@@ -177,6 +177,9 @@ func TestRepliesCountTheCluster(t *testing.T) {
 	if err != nil || res[0].Connections != 3 {
 		t.Fatalf("Publish reached %+v, %v; want 3 connections", res, err)
 	}
+	if m, n := st.Broadcast(context.Background(), []byte(`2`)); m == nil || n != 3 {
+		t.Fatalf("Broadcast reached %d, want 3", n)
+	}
 	if n := st.DisconnectUser(context.Background(), "u"); n != 3 {
 		t.Fatalf("DisconnectUser closed %d, want 3", n)
 	}

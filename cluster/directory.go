@@ -126,6 +126,15 @@ func (n *Node) countLoop() {
 	}
 }
 
+// TotalElsewhere returns how many connections the other nodes hold.
+func (n *Node) TotalElsewhere(ctx context.Context) (int, error) {
+	t, err := n.cfg.Registry.Total(ctx, n.cfg.Node)
+	if err != nil {
+		return 0, fmt.Errorf("connection registry: %w", err)
+	}
+	return t, nil
+}
+
 // Conn finds a connection another node holds. One this node would hold is
 // not looked up (the hub is the truth for those): it is an ENotFound
 // *herald.Error, as is one the registry does not list.

@@ -161,6 +161,23 @@ func (r *Registry) UserConns(ctx context.Context, user herald.UserID) ([]herald.
 	return out, nil
 }
 
+// Total implements herald.Registry.
+func (r *Registry) Total(ctx context.Context, except string) (int, error) {
+	if err := ctx.Err(); err != nil {
+		return 0, err
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	now := r.now()
+	n := 0
+	for _, c := range r.conns {
+		if c.Node != except && r.liveLocked(c.Node, now) {
+			n++
+		}
+	}
+	return n, nil
+}
+
 // Count implements herald.Registry.
 func (r *Registry) Count(ctx context.Context, users []herald.UserID, except string) (map[herald.UserID]int, error) {
 	if err := ctx.Err(); err != nil {

@@ -350,6 +350,29 @@ const countSQL = `SELECT c.user_id, count(*)
 	WHERE c.user_id = ANY($1::text[]) AND c.node <> $2
 	GROUP BY c.user_id`
 
+const totalSQL = `SELECT count(*)
+	FROM registry_conns c JOIN registry_nodes n ON n.node = c.node AND n.expires_at > now()
+	WHERE c.node <> $1`
+
+// Total returns how many live connections nodes other than except hold
+// ("" counts every node).
+func (r *Registry) Total(ctx context.Context, except string) (int, error) {
+	if err := ctx.Err(); err != nil {
+		return 0, err
+	}
+	if !validText(except) {
+		except = "" // no node has this name, so it excludes nothing
+	}
+	var n int64
+	err := r.s.retried(ctx, "registry total", func(ctx context.Context) error {
+		return r.s.pool.QueryRow(ctx, totalSQL, except).Scan(&n)
+	})
+	if err != nil {
+		return 0, err
+	}
+	return int(n), nil
+}
+
 // Count returns how many live connections each of users holds on nodes
 // other than except ("" counts every node); users without any are absent.
 func (r *Registry) Count(ctx context.Context, users []herald.UserID, except string) (map[herald.UserID]int, error) {

@@ -476,6 +476,13 @@ func testCount(t *testing.T, open Open) {
 	}
 	checkCount(t, r, nil, "", nil)
 	checkCount(t, r, []herald.UserID{"u3"}, "", nil)
+
+	// Total counts every user's, on the nodes asked for.
+	for except, want := range map[string]int{"": 5, "a": 2, "b": 3, "no-such-node": 5} {
+		if got, err := r.Total(context.Background(), except); err != nil || got != want {
+			t.Fatalf("Total(except %q) = %d, %v; want %d", except, got, err, want)
+		}
+	}
 }
 
 func testFieldsRoundTrip(t *testing.T, open Open) {
@@ -537,6 +544,9 @@ func testLeaseLapse(t *testing.T, open Open) {
 			return false
 		}
 		if !slices.Equal(UserConnIDs(t, r, "shared"), []herald.ConnID{"s-b"}) {
+			return false
+		}
+		if n, err := r.Total(ctx, ""); err != nil || n != 2 {
 			return false
 		}
 		return maps.Equal(mustCount(t, r, users, ""), map[herald.UserID]int{"only-b": 1, "shared": 1})

@@ -39,6 +39,8 @@ type Cluster interface {
 	// CountElsewhere returns how many connections each of users holds
 	// on the other nodes; users with none are absent.
 	CountElsewhere(ctx context.Context, users []herald.UserID) (map[herald.UserID]int, error)
+	// TotalElsewhere returns how many connections the other nodes hold.
+	TotalElsewhere(ctx context.Context) (int, error)
 }
 
 // Option configures a Service.
@@ -118,13 +120,21 @@ func (s *Service) Publish(ctx context.Context, msgs []*herald.Message) ([]hub.Re
 
 // Broadcast queues data to every open connection on this node and, through
 // the broker, on the others. Broadcasts are not stored: there is no
-// per-user stream for "everyone". The count is this node's.
+// per-user stream for "everyone". The count is the cluster's: this node's
+// and what the registry lists on the others.
 func (s *Service) Broadcast(ctx context.Context, data []byte) (*herald.Message, int) {
 	now := s.now()
 	m := &herald.Message{ID: herald.NewMessageID(now), Time: now, Data: data}
 	n := s.hub.Broadcast(m)
 	if err := s.broker.Broadcast(context.WithoutCancel(ctx), m); err != nil {
 		s.log.Warn("broker broadcast failed", "err", err)
+	}
+	if s.cluster != nil {
+		if others, err := s.cluster.TotalElsewhere(ctx); err != nil {
+			s.log.Warn("broadcast count is this node's only: the registry failed", "err", err)
+		} else {
+			n += others
+		}
 	}
 	return m, n
 }

@@ -28,21 +28,24 @@ var clusterRE = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
 type config struct {
 	ConfigFile string
 
-	Env      string // "production" refuses to start without secrets
-	Dev      bool
-	Addr     string
-	Admin    string
-	DB       string
-	Store    string // "" = the SQLite file DB; postgres://… = PostgreSQL (package postgres)
-	Broker   string // "" = in-process; redis://… or nats://…
-	Cluster  string // namespace of the broker's keys and subjects
-	NodeID   string // this node's name in the cluster; "" = generated
-	DBCheck  time.Duration
-	IO       string
-	TLSCert  string
-	TLSKey   string
-	LogLevel string
-	LogFmt   string
+	Env     string // "production" refuses to start without secrets
+	Dev     bool
+	Addr    string
+	Admin   string
+	DB      string
+	Store   string // "" = the SQLite file DB; postgres://… = PostgreSQL (package postgres)
+	Broker  string // "" = in-process; redis://… or nats://…
+	Cluster string // namespace of the broker's keys and subjects
+	NodeID  string // this node's name in the cluster; "" = generated
+	// RegistryTTL is the connection registry's lease: a dead node's
+	// connections stop being listed within it.
+	RegistryTTL time.Duration
+	DBCheck     time.Duration
+	IO          string
+	TLSCert     string
+	TLSKey      string
+	LogLevel    string
+	LogFmt      string
 
 	TokenSecret     string
 	TokenSecretFile string
@@ -192,6 +195,13 @@ func settings() []setting {
 			field: func(c *config) any { return &c.NodeID }, check: func(c *config) string {
 				if c.NodeID != "" && !clusterRE.MatchString(c.NodeID) {
 					return "letters, digits, - and _, 1 to 64"
+				}
+				return ""
+			}},
+		{name: "registry_ttl", kind: kDuration, group: "Cluster", def: herald.DefaultRegistryTTL.String(), usage: "the connection registry's lease: nodes renew it every third of it, and a dead node's connections stop being listed within it",
+			field: func(c *config) any { return &c.RegistryTTL }, check: func(c *config) string {
+				if c.RegistryTTL < 3*time.Second {
+					return "at least 3s (nodes renew it every third)"
 				}
 				return ""
 			}},

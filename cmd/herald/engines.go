@@ -38,6 +38,17 @@ func openStore(ctx context.Context, cfg config, log *slog.Logger) (herald.Store,
 	return s, nil
 }
 
+// openRegistry returns the cluster's connection registry — in PostgreSQL,
+// beside the store — when the node has a broker, that is when it is one
+// of a cluster; nil for a node alone, whose hub is the whole registry.
+func openRegistry(cfg config, store herald.Store) herald.Registry {
+	pg, ok := store.(*postgres.Store)
+	if cfg.Broker == "" || !ok {
+		return nil
+	}
+	return pg.Registry(cfg.RegistryTTL)
+}
+
 // broker is a Broker that can also say whether its connection works.
 type broker interface {
 	herald.Broker

@@ -15,6 +15,7 @@ import (
 
 	"github.com/herald-gw/herald/api"
 	"github.com/herald-gw/herald/awsapi"
+	"github.com/herald-gw/herald/cluster"
 	"github.com/herald-gw/herald/dashboard"
 	"github.com/herald-gw/herald/gateway"
 	"github.com/herald-gw/herald/health"
@@ -146,7 +147,18 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	}
 	defer broker.Close()
 
-	h := hub.New(cfg.MaxConnsPerUser)
+	// In a cluster the node keeps the connection registry and its broker
+	// subscriptions in step with its hub, and answers for the other
+	// nodes' connections.
+	var member *cluster.Node
+	var hubOpts []hub.Option
+	var streamOpts []stream.Option
+	if reg := openRegistry(cfg, inner); reg != nil {
+		member = cluster.New(cluster.Config{Node: node, Registry: reg, TTL: cfg.RegistryTTL, Broker: broker, Log: log})
+		hubOpts = append(hubOpts, hub.WithWatcher(member))
+		streamOpts = append(streamOpts, stream.WithCluster(member))
+	}
+	h := hub.New(cfg.MaxConnsPerUser, hubOpts...)
 	msgRate := cfg.ClientMsgRate
 	if msgRate == 0 {
 		msgRate = -1 // documented as unlimited; session's 0 means its default
@@ -162,7 +174,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		return err
 	}
 	events := sse.New(sse.Config{WriteTimeout: cfg.WriteTimeout, Gateway: gw}, sessions, tokens, log)
-	st := stream.New(store, h, broker, log)
+	st := stream.New(store, h, broker, log, streamOpts...)
 	stopSubscription, err := st.Subscribe(ctx)
 	if err != nil {
 		return fmt.Errorf("broker subscribe: %w", err)
@@ -175,6 +187,10 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		dash = dashboard.New(dashboard.Config{Dev: dev != nil, Tokens: issuer, Stream: streams, Log: log})
 	}
 	deps := api.Deps{Hub: h, Gateway: gw, SSE: events, Stream: streams, AWS: aws, Health: readiness{store, broker}, Dashboard: dash, Invoke: aws.Invoke(fns)}
+	if member != nil {
+		aws.WithRemote(member)
+		deps.Cluster = member
+	}
 	if router != nil {
 		deps.Routes = router
 	}
@@ -238,6 +254,10 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	var wg sync.WaitGroup
 	wg.Go(func() { _ = gw.Run(gwCtx) })
 	wg.Go(func() { sessions.Run(gwCtx) })
+	if member != nil {
+		// Leaves the registry once the drain is over (gwCtx ends).
+		wg.Go(func() { member.Run(gwCtx, h) })
+	}
 	if router != nil {
 		wg.Go(func() { router.Run(gwCtx) })
 	}
