@@ -342,3 +342,51 @@ func TestResolve(t *testing.T) {
 		}
 	}
 }
+
+// A COMMIT whose answer is lost although the server committed: the Append
+// succeeds with the offsets the messages were stored at, not zeros (a
+// false acknowledgement the cluster's outage test caught once), and
+// nothing is stored twice. The lost answer is injected after a real
+// COMMIT: no server can be made to drop exactly that reply on demand.
+func TestLostCommitAnswerKeepsOffsets(t *testing.T) {
+	var lose sync.Mutex
+	armed := true
+	opt := func(c *config) {
+		c.commitErr = func() error {
+			lose.Lock()
+			defer lose.Unlock()
+			if armed {
+				armed = false
+				return &net.OpError{Op: "read", Net: "tcp", Err: io.ErrUnexpectedEOF}
+			}
+			return nil
+		}
+	}
+	s := openTest(t, servicetest.Postgres(t), opt)
+	ctx := context.Background()
+	msgs := []*herald.Message{
+		{ID: "a1", User: "a", Data: []byte(`1`)},
+		{ID: "b1", User: "b", Data: []byte(`1`)},
+		{ID: "a2", User: "a", Data: []byte(`2`)},
+		{ID: "a3", User: "a", Data: []byte(`3`)},
+	}
+	if err := s.Append(ctx, msgs); err != nil {
+		t.Fatalf("Append with a lost commit answer: %v", err)
+	}
+	for i, want := range []uint64{1, 1, 2, 3} {
+		if msgs[i].Offset != want || msgs[i].Epoch == "" {
+			t.Fatalf("message %s: offset %d epoch %q, want offset %d", msgs[i].ID, msgs[i].Offset, msgs[i].Epoch, want)
+		}
+	}
+	next := []*herald.Message{{ID: "a4", User: "a", Data: []byte(`4`)}}
+	if err := s.Append(ctx, next); err != nil || next[0].Offset != 4 {
+		t.Fatalf("the next Append: offset %d, %v; want 4 (nothing stored twice)", next[0].Offset, err)
+	}
+	got, err := s.Since(ctx, "a", 0, 0)
+	if err != nil || len(got) != 4 {
+		t.Fatalf("stream a holds %d messages (%v), want 4", len(got), err)
+	}
+	if armed {
+		t.Fatal("the commit answer was never lost: the test tested nothing")
+	}
+}

@@ -49,6 +49,10 @@ type config struct {
 	maxBatch      int
 	maxBatchBytes int
 	writeTimeout  time.Duration
+	// commitErr, when set, is called after each COMMIT that succeeded
+	// and may return an error in its place: how a test loses a commit's
+	// answer, a fault no real server can be made to produce on demand.
+	commitErr func() error
 }
 
 func defaultConfig() config {

@@ -599,8 +599,14 @@ func (s *Store) tryWrite(ctx context.Context, a *batchArgs) (last map[string]int
 		}
 		return nil, "", false, err
 	}
-	if _, err := conn.Exec(ctx, "COMMIT"); err != nil {
-		return nil, xid, true, err
+	_, err = conn.Exec(ctx, "COMMIT")
+	if err == nil && s.cfg.commitErr != nil {
+		err = s.cfg.commitErr()
+	}
+	if err != nil {
+		// last is complete: if resolve finds the transaction committed,
+		// these are the offsets the messages were stored at.
+		return last, xid, true, err
 	}
 	return last, xid, true, nil
 }
