@@ -272,6 +272,17 @@ type Health interface {
 	Ready() error
 }
 
+// Unready is an error a Health may return to name the dependency that
+// fails: /readyz's message then says "<What> failing" rather than
+// "store failing", which is what it says of any other error.
+type Unready struct {
+	What string // "broker", say
+	Err  error
+}
+
+func (u *Unready) Error() string { return u.What + ": " + u.Err.Error() }
+func (u *Unready) Unwrap() error { return u.Err }
+
 // Server holds the API's dependencies.
 type Server struct {
 	cfg      Config
@@ -340,7 +351,11 @@ func (s *Server) Ready() error {
 	}
 	if s.health != nil {
 		if err := s.health.Ready(); err != nil {
-			return &herald.Error{Code: herald.EUnavailable, Message: "store failing; the server log says why", Err: err}
+			what := "store"
+			if u := (*Unready)(nil); errors.As(err, &u) {
+				what = u.What
+			}
+			return &herald.Error{Code: herald.EUnavailable, Message: what + " failing; the server log says why", Err: err}
 		}
 	}
 	return nil

@@ -379,6 +379,9 @@ func TestStoreHealth(t *testing.T) {
 	runRouteTests(t, []routeTest{
 		{name: "readyz", req: newRequest("GET", "/readyz", ""), setup: failing, status: http.StatusServiceUnavailable, code: herald.EUnavailable, msg: "store failing; the server log says why", check: quiet},
 		{name: "healthz", req: newRequest("GET", "/healthz", ""), setup: failing, status: http.StatusOK, body: `{"status":"ok"}`},
+		{name: "readyz names the broker", req: newRequest("GET", "/readyz", ""), setup: func(f *fixture) {
+			f.health.err = &Unready{What: "broker", Err: errors.New("dial tcp 127.0.0.1:6379: connection refused")}
+		}, status: http.StatusServiceUnavailable, code: herald.EUnavailable, msg: "broker failing; the server log says why"},
 		{name: "recovered", req: newRequest("GET", "/readyz", ""), setup: func(f *fixture) { failing(f); f.health.err = nil }, status: http.StatusOK, body: `{"status":"ready"}`},
 	})
 }

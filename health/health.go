@@ -106,6 +106,14 @@ type Store struct {
 	mu     sync.Mutex
 	closed bool // Close was called: errors since are expected, not failures
 
+	// The probe: a store that can check itself (a database ping) is asked
+	// by Ready, at most once per ProbeEvery, so that readiness follows the
+	// store even when no call comes — a node out of its load balancer gets
+	// none, and would otherwise stay out after the store is back.
+	probe     func() error // nil: the store has no check of its own
+	lastProbe time.Time
+	probing   sync.Mutex // one probe at a time; others read the state
+
 	// Readiness.
 	failing   bool
 	failSince time.Time // when the current failing spell began
@@ -136,7 +144,40 @@ func New(inner herald.Store, o Options) *Store {
 	if s.interval <= 0 {
 		s.interval = DefaultLogInterval
 	}
+	if p, ok := inner.(interface{ Ready() error }); ok {
+		s.probe = p.Ready
+	}
 	return s
+}
+
+// ProbeEvery is how often Ready asks a store that can check itself (one
+// with a Ready method, such as PostgreSQL's ping) whether it works.
+const ProbeEvery = time.Second
+
+// runProbe asks the store to check itself when the last probe is older
+// than ProbeEvery, and records the outcome like a call's: a failure marks
+// the store failing (an outage seen with no traffic), a success healthy
+// (a recovery seen with no traffic).
+func (s *Store) runProbe() {
+	if s.probe == nil || !s.probing.TryLock() {
+		return
+	}
+	defer s.probing.Unlock()
+	now := s.now()
+	s.mu.Lock()
+	due := !s.closed && now.Sub(s.lastProbe) >= ProbeEvery
+	if due {
+		s.lastProbe = now
+	}
+	s.mu.Unlock()
+	if !due {
+		return
+	}
+	if err := s.probe(); err != nil {
+		s.failure("ready", err)
+	} else {
+		s.success()
+	}
 }
 
 // Unwrap returns the watched store.
@@ -150,8 +191,11 @@ func (s *Store) Unwrap() herald.Store { return s.inner }
 //
 // Ready also closes an incident whose quiet interval has passed (see
 // Options.LogInterval), so that a probe polling it logs the recovery even
-// when no other call comes.
+// when no other call comes. When the store can check itself (it has a
+// Ready method: PostgreSQL pings), Ready asks it first, at most once per
+// ProbeEvery, so that an outage and the recovery show without traffic.
 func (s *Store) Ready() error {
+	s.runProbe()
 	now := s.now()
 	s.mu.Lock()
 	switch {

@@ -496,3 +496,55 @@ func TestConcurrent(t *testing.T) {
 		t.Fatalf("after a final success: %v", err)
 	}
 }
+
+// selfChecking is a store with a check of its own, as PostgreSQL's ping.
+type selfChecking struct {
+	*faulty
+	mu     sync.Mutex
+	down   error
+	probes int
+}
+
+func (s *selfChecking) Ready() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.probes++
+	return s.down
+}
+
+func (s *selfChecking) setDown(err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.down = err
+}
+
+// Readiness follows a store that can check itself without any call: an
+// outage shows at the next probe, and so does the recovery — a node that
+// its load balancer took out (so that no traffic comes) gets back in.
+func TestReadyProbesTheStore(t *testing.T) {
+	clk := newClock()
+	inner := &selfChecking{faulty: newFaulty(clk)}
+	s := New(inner, Options{Now: clk.Now, Logger: slog.New(slog.DiscardHandler)})
+	if err := s.Ready(); err != nil || inner.probes != 1 {
+		t.Fatalf("first Ready: %v after %d probes", err, inner.probes)
+	}
+	down := errors.New("dial tcp 127.0.0.1:5432: connection refused")
+	inner.setDown(down)
+	// Within ProbeEvery the last probe's answer stands: a busy /readyz
+	// does not ping the database on every call.
+	if err := s.Ready(); err != nil || inner.probes != 1 {
+		t.Fatalf("Ready within ProbeEvery: %v after %d probes", err, inner.probes)
+	}
+	clk.Advance(ProbeEvery)
+	if err := s.Ready(); !errors.Is(err, down) || herald.ErrorCodeOf(err) != herald.EUnavailable {
+		t.Fatalf("Ready with the store down and no traffic = %v, want unavailable wrapping %v", err, down)
+	}
+	inner.setDown(nil)
+	if err := s.Ready(); err == nil {
+		t.Fatal("recovered before the next probe was due")
+	}
+	clk.Advance(ProbeEvery)
+	if err := s.Ready(); err != nil {
+		t.Fatalf("Ready with the store back and no traffic = %v, want nil", err)
+	}
+}

@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/herald-gw/herald"
+	"github.com/herald-gw/herald/api"
 	"github.com/herald-gw/herald/memory"
 	"github.com/herald-gw/herald/nats"
 	"github.com/herald-gw/herald/postgres"
@@ -111,7 +112,7 @@ func (r readiness) Ready() error {
 		return err
 	}
 	if err := r.broker.Ready(); err != nil {
-		return fmt.Errorf("broker: %w", err)
+		return &api.Unready{What: "broker", Err: err}
 	}
 	return nil
 }
