@@ -93,7 +93,10 @@ func (b *Broker) Broadcast(ctx context.Context, m *herald.Message) error {
 	return b.enqueue("broadcast", it)
 }
 
-// Control queues c for the other nodes.
+// Control queues c for the other nodes: on the user's channel for a
+// control about a user, so that it reaches the nodes watching the user, on
+// the control channel that every node subscribes to for one about a
+// connection.
 func (b *Broker) Control(ctx context.Context, c herald.Control) error {
 	if err := b.check(ctx, "control"); err != nil {
 		return err
@@ -101,8 +104,12 @@ func (b *Broker) Control(ctx context.Context, c herald.Control) error {
 	if err := herald.CheckControl(c); err != nil {
 		return fmt.Errorf("redis: control: %w", err)
 	}
+	ch := b.controlCh
+	if !c.Kind.ByConn() {
+		ch = b.userChannel(c.User)
+	}
 	var it item
-	it.add(b.controlCh, encodeControl(nil, b.node, c))
+	it.add(ch, encodeControl(nil, b.node, c))
 	return b.enqueue("control", it)
 }
 

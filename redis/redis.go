@@ -9,16 +9,28 @@
 // pub/sub channels are global to a Redis server, whatever database the URL
 // names, so the prefix is what keeps two clusters on one Redis apart):
 //
-//	<prefix>u:<base64url(user)>   the committed messages of one user
+//	<prefix>u:<base64url(user)>   the committed messages of one user, and the
+//	                              controls about that user (push, disconnect)
 //	<prefix>b                     broadcasts
-//	<prefix>c                     controls (push, disconnect, post to a connection)
+//	<prefix>c                     the controls about one connection (post, disconnect)
 //
-// A user's messages travel on a channel of their own so that a node can,
-// later, subscribe only to the users it holds (see Broker.subscription). Today
-// every node receives every user's messages, as the herald.Broker contract
-// asks ("deliver to every other node"): it subscribes to the pattern
-// <prefix>u:*. Controls share one channel because every node must see
-// each: only the node holding a connection knows it holds it.
+// A user's messages, and the controls about a user (ControlPush,
+// ControlDisconnectUser), travel on the user's channel, and a node
+// subscribes to the channels of the users it holds a connection of
+// (herald.BrokerInterest: the node's hub calls Watch and Unwatch per
+// connection; see interest.go). Redis then sends a user's messages to the
+// nodes that need them and to no other: with N nodes a notification costs
+// one delivery instead of N-1, and a node spends nothing on users it does
+// not hold. A channel stays subscribed Options.Linger after the user's
+// last connection on the node closed, so that a reloading tab costs no
+// UNSUBSCRIBE and SUBSCRIBE. Broadcasts and the controls about one
+// connection share the channels every node subscribes to: only the node
+// holding a connection knows it holds it.
+//
+// A node of an earlier version, which subscribes to every user's channel
+// with the pattern <prefix>u:* and sends the controls about a user on
+// <prefix>c, works with these nodes during a rolling upgrade: it receives
+// everything, as before, and they receive its user controls on <prefix>c.
 //
 // # Order, loss, duplicates
 //
@@ -41,13 +53,16 @@
 //
 // # Reconnecting
 //
-// go-redis reconnects and resubscribes by itself when a connection
-// breaks; the broker logs when its subscription is lost and when it is
-// back, and Ready reports the outage meanwhile. A connection that breaks
-// silently (a peer gone without a reset) would hang until TCP gives up,
-// minutes later, so the broker also pings a quiet subscription every
-// Options.HealthInterval and replaces it when a ping goes unanswered for
-// another interval.
+// When its pub/sub connection breaks the broker opens a new one and
+// subscribes again to everything the node needs (the broadcast and
+// control channels, and every watched user's channel), logs when the
+// subscription is lost and when it is back, and Ready reports the outage
+// meanwhile; once Redis has confirmed it all, the handlers are told
+// (herald.BrokerResync), so that the node's sessions check the Store for
+// what they missed. A connection that breaks silently (a peer gone
+// without a reset) would hang until TCP gives up, minutes later, so the
+// broker also pings a quiet subscription every Options.HealthInterval and
+// replaces it when a ping goes unanswered for another interval.
 package redis
 
 import (
@@ -77,6 +92,11 @@ const (
 	DefaultHealthInterval = 2 * time.Second
 )
 
+// resyncToken is the payload of the PING the reader sends after
+// subscribing on a new connection: Redis answers in order, so its PONG
+// says that every SUBSCRIBE before it is in place.
+const resyncToken = "herald-resync"
+
 // flushTimeout bounds how long Close waits for the writer to send what is
 // still queued.
 const flushTimeout = 5 * time.Second
@@ -105,6 +125,12 @@ type Options struct {
 	// DefaultHealthInterval when <= 0. A handler call that blocks for
 	// longer also leaves the ping unread, and costs a reconnection.
 	HealthInterval time.Duration
+	// Linger is how long the node stays subscribed to a user's channel
+	// after the user's last connection on it closed (Unwatch), so that a
+	// connection that comes back at once (a reloaded tab) costs no
+	// UNSUBSCRIBE and SUBSCRIBE; DefaultLinger when <= 0. The channel is
+	// unsubscribed between Linger and Linger plus a second after.
+	Linger time.Duration
 }
 
 // ErrClosed is returned by the calls of a Broker after its Close. It carries
@@ -131,7 +157,6 @@ type Broker struct {
 	prefix      string
 	broadcastCh string
 	controlCh   string
-	userPattern string
 
 	// Publishing: queue feeds the writer. mu guards closed and the sends
 	// on queue, so that Close can close it.
@@ -164,6 +189,16 @@ type Broker struct {
 	closeOnce  sync.Once
 
 	state linkState
+
+	// Per-user interest (interest.go): imu guards interests, idle and
+	// toSubscribe; it is taken before psMu when both are.
+	linger      time.Duration
+	imu         sync.Mutex
+	interests   map[string]*interest // by channel
+	idle        map[string]*interest // the interests with no connection left
+	toSubscribe []string             // channels waiting for the manager
+	kick        chan struct{}        // wakes the manager
+	managerDone chan struct{}
 }
 
 var _ herald.Broker = (*Broker)(nil)
@@ -199,6 +234,9 @@ func New(ctx context.Context, url string, opts Options) (*Broker, error) {
 	if opts.HealthInterval <= 0 {
 		opts.HealthInterval = DefaultHealthInterval
 	}
+	if opts.Linger <= 0 {
+		opts.Linger = DefaultLinger
+	}
 	ropts.ClientName = clientName(opts.Node)
 	// Never resend: a pipeline resent after its reply was lost may have
 	// run already, and the broker must not duplicate (see the package
@@ -214,19 +252,24 @@ func New(ctx context.Context, url string, opts Options) (*Broker, error) {
 		prefix:      opts.Prefix,
 		broadcastCh: opts.Prefix + "b",
 		controlCh:   opts.Prefix + "c",
-		userPattern: globEscape(opts.Prefix+"u:") + "*",
 		queue:       make(chan item, opts.QueueSize),
 		queueBytes:  int64(opts.QueueBytes),
 		writerDone:  make(chan struct{}),
 		done:        make(chan struct{}),
 		readerDone:  make(chan struct{}),
 		healthDone:  make(chan struct{}),
+		linger:      opts.Linger,
+		interests:   make(map[string]*interest),
+		idle:        make(map[string]*interest),
+		kick:        make(chan struct{}, 1),
+		managerDone: make(chan struct{}),
 	}
 	b.state.init()
 	b.wctx, b.wcancel = context.WithCancel(context.Background())
 	go b.write()
 	go b.read()
 	go b.watch()
+	go b.manage()
 
 	if err := b.state.waitUp(ctx, b.done); err != nil {
 		last := b.state.lastError()
@@ -277,6 +320,7 @@ func (b *Broker) Close() error {
 			_ = ps.Close()
 		}
 		<-b.readerDone
+		<-b.managerDone
 
 		b.subsMu.Lock()
 		b.subsClosed = true
@@ -297,34 +341,12 @@ func (b *Broker) Close() error {
 	return nil
 }
 
-// userChannel is the channel of user's messages. The id is base64url
-// encoded so that any id, whatever bytes it holds, makes a plain channel
-// name with no glob character in it.
+// userChannel is the channel of user's messages and user controls. The
+// id is base64url encoded so that any id, whatever bytes it holds, makes a
+// plain channel name, with no glob character to trip a PSUBSCRIBE of an
+// operator's tool.
 func (b *Broker) userChannel(u herald.UserID) string {
 	return b.prefix + "u:" + base64.RawURLEncoding.EncodeToString([]byte(u))
-}
-
-// subscription lists what a node subscribes to. Today: every user's
-// channel through one pattern, and the broadcast and control channels.
-// Subscribing only to the users a node holds replaces the pattern with a
-// channel per user, added and removed as the hub gains and loses a user's
-// first and last connection (see docs).
-func (b *Broker) subscription() (patterns, channels []string) {
-	return []string{b.userPattern}, []string{b.broadcastCh, b.controlCh}
-}
-
-// globEscape escapes the characters Redis patterns give a meaning to, so
-// that a prefix is matched literally.
-func globEscape(s string) string {
-	var sb strings.Builder
-	for _, r := range s {
-		switch r {
-		case '*', '?', '[', ']', '\\':
-			sb.WriteByte('\\')
-		}
-		sb.WriteRune(r)
-	}
-	return sb.String()
 }
 
 // clientName makes the Redis client name of a node: CLIENT SETNAME takes
@@ -366,6 +388,7 @@ type linkState struct {
 	subUp     bool
 	everUp    bool
 	upCh      chan struct{} // closed while the subscription is up
+	lostCh    chan struct{} // closed when the subscription that is up is lost
 	subErr    error         // why it is down
 	downSince time.Time
 	writeErr  error // the last publish failure, nil once one succeeds
@@ -374,6 +397,7 @@ type linkState struct {
 
 func (s *linkState) init() {
 	s.upCh = make(chan struct{})
+	s.lostCh = make(chan struct{})
 	s.subErr = errors.New("not subscribed yet")
 	s.downSince = time.Now()
 }
@@ -410,6 +434,7 @@ func (s *linkState) subscribed() (down time.Duration, again, changed bool) {
 	again = s.everUp
 	s.everUp = true
 	close(s.upCh)
+	s.lostCh = make(chan struct{})
 	return time.Since(s.downSince), again, true
 }
 
@@ -423,6 +448,7 @@ func (s *linkState) lost(err error) (changed bool) {
 		return false
 	}
 	s.subUp = false
+	close(s.lostCh)
 	s.upCh = make(chan struct{})
 	s.subErr = err
 	s.downSince = time.Now()
@@ -452,6 +478,14 @@ func (s *linkState) isUp() bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.subUp
+}
+
+// link reports whether the subscription is up and, if so, a channel
+// closed when it is lost.
+func (s *linkState) link() (up bool, lost <-chan struct{}) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.subUp, s.lostCh
 }
 
 func (s *linkState) lastError() error {

@@ -92,69 +92,128 @@ func (b *Broker) Subscribe(ctx context.Context, h herald.BrokerHandler) (stop fu
 }
 
 // read is the reader goroutine: it receives from the node's pub/sub
-// connection and dispatches to the handlers, until Close. go-redis
-// reconnects and resubscribes within Receive; read only notes the outage
-// and paces the attempts, and opens a new PubSub when the health check
-// closed one that had stopped answering.
+// connection and dispatches to the handlers, until Close. Each connection
+// gets a PubSub of its own: when one breaks (or the health check closes
+// it) the reader notes the outage, waits a little when Redis failed, and
+// opens another, on which it subscribes everything the node needs.
+//
+// go-redis would reconnect a PubSub by itself and subscribe again to what
+// it remembers, but then a confirmation read after the break could belong
+// to either connection, and one for a channel the node has since left
+// could be taken for that of a new Watch. A PubSub per connection makes
+// every confirmation the reader reads answer a command of that connection,
+// in order. (go-redis may still reconnect a broken PubSub before the
+// reader closes it; that connection is closed unused.)
 func (b *Broker) read() {
 	defer close(b.readerDone)
-	patterns, channels := b.subscription()
-	want := len(patterns) + len(channels)
 	backoff := time.Duration(0)
 	for {
-		ps := b.open(patterns, channels)
+		ps, err := b.open()
 		if ps == nil {
 			return // closing
 		}
-		for {
-			v, err := ps.Receive(context.Background())
-			if errors.Is(err, goredis.ErrClosed) {
-				break // closed by Close or by the health check
-			}
-			if err != nil {
-				b.lost(err)
-				b.pause(&backoff)
-				continue
-			}
-			b.traffic.Add(1)
-			switch v := v.(type) {
-			case *goredis.Subscription:
-				// Redis confirms each channel with the number the
-				// connection is subscribed to: the last confirmation
-				// of a (re)subscription says it is complete.
-				if (v.Kind == "subscribe" || v.Kind == "psubscribe") && v.Count >= want {
-					backoff = 0
-					b.subscribed()
-				}
-			case *goredis.Message:
-				b.dispatch(v.Channel, v.Payload)
-			}
+		if err == nil {
+			err = b.receive(ps, &backoff)
+		}
+		_ = ps.Close()
+		if b.isClosing() {
+			return
+		}
+		if err != nil {
+			b.lost(err)
+			b.pause(&backoff)
 		}
 	}
 }
 
-// open makes a new PubSub and asks for the node's subscription on it, or
-// returns nil once the broker is closing. A failure to reach Redis here is
-// not final: go-redis remembers what to subscribe to and sends it when the
-// next Receive connects.
-func (b *Broker) open(patterns, channels []string) *goredis.PubSub {
+// receive reads from ps until it fails, returning the error, or is closed
+// (by the health check), returning nil.
+func (b *Broker) receive(ps *goredis.PubSub, backoff *time.Duration) error {
+	for {
+		v, err := ps.Receive(context.Background())
+		if errors.Is(err, goredis.ErrClosed) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		b.traffic.Add(1)
+		switch v := v.(type) {
+		case *goredis.Subscription:
+			if v.Kind == "subscribe" {
+				b.confirm(v.Channel)
+			}
+		case *goredis.Pong:
+			// The PONG of the PING open sent after its SUBSCRIBEs:
+			// everything the node needed then is subscribed. Watches
+			// that failed while Redis was away, after open took its
+			// list, are subscribed before the node is told, with
+			// another PING.
+			if v.Payload != resyncToken {
+				break // the health check's
+			}
+			if err := b.subscribeQueued(ps); err != nil {
+				return err
+			}
+			b.imu.Lock()
+			more := len(b.toSubscribe) > 0
+			b.imu.Unlock()
+			if !more {
+				*backoff = 0
+				b.subscribed()
+				b.kickManager() // lingering interests may be due
+			}
+		case *goredis.Message:
+			b.dispatch(v.Channel, v.Payload)
+		}
+	}
+}
+
+// subscribeQueued sends a SUBSCRIBE for the channels queued while the
+// subscription was down, followed by a PING, if there are any.
+func (b *Broker) subscribeQueued(ps *goredis.PubSub) error {
+	b.imu.Lock()
+	subs := b.takeQueued()
+	b.imu.Unlock()
+	if len(subs) == 0 {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), b.health)
+	defer cancel()
+	for c := range slices.Chunk(subs, maxChannelsPerCommand) {
+		if err := ps.Subscribe(ctx, c...); err != nil {
+			return err
+		}
+	}
+	return ps.Ping(ctx, resyncToken)
+}
+
+// open makes a new PubSub, subscribes on it to the broadcast and control
+// channels and to every watched user's channel, and sends a PING after
+// them (see receive). It returns a nil PubSub once the broker is closing,
+// and the PubSub with an error when Redis could not be reached.
+func (b *Broker) open() (*goredis.PubSub, error) {
+	b.imu.Lock()
 	b.psMu.Lock()
 	if b.closing {
 		b.psMu.Unlock()
-		return nil
+		b.imu.Unlock()
+		return nil, nil
 	}
 	ps := b.client.Subscribe(context.Background()) // no channel yet: sends nothing
 	b.ps = ps
 	b.psMu.Unlock()
+	channels := b.watchedChannels()
+	b.imu.Unlock()
+
 	ctx, cancel := context.WithTimeout(context.Background(), b.health)
 	defer cancel()
-	if err := ps.PSubscribe(ctx, patterns...); err != nil {
-		b.lost(err)
+	for c := range slices.Chunk(channels, maxChannelsPerCommand) {
+		if err := ps.Subscribe(ctx, c...); err != nil {
+			return ps, err
+		}
 	}
-	if err := ps.Subscribe(ctx, channels...); err != nil {
-		b.lost(err)
-	}
-	return ps
+	return ps, ps.Ping(ctx, resyncToken)
 }
 
 // pause waits before the next attempt to receive after an error: not at
