@@ -12,6 +12,10 @@ import (
 	"github.com/herald-gw/herald/servicetest"
 )
 
+// quietLog returns a logger that discards the brokers' log lines, for
+// benchmarks.
+func quietLog() *slog.Logger { return slog.New(slog.DiscardHandler) }
+
 // counter is a handler that counts messages and lets a publisher wait
 // until no more than a window of them is in flight.
 type counter struct {
@@ -67,7 +71,7 @@ func BenchmarkPublish(b *testing.B) {
 	for _, batch := range []int{1, 16} {
 		b.Run(fmt.Sprintf("batch=%d", batch), func(b *testing.B) {
 			url, prefix := servicetest.NATS(b)
-			quiet := slog.New(slog.DiscardHandler)
+			quiet := quietLog()
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 			defer cancel()
 			pub, err := New(ctx, url, Options{Prefix: prefix, Node: "pub", Log: quiet})
@@ -97,6 +101,9 @@ func BenchmarkPublish(b *testing.B) {
 			ids := make([]herald.UserID, users)
 			for u := range ids {
 				ids[u] = herald.UserID(fmt.Sprint(u))
+				if err := sub.Watch(ctx, ids[u]); err != nil { // the receiver holds every user
+					b.Fatal(err)
+				}
 			}
 			now := time.Now()
 			b.SetBytes(int64(len(payload)))

@@ -108,7 +108,9 @@ func TestBehaviour(t *testing.T) {
 		url, prefix := servicetest.NATS(t)
 		nodes := make([]herald.Broker, n)
 		for i := range nodes {
-			nodes[i] = newNode(t, url, Options{Prefix: prefix, Node: fmt.Sprintf("node-%d", i)})
+			// A short linger, so that the suite sees a user it no
+			// longer watches dropped soon.
+			nodes[i] = newNode(t, url, Options{Prefix: prefix, Node: fmt.Sprintf("node-%d", i), Linger: 20 * time.Millisecond})
 		}
 		return nodes
 	})
@@ -123,6 +125,7 @@ func TestOwnMessagesDropped(t *testing.T) {
 	b := newNode(t, url, Options{Prefix: prefix, Node: "me"})
 	rec := &brokertest.Recorder{}
 	subscribe(t, b, rec)
+	brokertest.Watch(t, b, "u")
 	raw := rawConn(t, url)
 
 	m := brokertest.Msg("u", 1)
@@ -170,6 +173,7 @@ func TestUndecodableDropped(t *testing.T) {
 	b := newNode(t, url, Options{Prefix: prefix, Log: log})
 	rec := &brokertest.Recorder{}
 	subscribe(t, b, rec)
+	brokertest.Watch(t, b, "u")
 	raw := rawConn(t, url)
 	good := encodeEnvelope(envelope{node: "other", kind: kindMessages, msgs: []*herald.Message{brokertest.Msg("u", 1)}})
 	for _, p := range [][]byte{
@@ -219,9 +223,11 @@ func TestSlowConsumerDropsAndRecovers(t *testing.T) {
 	log, lines := newLogs(t)
 	sub := newNode(t, url, Options{Prefix: prefix, Node: "slow", Log: log})
 	sub.pendingMsgs = 1
+	sub.users.setLimits(1, pendingBytes)
 	pub := newNode(t, url, Options{Prefix: prefix, Node: "pub"})
 	h := &blockingHandler{held: make(chan struct{}), release: make(chan struct{})}
 	subscribe(t, sub, h)
+	brokertest.Watch(t, sub, "u")
 
 	mustPublish(t, pub, brokertest.Msg("u", 1))
 	select {
@@ -267,6 +273,7 @@ func TestPublishSplitsLargeBatches(t *testing.T) {
 	sub := newNode(t, url, Options{Prefix: prefix, Node: "sub"})
 	rec := &brokertest.Recorder{}
 	subscribe(t, sub, rec)
+	brokertest.Watch(t, sub, "a", "b")
 
 	limit := pub.maxPayload()
 	size := limit / 5 // five fit in no envelope with their headers
@@ -343,10 +350,12 @@ type proxy struct {
 	ln     net.Listener
 	target string
 
-	mu    sync.Mutex
-	cut   bool
-	conns map[net.Conn]bool
-	wg    sync.WaitGroup
+	mu     sync.Mutex
+	cond   sync.Cond // signalled when paused changes
+	cut    bool
+	paused bool // hold the bytes in both directions: a server that stops answering
+	conns  map[net.Conn]bool
+	wg     sync.WaitGroup
 }
 
 func startProxy(t *testing.T, target string) *proxy {
@@ -355,6 +364,7 @@ func startProxy(t *testing.T, target string) *proxy {
 		t.Fatal(err)
 	}
 	p := &proxy{t: t, ln: ln, target: target, conns: map[net.Conn]bool{}}
+	p.cond.L = &p.mu
 	p.wg.Go(p.accept)
 	t.Cleanup(func() {
 		ln.Close()
@@ -411,7 +421,7 @@ func (p *proxy) serve(c net.Conn) {
 	}
 	var wg sync.WaitGroup
 	pipe := func(dst, src net.Conn) {
-		_, _ = io.Copy(dst, src)
+		_, _ = io.Copy(dst, pausable{p, src})
 		dst.Close()
 		src.Close()
 	}
@@ -420,11 +430,38 @@ func (p *proxy) serve(c net.Conn) {
 	wg.Wait()
 }
 
+// pausable is a reader that holds what it read while its proxy is
+// paused.
+type pausable struct {
+	p *proxy
+	r io.Reader
+}
+
+func (pr pausable) Read(b []byte) (int, error) {
+	n, err := pr.r.Read(b)
+	pr.p.mu.Lock()
+	for pr.p.paused && !pr.p.cut {
+		pr.p.cond.Wait()
+	}
+	pr.p.mu.Unlock()
+	return n, err
+}
+
+// setPaused holds the bytes of every connection (paused) or lets them
+// through again.
+func (p *proxy) setPaused(paused bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.paused = paused
+	p.cond.Broadcast()
+}
+
 // setCut cuts the proxy (closing every connection) or restores it.
 func (p *proxy) setCut(cut bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.cut = cut
+	p.cond.Broadcast() // paused reads give up on a cut connection
 	if cut {
 		for c := range p.conns {
 			c.Close()
@@ -517,6 +554,8 @@ func TestReconnect(t *testing.T) {
 	farRec := &farResync.Recorder
 	subscribe(t, far, farResync)
 	subscribe(t, near, nearRec)
+	brokertest.Watch(t, far, "u")
+	brokertest.Watch(t, near, "v")
 
 	mustPublish(t, near, brokertest.Msg("u", 1))
 	farRec.WaitMessages(t, 1)
@@ -657,6 +696,7 @@ func TestServerRestart(t *testing.T) {
 	b := newNode(t, srv.url(), Options{Node: "b", Log: bLog})
 	rec := &brokertest.Recorder{}
 	subscribe(t, b, rec)
+	brokertest.Watch(t, b, "u")
 	mustPublish(t, a, brokertest.Msg("u", 1))
 	rec.WaitMessages(t, 1)
 

@@ -48,8 +48,9 @@
 // Received messages go to a queue of each NATS subscription (the client's
 // reading goroutine only appends to it), and a goroutine per subscription
 // decodes them and calls the handler, which hands over to the hub without
-// blocking. A queue is bounded (65,536 NATS messages or 64 MiB): beyond
-// that the client drops what arrives and this package logs a slow
+// blocking. The user subjects share one such queue and goroutine (see
+// interest.go). A queue is bounded (65,536 NATS messages or 64 MiB):
+// beyond that what arrives is dropped and this package logs a slow
 // consumer, which is allowed, since the Store fills the gaps.
 //
 // # Outages
@@ -61,15 +62,21 @@
 // to it; its sessions find out from the next message's offset (or when
 // their clients reconnect).
 //
-// # Per-user interest, later
+// # Per-user interest
 //
-// Today every node subscribes to <prefix>.u.* and receives every user's
-// messages, which is what the Broker contract asks. A node that holds a
-// small share of the users can instead subscribe to the subjects of the
-// users it holds: the publishing side already addresses each user's
-// subject, so only the subscribing side changes (subjects.interest, and
-// a Watch/Unwatch the hub calls when a user's first connection arrives or
-// last one leaves; docs/deploy.md describes the switch).
+// A node subscribes to the subjects of the users it holds a connection of
+// (herald.BrokerInterest: the node's hub calls Watch and Unwatch per
+// connection; see interest.go), so the server sends a user's messages and
+// user controls to the nodes that need them and to no other: with N nodes
+// a notification costs one delivery instead of N-1, and a node spends
+// nothing on users it does not hold. A subject stays subscribed
+// Options.Linger after the user's last connection on the node closed, so
+// that a reloading tab costs no UNSUB and SUB. Broadcasts and the
+// controls about a connection go to every node.
+//
+// A node of an earlier version, which subscribes to <prefix>.u.*, works
+// with these during a rolling upgrade: it receives everything, as before,
+// and the subjects are the same.
 package nats
 
 import (
@@ -105,6 +112,12 @@ type Options struct {
 	// reconnected, slow consumer); nil means slog.Default(). No payload
 	// is ever logged.
 	Log *slog.Logger
+	// Linger is how long the node stays subscribed to a user's subject
+	// after the user's last connection on it closed (Unwatch), so that a
+	// connection that comes back at once (a reloaded tab) costs no UNSUB
+	// and SUB; DefaultLinger when <= 0. The subject is unsubscribed
+	// between Linger and Linger plus a second after.
+	Linger time.Duration
 }
 
 // Connection settings. They are not options because each follows from
@@ -168,6 +181,23 @@ type Broker struct {
 	mu     sync.Mutex
 	closed atomic.Bool // set under mu, so that no Subscribe slips in after Close
 	subs   map[*subscription]struct{}
+	hs     atomic.Pointer[[]*subscription] // subs as a slice, for the deliveries; set under mu
+
+	// Per-user interest (interest.go). imu guards interests, idle,
+	// unconfirmed, toSubscribe and resync.
+	linger      time.Duration
+	imu         sync.Mutex
+	interests   map[string]*interest // by subject
+	idle        map[string]*interest // the interests with no connection left
+	unconfirmed map[string]*interest // the interests the server has not confirmed
+	toSubscribe []*interest          // waiting for the manager
+	resync      bool                 // reconnected: the manager tells the handlers
+	kick        chan struct{}        // wakes the manager
+	link        link
+	inbox       chan *natsgo.Msg // what the user subscriptions receive
+	users       userQueue
+	done        chan struct{} // closed by Close: the goroutines below end
+	wg          sync.WaitGroup
 
 	bufs  sync.Pool // *[]byte, the encoding buffers
 	drops throttle  // log lines about undecodable envelopes
@@ -213,6 +243,10 @@ func connect(ctx context.Context, rawURL string, opts Options, extra ...natsgo.O
 		log = slog.Default()
 	}
 	log = log.With("broker", "nats", "node", node)
+	linger := opts.Linger
+	if linger <= 0 {
+		linger = DefaultLinger
+	}
 	b := &Broker{
 		subj:         subjects{prefix: prefix},
 		node:         node,
@@ -221,7 +255,16 @@ func connect(ctx context.Context, rawURL string, opts Options, extra ...natsgo.O
 		pendingMsgs:  pendingMsgs,
 		pendingBytes: pendingBytes,
 		subs:         make(map[*subscription]struct{}),
+		linger:       linger,
+		interests:    make(map[string]*interest),
+		idle:         make(map[string]*interest),
+		unconfirmed:  make(map[string]*interest),
+		kick:         make(chan struct{}, 1),
+		inbox:        make(chan *natsgo.Msg, inboxLen),
+		done:         make(chan struct{}),
 	}
+	b.link.init()
+	b.users.init(pendingMsgs, pendingBytes)
 
 	connected := make(chan struct{})
 	var once sync.Once
@@ -242,13 +285,21 @@ func connect(ctx context.Context, rawURL string, opts Options, extra ...natsgo.O
 			once.Do(func() { close(connected) })
 		}),
 		natsgo.DisconnectErrHandler(func(nc *natsgo.Conn, err error) {
+			b.link.disconnected()
 			log.Warn("NATS disconnected; reconnecting. Messages published meanwhile are lost to this node; its sessions fill the gaps from the store",
 				"err", err)
 		}),
 		natsgo.ReconnectHandler(func(nc *natsgo.Conn) {
 			log.Info("NATS reconnected; subscriptions restored",
 				"server", nc.ConnectedUrlRedacted(), "subscriptions", nc.NumSubscriptions())
-			b.resynced()
+			b.link.reconnected()
+			// The manager confirms the subscriptions with a round
+			// trip, subscribes what was watched meanwhile, and then
+			// tells the handlers.
+			b.imu.Lock()
+			b.resync = true
+			b.kickManager()
+			b.imu.Unlock()
 		}),
 		natsgo.ErrorHandler(b.asyncError),
 	}
@@ -257,12 +308,17 @@ func connect(ctx context.Context, rawURL string, opts Options, extra ...natsgo.O
 		return nil, fmt.Errorf("nats: connect to %s: %w", b.url, err)
 	}
 	b.nc = nc
+	b.wg.Add(3)
+	go b.manage()
+	go b.pump()
+	go b.deliverUsers()
 	select {
 	case <-connected:
 		return b, nil
 	case <-ctx.Done():
 		last := nc.LastError()
 		nc.Close()
+		b.stopWorkers()
 		return nil, &herald.Error{Code: herald.EUnavailable, Message: "NATS is not reachable",
 			Err: fmt.Errorf("nats: connect to %s: %w (last error: %v)", b.url, ctx.Err(), last)}
 	}
@@ -468,8 +524,10 @@ func (b *Broker) Control(ctx context.Context, c herald.Control) error {
 	})
 }
 
-// Subscribe subscribes h to every subject of the cluster (see
-// subjects.interest) and returns once the server has the subscriptions:
+// Subscribe subscribes h to the broadcast and connection subjects (see
+// subjects.interest) and returns once the server has the subscriptions
+// (h also receives what the user subjects the node watches bring; see
+// Watch):
 // it waits for the server's answer to a ping sent after them, within ctx
 // (or 10 s when ctx has no deadline). While the connection is down it
 // fails at once with an EUnavailable error, since the server could not
@@ -500,10 +558,14 @@ func (b *Broker) Subscribe(ctx context.Context, h herald.BrokerHandler) (stop fu
 		return nil, fmt.Errorf("nats: broker subscribe: %w", ErrClosed)
 	}
 	b.subs[s] = struct{}{}
+	b.publishHandlers()
 	b.mu.Unlock()
 	stop = func() {
 		b.mu.Lock()
-		delete(b.subs, s)
+		if b.subs != nil {
+			delete(b.subs, s)
+			b.publishHandlers()
+		}
 		b.mu.Unlock()
 		s.stop()
 	}
@@ -536,12 +598,41 @@ func (b *Broker) Close() error {
 	}
 	subs := b.subs
 	b.subs = nil
+	b.hs.Store(nil)
 	b.mu.Unlock()
 	for s := range subs {
 		s.stop()
 	}
 	b.nc.Close()
+	b.stopWorkers()
 	b.log.Info("NATS broker closed")
+	return nil
+}
+
+// stopWorkers ends the manager, the pump and the delivering goroutine,
+// and waits for them.
+func (b *Broker) stopWorkers() {
+	close(b.done)
+	b.users.close()
+	b.wg.Wait()
+}
+
+// publishHandlers stores b.subs as the slice the deliveries read; b.mu is
+// held.
+func (b *Broker) publishHandlers() {
+	hs := make([]*subscription, 0, len(b.subs))
+	for s := range b.subs {
+		hs = append(hs, s)
+	}
+	b.hs.Store(&hs)
+}
+
+// handlers returns the subscribed handlers; the slice must not be
+// modified.
+func (b *Broker) handlers() []*subscription {
+	if p := b.hs.Load(); p != nil {
+		return *p
+	}
 	return nil
 }
 
@@ -641,13 +732,7 @@ func (s *subscription) listen(subject string) error {
 // subscriptions are back, so that their node checks what it may have
 // missed while disconnected.
 func (b *Broker) resynced() {
-	b.mu.Lock()
-	subs := make([]*subscription, 0, len(b.subs))
-	for s := range b.subs {
-		subs = append(subs, s)
-	}
-	b.mu.Unlock()
-	for _, s := range subs {
+	for _, s := range b.handlers() {
 		if rs, ok := s.h.(herald.BrokerResync); ok && s.calls.Enter() {
 			rs.HandleResubscribed()
 			s.calls.Leave()
@@ -656,7 +741,8 @@ func (b *Broker) resynced() {
 }
 
 // receive is the callback of every NATS subscription of s, run by the
-// subscription's own goroutine in arrival order.
+// subscription's own goroutine in arrival order, and is called for each
+// message of the user subjects by the goroutine that delivers them.
 func (s *subscription) receive(m *natsgo.Msg) {
 	env, err := decode(m.Data)
 	if err != nil {

@@ -21,11 +21,10 @@ const DefaultPrefix = "herald"
 //	                     ControlDisconnectConn)
 //
 // Controls about a user travel on the user's subject so that they reach
-// exactly the nodes that receive the user's messages, whatever those are:
-// today every node (each subscribes to <prefix>.u.*), later only the nodes
-// holding the user's connections, with nothing to change on the publishing
-// side. A connection is on one node, which only the cluster's registry
-// knows, so its controls go to every node on <prefix>.c for now.
+// exactly the nodes that receive the user's messages: the nodes watching
+// the user (herald.BrokerInterest). A connection is on one node, which
+// only the cluster's registry knows, so its controls go to every node on
+// <prefix>.c for now.
 type subjects struct {
 	prefix string
 }
@@ -42,10 +41,6 @@ func userToken(u herald.UserID) string { return base64.RawURLEncoding.EncodeToSt
 // user is the subject of u's messages and user controls.
 func (s subjects) user(u herald.UserID) string { return s.prefix + ".u." + userToken(u) }
 
-// allUsers matches every user's subject: what a node listens on while
-// every node takes every user's messages.
-func (s subjects) allUsers() string { return s.prefix + ".u.*" }
-
 // broadcast is the subject of broadcasts.
 func (s subjects) broadcast() string { return s.prefix + ".b" }
 
@@ -60,12 +55,11 @@ func (s subjects) control(c herald.Control) string {
 	return s.user(c.User)
 }
 
-// interest lists what one subscription listens on. It is the one place to
-// change for per-user interest (see the package doc): the user subjects
-// would then come and go with the users a node holds, and this would list
-// only the broadcast and connection subjects.
+// interest lists what every handler's subscription listens on: what
+// reaches every node. The user subjects come and go with the users the
+// node watches (see interest.go).
 func (s subjects) interest() []string {
-	return []string{s.allUsers(), s.broadcast(), s.conns()}
+	return []string{s.broadcast(), s.conns()}
 }
 
 // checkPrefix reports why p cannot prefix subjects: it must be one or more
