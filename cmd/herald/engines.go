@@ -61,6 +61,7 @@ type broker interface {
 func openBroker(ctx context.Context, cfg config, node string, log *slog.Logger) (broker, error) {
 	switch {
 	case strings.HasPrefix(cfg.Broker, "redis://"), strings.HasPrefix(cfg.Broker, "rediss://"):
+		redis.LogTo(log)
 		b, err := redis.New(ctx, cfg.Broker, redis.Options{Prefix: cfg.Cluster + ":", Node: node, Log: log})
 		if err != nil {
 			return nil, fmt.Errorf("broker %s: %w", redactURL(cfg.Broker), err)
