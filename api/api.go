@@ -168,8 +168,9 @@ type Streams interface {
 	// Offset, then delivers them; it returns one Result per message, in
 	// order. An error means nothing was stored.
 	Publish(ctx context.Context, msgs []*herald.Message) ([]hub.Result, error)
-	// Broadcast sends data to every open connection, unstored, and
-	// reports how many on this node it was queued to.
+	// Broadcast sends data to every connection and returns once it is
+	// accepted (the writes go on), with the count of connections it is
+	// queued to; a nil message when ctx ended before it was accepted.
 	Broadcast(ctx context.Context, data []byte) (*herald.Message, int)
 	// DisconnectUser closes every connection of user and reports how many
 	// were on this node.

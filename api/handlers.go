@@ -366,6 +366,12 @@ func handleBroadcast(s *Server) http.Handler {
 			return
 		}
 		m, n := s.stream.Broadcast(r.Context(), req.Data)
+		if m == nil {
+			// The request ended while the node was still writing earlier
+			// broadcasts: nothing was sent.
+			writeError(w, r, s.log, herald.Errorf(herald.EUnavailable, "broadcast not accepted: earlier broadcasts are still being written"))
+			return
+		}
 		writeJSON(w, http.StatusOK, map[string]any{"id": m.ID, "connections": n})
 	})
 }

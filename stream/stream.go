@@ -16,6 +16,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/herald-gw/herald"
@@ -31,7 +32,19 @@ type Service struct {
 	cluster Cluster // nil: this node is alone
 	log     *slog.Logger
 	now     func() time.Time
+
+	// Broadcasts write in the background, one after another in the order
+	// they were accepted: each waits for the previous one's done.
+	bmu       sync.Mutex
+	lastBcast chan struct{} // closed when the last accepted broadcast is written
+	bslots    chan struct{} // bounds the broadcasts accepted and not yet written
 }
+
+// MaxPendingBroadcasts is how many broadcasts a node accepts before their
+// writes are done; one more waits for the oldest to finish. Each holds
+// only its message, so the bound is about not piling up goroutines when a
+// sender outpaces the sockets.
+const MaxPendingBroadcasts = 16
 
 // Cluster counts the connections the other nodes of a cluster hold
 // (cluster.Node), so that replies count the whole cluster.
@@ -53,7 +66,7 @@ func WithCluster(c Cluster) Option { return func(s *Service) { s.cluster = c } }
 // New returns a Service over store, this node's hub h and broker b, which
 // carries what this node publishes to the other nodes.
 func New(store herald.Store, h *hub.Hub, b herald.Broker, log *slog.Logger, opts ...Option) *Service {
-	s := &Service{store: store, hub: h, broker: b, log: log, now: time.Now}
+	s := &Service{store: store, hub: h, broker: b, log: log, now: time.Now, bslots: make(chan struct{}, MaxPendingBroadcasts)}
 	for _, o := range opts {
 		o(s)
 	}
@@ -118,14 +131,40 @@ func (s *Service) Publish(ctx context.Context, msgs []*herald.Message) ([]hub.Re
 	return res, nil
 }
 
-// Broadcast queues data to every open connection on this node and, through
+// Broadcast sends data to every open connection on this node and, through
 // the broker, on the others. Broadcasts are not stored: there is no
-// per-user stream for "everyone". The count is the cluster's: this node's
-// and what the registry lists on the others.
+// per-user stream for "everyone".
+//
+// It returns once the message is accepted, not when it is written: this
+// node's socket writes run in the background (at 10,000 connections they
+// take tens of milliseconds, growing with the count), one broadcast after
+// another in the order they were accepted. The count is of the
+// connections open when it was accepted — this node's, and what the
+// registry lists on the others; one that closes meanwhile misses it. When
+// MaxPendingBroadcasts are still being written, Broadcast waits for the
+// oldest (or for ctx, and then sends nothing and returns a nil message).
 func (s *Service) Broadcast(ctx context.Context, data []byte) (*herald.Message, int) {
+	select {
+	case s.bslots <- struct{}{}:
+	case <-ctx.Done():
+		return nil, 0
+	}
 	now := s.now()
 	m := &herald.Message{ID: herald.NewMessageID(now), Time: now, Data: data}
-	n := s.hub.Broadcast(m)
+	n := s.hub.Len()
+	s.bmu.Lock()
+	prev := s.lastBcast
+	done := make(chan struct{})
+	s.lastBcast = done
+	s.bmu.Unlock()
+	go func() {
+		defer func() { <-s.bslots }()
+		defer close(done)
+		if prev != nil {
+			<-prev
+		}
+		s.hub.Broadcast(m)
+	}()
 	if err := s.broker.Broadcast(context.WithoutCancel(ctx), m); err != nil {
 		s.log.Warn("broker broadcast failed", "err", err)
 	}

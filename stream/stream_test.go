@@ -3,6 +3,7 @@ package stream_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"log/slog"
 	"slices"
 	"sync"
@@ -180,4 +181,68 @@ func (r *recorder) typesSeen() []string {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return slices.Clone(r.types)
+}
+
+// gated is a hub connection whose sends wait for the test to open its gate
+// (a socket write that takes its time), recording what it was sent.
+type gated struct {
+	id   herald.ConnID
+	gate chan struct{}
+	mu   sync.Mutex
+	got  []string
+}
+
+func (g *gated) ID() herald.ConnID     { return g.id }
+func (g *gated) User() herald.UserID   { return "u" }
+func (g *gated) Format() wire.Format   { return wire.FormatRaw }
+func (g *gated) Info() herald.ConnInfo { return herald.ConnInfo{ID: g.id} }
+func (g *gated) Acked() uint64         { return 0 }
+func (g *gated) Close(uint16, string)  {}
+func (g *gated) Send(b []byte, _ uint64) bool {
+	<-g.gate
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.got = append(g.got, string(b[2:])) // a short raw frame: 2 header bytes
+	return true
+}
+
+func (g *gated) received() []string {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return slices.Clone(g.got)
+}
+
+// A broadcast is answered when it is accepted, with the connections it is
+// queued to, while the writes go on; broadcasts are written in the order
+// they were accepted; and past MaxPendingBroadcasts a caller whose context
+// ends first gets nothing sent.
+func TestBroadcastAnswersBeforeTheWrites(t *testing.T) {
+	h := hub.New(0)
+	c := &gated{id: "c1", gate: make(chan struct{})}
+	h.Add(c)
+	st := stream.New(memory.New(), h, memory.NewBus().Node(), slog.New(slog.DiscardHandler))
+	ctx := context.Background()
+	var want []string
+	for i := range stream.MaxPendingBroadcasts {
+		data := fmt.Sprintf(`{"b":%d}`, i)
+		want = append(want, data)
+		// The connection's write is blocked: returning at all shows the
+		// answer does not wait for it.
+		if m, n := st.Broadcast(ctx, []byte(data)); m == nil || n != 1 {
+			t.Fatalf("broadcast %d: %v, %d connections", i, m, n)
+		}
+	}
+	full, cancel := context.WithCancel(ctx)
+	cancel()
+	if m, _ := st.Broadcast(full, []byte(`{"late":1}`)); m != nil {
+		t.Fatal("a broadcast was accepted beyond MaxPendingBroadcasts")
+	}
+	close(c.gate)
+	deadline := time.Now().Add(30 * time.Second)
+	for len(c.received()) < len(want) && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	if got := c.received(); !slices.Equal(got, want) {
+		t.Fatalf("the connection got %q, want %q in order", got, want)
+	}
 }
