@@ -45,7 +45,9 @@
 # tree, whose uncommitted changes would otherwise be measured too), OUT (a
 # directory to keep each run's table, progress and node logs in), PROFILE=1
 # (a 10-second CPU profile of node 1 during each notify run, through
-# HERALD_ADMIN_ADDR's /debug/pprof/profile, into OUT).
+# HERALD_ADMIN_ADDR's /debug/pprof/profile, into OUT), BATCH (notify: send
+# through POST /v1/batch, up to BATCH messages a request, a partial batch
+# going after BATCH_WAIT, 3ms; the wait counts in the latency).
 #
 # Everything runs on this machine: the nodes, the broker, PostgreSQL and
 # the load tool share its cores, so compare rows of one run, not absolute
@@ -288,9 +290,10 @@ notify() {
 		echo
 		wait_quiet
 		setup "$b"
-		echo "== notify: $name, $msg_rate/s for $duration to $conns users"
+		echo "== notify: $name, $msg_rate/s for $duration to $conns users${BATCH:+, in POST /v1/batch of up to $BATCH}"
 		local extra=()
 		[ -n "$cpu_procs" ] && extra=(-cpu-procs "$cpu_procs")
+		[ -n "${BATCH:-}" ] && extra+=(-batch "$BATCH" -batch-wait "${BATCH_WAIT:-3ms}")
 		sources "$conns" "${#urls[@]}"
 		load "$b-notify" -scenario notify -conns "$conns" -rate "$rate" -msg-rate "$msg_rate" -duration "$duration" \
 			-local-addrs "$addrs" "${extra[@]}"
