@@ -33,18 +33,45 @@ type conn struct {
 
 	mu       sync.Mutex
 	state    uint8
-	writing  bool     // a writer goroutine owns the socket's write side
-	sse      bool     // an event stream: SSE heartbeat and close event, input discarded; fixed at creation
-	overflow bool     // closed with 4008 because the queue was full, for the session to report
-	fd       int32    // epoll mode only
-	qbytes   int      // bytes in queue
-	queue    [][]byte // frames waiting for the writer; shared, read-only slices
-	spare    [][]byte // the writer's previous batch, reused to avoid allocating
+	writing  bool  // a writer goroutine owns the socket's write side
+	sse      bool  // an event stream: SSE heartbeat and close event, input discarded; fixed at creation
+	overflow bool  // closed with 4008 because the queue was full, for the session to report
+	fd       int32 // epoll mode only
+	// out is the send queue, nil while nothing waits: in epoll mode a
+	// frame goes straight to the socket unless something is in flight, so
+	// an idle connection holds no queue (48 bytes it would otherwise carry
+	// for nothing); the writer drops it when it has drained it.
+	out *outq
 
 	// asm parses what the client sends. It is touched only by the one
 	// reader active at a time (the read goroutine, or the epoll worker that
 	// holds the one-shot event), and holds no buffer while idle.
 	asm wire.Assembler
+}
+
+// outq is a connection's send queue while something waits in it.
+type outq struct {
+	frames [][]byte // waiting for the writer; shared, read-only slices
+	spare  [][]byte // the writer's previous batch, reused to avoid allocating
+	bytes  int      // bytes in frames
+}
+
+// pushLocked appends frame to the send queue, making the queue if there is
+// none, without checking its bounds.
+func (c *conn) pushLocked(frame []byte) {
+	if c.out == nil {
+		c.out = &outq{}
+	}
+	c.out.frames = append(c.out.frames, frame)
+	c.out.bytes += len(frame)
+}
+
+// queuedLocked reports the frames and bytes in the send queue.
+func (c *conn) queuedLocked() (frames, bytes int) {
+	if c.out == nil {
+		return 0, 0
+	}
+	return len(c.out.frames), c.out.bytes
 }
 
 // Write queues frame for the writer; see session.Transport. It never
@@ -64,7 +91,7 @@ func (c *conn) Write(frame []byte) bool {
 func (c *conn) Pending() (frames, bytes int) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return len(c.queue), c.qbytes
+	return c.queuedLocked()
 }
 
 // Ping sends a protocol ping; the client's pong (or anything else it
@@ -83,12 +110,13 @@ func (c *conn) Bidirectional() bool { return !c.sse }
 
 // queueLocked appends frame to the send queue, enforcing its bounds.
 func (c *conn) queueLocked(frame []byte) bool {
-	if len(c.queue) >= c.g.cfg.maxQueueFrames || c.qbytes+len(frame) > c.g.cfg.maxQueueBytes {
+	queued, qbytes := c.queuedLocked()
+	if queued >= c.g.cfg.maxQueueFrames || qbytes+len(frame) > c.g.cfg.maxQueueBytes {
 		c.overflow = true
 		c.closeLocked(wire.CloseSlowConsumer, "send queue full")
 		return false
 	}
-	if !c.writing && len(c.queue) == 0 && c.rc != nil {
+	if !c.writing && queued == 0 && c.rc != nil {
 		// Nothing in flight: try the socket right now, without blocking.
 		// An idle connection's send buffer is empty, so this usually
 		// writes the whole frame and saves a goroutine and a scheduling
@@ -107,8 +135,7 @@ func (c *conn) queueLocked(frame []byte) bool {
 			frame = frame[n:]
 		}
 	}
-	c.queue = append(c.queue, frame)
-	c.qbytes += len(frame)
+	c.pushLocked(frame)
 	c.startWriterLocked()
 	return true
 }
@@ -128,9 +155,9 @@ func (c *conn) closeLocked(code uint16, reason string) {
 	c.state = stateClosing
 	// The close frame goes past the queue limits: it is the last one.
 	if c.sse {
-		c.queue = append(c.queue, wire.CloseEvent(code, reason))
+		c.pushLocked(wire.CloseEvent(code, reason))
 	} else {
-		c.queue = append(c.queue, wire.CloseFrame(code, reason))
+		c.pushLocked(wire.CloseFrame(code, reason))
 	}
 	c.startWriterLocked()
 }
@@ -172,18 +199,24 @@ func (c *conn) writeLoopFrom(since int64) { c.writeFrom(since) }
 func (c *conn) writeFrom(since int64) {
 	for {
 		c.mu.Lock()
-		if c.state == stateClosed || len(c.queue) == 0 {
+		if c.state == stateClosed || c.out == nil || len(c.out.frames) == 0 {
 			c.writing = false
 			closing := c.state == stateClosing
+			if c.rc != nil {
+				// Epoll mode writes in place while nothing is in
+				// flight: the queue may not be needed again.
+				c.out = nil
+			}
 			c.mu.Unlock()
 			if closing {
 				c.lingerClose()
 			}
 			return
 		}
-		batch := c.queue
-		c.queue, c.spare = c.spare[:0], nil
-		c.qbytes = 0
+		q := c.out
+		batch := q.frames
+		q.frames, q.spare = q.spare[:0], nil
+		q.bytes = 0
 		c.mu.Unlock()
 
 		now := time.Now()
@@ -203,8 +236,8 @@ func (c *conn) writeFrom(since int64) {
 		}
 		c.s.Wrote(now)
 		c.mu.Lock()
-		if c.spare == nil {
-			c.spare = batch[:0]
+		if q.spare == nil {
+			q.spare = batch[:0]
 		}
 		c.mu.Unlock()
 		c.s.Drained()
@@ -250,7 +283,7 @@ func (c *conn) teardown(cause error) {
 // finish does the work of teardown for a connection just marked closed.
 func (c *conn) finish(cause error) {
 	c.mu.Lock()
-	c.queue, c.spare, c.qbytes = nil, nil, 0
+	c.out = nil
 	overflow := c.overflow
 	c.mu.Unlock()
 

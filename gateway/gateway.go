@@ -307,7 +307,7 @@ func writeUpgrade(nc net.Conn, answer []byte, timeout time.Duration) error {
 func (c *conn) abandon() {
 	c.mu.Lock()
 	c.state = stateClosed
-	c.queue, c.qbytes = nil, 0
+	c.out = nil
 	c.mu.Unlock()
 	c.s.Gone()
 }
@@ -320,7 +320,7 @@ func (c *conn) uncork(nc net.Conn) (epoll bool) {
 	defer c.mu.Unlock()
 	c.nc = nc
 	epoll = c.attachFD()
-	if len(c.queue) > 0 {
+	if c.out != nil {
 		c.spawnWriter() // c.writing is already set: the writer owns it
 	} else {
 		c.writing = false

@@ -44,7 +44,7 @@ func (g *Gateway) AdoptSSE(nc net.Conn, p session.Params, prelude func(herald.Co
 	c.s = g.sessions.New(c, p)
 	id := c.s.ID()
 	first := prelude(id)
-	c.queue, c.qbytes = append(c.queue, first), len(first)
+	c.pushLocked(first) // nobody else sees c yet
 	g.sessions.Start(c.s)
 	epoll := c.uncork(nc)
 	g.log.Debug("connected", "conn", id, "user", p.User, "format", p.Format.String())
