@@ -19,6 +19,12 @@ type parked struct {
 type catchup struct {
 	parked  []parked      // stored messages that arrived meanwhile, guarded by Session.mu
 	drained chan struct{} // the transport signals queue progress here
+	// resume is the client's resume point until Start replays from it,
+	// guarded by Session.mu: it lives here rather than in the Session
+	// because every session has a catch-up from New to Start, and only
+	// until then is the point needed (Session.resumes remembers that there
+	// was one).
+	resume *Resume
 }
 
 func newCatchup() *catchup { return &catchup{drained: make(chan struct{}, 1)} }
@@ -249,7 +255,7 @@ func (s *Session) startResume(r Resume) {
 		// A transport that feeds the session before Start: resume exactly
 		// as with ?since= (live messages are already parked since New, and
 		// Start replays).
-		s.resume = &r
+		s.cu.Load().resume, s.resumes = &r, true
 		s.mu.Unlock()
 		return
 	}

@@ -92,7 +92,7 @@ func (s *Session) HandleData(p []byte, binary bool) error {
 		switch {
 		case !first || m.Since == nil:
 			s.sendError("bad_resume", "resume must be the first message and carry since")
-		case s.resume != nil:
+		case s.resumes:
 			s.sendError("bad_resume", "this connection already resumes from the since in its URL")
 		default:
 			s.startResume(Resume{Since: *m.Since, Epoch: m.Epoch})

@@ -12,7 +12,8 @@ import (
 // (JWT NumericDate), so sessions are kept in one bucket per second and one
 // timer is armed per bucket: a node with a million tabs holds a few
 // thousand timers at most (one per second of the longest token's life),
-// and a session costs a slot in a slice plus its bucket and index.
+// and a session costs a slot in a slice plus its index there (its bucket
+// is the second of its expires).
 type expiries struct {
 	clock Clock
 
@@ -36,7 +37,8 @@ func bucketOf(t time.Time) int64 {
 }
 
 // arm (re)schedules s to be closed at its token's expiry at; a zero at
-// only disarms. Called with s.mu held; takes e.mu after it, never before.
+// only disarms. Called with s.mu held, before s.expires is set to at;
+// takes e.mu after s.mu, never before.
 func (e *expiries) arm(s *Session, at time.Time) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
@@ -44,7 +46,9 @@ func (e *expiries) arm(s *Session, at time.Time) {
 	if at.IsZero() {
 		return
 	}
-	sec := bucketOf(at)
+	// The bucket is the one removeLocked will find from s.expires, which
+	// holds at as unix nanos.
+	sec := bucketOf(time.Unix(0, at.UnixNano()))
 	b := e.buckets[sec]
 	if b == nil {
 		b = &expiryBucket{}
@@ -55,17 +59,22 @@ func (e *expiries) arm(s *Session, at time.Time) {
 		d := time.Unix(sec, 0).Sub(e.clock.Now())
 		b.timer = e.clock.AfterFunc(max(d, 0), func() { e.fire(sec) })
 	}
-	s.expSec, s.expIdx = sec, int32(len(b.sessions))
+	s.expIdx = int32(len(b.sessions)) // the caller sets s.expires to at
+
 	b.sessions = append(b.sessions, s)
 }
 
-// removeLocked takes s out of its bucket by swapping the last one into its
-// place; an emptied bucket loses its timer.
+// removeLocked takes s out of its bucket, the one of s.expires (which
+// the caller has not changed yet), by swapping the last one into its
+// place; an emptied bucket loses its timer. A session that is not in the
+// bucket (never armed, or already fired) is left alone: the slot at its
+// index holds another session or none.
 func (e *expiries) removeLocked(s *Session) {
-	if s.expSec == 0 {
+	if s.expires == 0 {
 		return
 	}
-	b := e.buckets[s.expSec]
+	sec := bucketOf(time.Unix(0, s.expires))
+	b := e.buckets[sec]
 	if b != nil && int(s.expIdx) < len(b.sessions) && b.sessions[s.expIdx] == s {
 		last := len(b.sessions) - 1
 		moved := b.sessions[last]
@@ -75,10 +84,10 @@ func (e *expiries) removeLocked(s *Session) {
 		b.sessions = b.sessions[:last]
 		if last == 0 {
 			b.timer.Stop()
-			delete(e.buckets, s.expSec)
+			delete(e.buckets, sec)
 		}
 	}
-	s.expSec, s.expIdx = 0, 0
+	s.expIdx = 0
 }
 
 // fire closes the sessions whose tokens expired in second sec.
@@ -90,7 +99,7 @@ func (e *expiries) fire(sec int64) {
 	if b != nil {
 		due = b.sessions
 		for _, s := range due {
-			s.expSec, s.expIdx = 0, 0
+			s.expIdx = 0
 		}
 	}
 	e.mu.Unlock()

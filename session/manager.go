@@ -261,7 +261,7 @@ func (m *Manager) New(t Transport, p Params) *Session {
 	s := &Session{
 		m: m, t: t, id: p.ID, user: p.User, format: p.Format,
 		connectedAt: now.UnixNano(), sourceIP: hostOf(p.RemoteAddr), userAgent: m.intern(clip(p.UserAgent, maxUserAgent)),
-		resume: p.Resume, routed: p.Routed && m.cfg.Routes != nil,
+		resumes: p.Resume != nil, routed: p.Routed && m.cfg.Routes != nil,
 	}
 	if !p.Expires.IsZero() {
 		s.expires = p.Expires.UnixNano() // armed by Start
@@ -270,7 +270,9 @@ func (m *Manager) New(t Transport, p Params) *Session {
 	// Park live messages from the moment the session is visible, so none
 	// can slip past the replay, or past the reading of the stream's
 	// position for a session that does not resume.
-	s.cu.Store(newCatchup())
+	cu := newCatchup()
+	cu.resume = p.Resume
+	s.cu.Store(cu)
 	return s
 }
 
@@ -325,10 +327,16 @@ func (m *Manager) Start(s *Session) {
 	}
 	// A session that does not resume starts at the stream's end, read
 	// before it joins the hub (and so before the API lists it): every
-	// message committed after that read is this connection's. (resume is
-	// only set by New for sessions not yet started.)
+	// message committed after that read is this connection's. (The resume
+	// point read here can only be New's: the reader's comes later.)
 	var base position
-	if s.resume == nil {
+	var r *Resume
+	s.mu.Lock()
+	if cu := s.cu.Load(); cu != nil { // the catch-up New made: nothing ends it before Start
+		r = cu.resume
+	}
+	s.mu.Unlock()
+	if r == nil {
 		base = s.readPosition()
 	}
 	m.hub.Add(s)
@@ -337,7 +345,10 @@ func (m *Manager) Start(s *Session) {
 	if s.expires != 0 && s.state == stateOpen {
 		s.armExpiryLocked(time.Unix(0, s.expires))
 	}
-	r := s.resume
+	if cu := s.cu.Load(); cu != nil && cu.resume != nil {
+		r = cu.resume // a resume message came before Start (startResume)
+		cu.resume = nil
+	}
 	s.mu.Unlock()
 	if r != nil {
 		go s.runCatchup(r)

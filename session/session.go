@@ -64,9 +64,9 @@ type Session struct {
 	// send anything (most of them: SSE, raw, idle tabs) pay only this word.
 	lim      *rate.Limiter
 	pingsOut atomic.Int32 // pings sent since the client last said anything
-	// expSec and expIdx place the session in the manager's expiry buckets
-	// (guarded by the manager's expiries.mu, not by mu). expIdx sits here,
-	// beside the other small fields, to share their word.
+	// expIdx is the session's place in its expiry bucket, the one of the
+	// second of expires (guarded by the manager's expiries.mu, not by mu).
+	// It sits here, beside the other small fields, to share their word.
 	expIdx int32
 
 	// The small fields sit together, so they share one word instead of
@@ -78,11 +78,15 @@ type Session struct {
 	known    bool  // guarded by mu: lastOffset is a real position (read from the Store, a resume point, or the first message)
 	reported bool  // guarded by mu: the observer and the route set were told how the session ended
 	routed   bool  // set at New: an API Gateway route set hears of this session (Config.Routes)
+	// resumes is set when the client gave a resume point before Start
+	// (?since= or a first resume message), which then travels in the
+	// catch-up (catchup.resume) rather than in a word of every Session.
+	resumes bool
 
-	mu      sync.Mutex
-	resume  *Resume // where the client resumes from, until Start replays it
-	expires int64   // token expiry, unix nanos; 0 = none
-	expSec  int64   // see expIdx
+	mu sync.Mutex
+	// expires is the token's expiry, unix nanos; 0 = none. While it is set
+	// the session sits in the bucket of its second (see expiries).
+	expires int64
 	// lastOffset is the highest stream offset sent (or known to the client
 	// through its resume point); firstLive is the first stored offset sent
 	// live, before any resume message: together they tell what the client
@@ -303,16 +307,16 @@ func (s *Session) Heartbeat() {
 // token's own deadline rather than at the next heartbeat; a zero at
 // disarms.
 func (s *Session) armExpiryLocked(at time.Time) {
+	s.m.expiries.arm(s, at) // before s.expires changes: it names the old bucket
 	s.expires = 0
 	if !at.IsZero() {
 		s.expires = at.UnixNano()
 	}
-	s.m.expiries.arm(s, at)
 }
 
 func (s *Session) stopExpiryLocked() {
 	if s.expires != 0 {
-		s.expires = 0
 		s.m.expiries.arm(s, time.Time{})
+		s.expires = 0
 	}
 }
