@@ -81,11 +81,11 @@ func (h *Hub) acked(u herald.UserID, offset uint64) (conns, acked int) {
 	us := h.userShard(u)
 	us.mu.RLock()
 	defer us.mu.RUnlock()
-	for _, c := range us.conns[u] {
+	us.forEach(u, func(c Conn) {
 		conns++
 		if c.Acked() >= offset {
 			acked++
 		}
-	}
+	})
 	return conns, acked
 }

@@ -75,9 +75,53 @@ type Option func(*Hub)
 // WithWatcher has w told of every connection joining and leaving.
 func WithWatcher(w Watcher) Option { return func(h *Hub) { h.watcher = w } }
 
+// userShard holds the connections of its users in connect order, oldest
+// first: the oldest in one, the others, if any, in more. Most users hold
+// one connection, and a map to []Conn would cost each of them a 16-byte
+// array beside its entry, and 8 bytes more of map slot.
 type userShard struct {
-	mu    sync.RWMutex
-	conns map[herald.UserID][]Conn // in connect order, oldest first
+	mu   sync.RWMutex
+	one  map[herald.UserID]Conn
+	more map[herald.UserID][]Conn
+}
+
+// forEach calls fn for each of u's connections, oldest first, with s.mu
+// held (fn does not escape: the closure stays on the caller's stack).
+func (s *userShard) forEach(u herald.UserID, fn func(Conn)) {
+	c, ok := s.one[u]
+	if !ok {
+		return
+	}
+	fn(c)
+	for _, c := range s.more[u] {
+		fn(c)
+	}
+}
+
+// listLocked returns a copy of u's connections, oldest first.
+func (s *userShard) listLocked(u herald.UserID) []Conn {
+	c, ok := s.one[u]
+	if !ok {
+		return nil
+	}
+	more := s.more[u]
+	list := make([]Conn, 0, 1+len(more))
+	return append(append(list, c), more...)
+}
+
+// storeLocked makes list u's connections.
+func (s *userShard) storeLocked(u herald.UserID, list []Conn) {
+	switch len(list) {
+	case 0:
+		delete(s.one, u)
+		delete(s.more, u)
+	case 1:
+		s.one[u] = list[0]
+		delete(s.more, u)
+	default:
+		s.one[u] = list[0]
+		s.more[u] = slices.Clone(list[1:])
+	}
 }
 
 type idShard struct {
@@ -94,7 +138,8 @@ func New(maxPerUser int, opts ...Option) *Hub {
 		o(h)
 	}
 	for i := range h.users {
-		h.users[i].conns = make(map[herald.UserID][]Conn)
+		h.users[i].one = make(map[herald.UserID]Conn)
+		h.users[i].more = make(map[herald.UserID][]Conn)
 		h.ids[i].conns = make(map[herald.ConnID]Conn)
 	}
 	return h
@@ -123,14 +168,18 @@ func (h *Hub) Add(c Conn) {
 
 	us := h.userShard(c.User())
 	us.mu.Lock()
-	list := append(us.conns[c.User()], c)
 	var evict []Conn
-	if h.maxPerUser > 0 && len(list) > h.maxPerUser {
-		n := len(list) - h.maxPerUser
-		evict = slices.Clone(list[:n])
-		list = slices.Delete(list, 0, n)
+	if _, ok := us.one[c.User()]; !ok {
+		us.one[c.User()] = c // the common case: the user's only connection
+	} else {
+		list := append(us.listLocked(c.User()), c)
+		if h.maxPerUser > 0 && len(list) > h.maxPerUser {
+			n := len(list) - h.maxPerUser
+			evict = slices.Clone(list[:n])
+			list = slices.Delete(list, 0, n)
+		}
+		us.storeLocked(c.User(), list)
 	}
-	us.conns[c.User()] = list
 	us.mu.Unlock()
 	h.total.Add(1)
 
@@ -155,14 +204,14 @@ func (h *Hub) Remove(c Conn) {
 
 	us := h.userShard(c.User())
 	us.mu.Lock()
-	list := us.conns[c.User()]
-	if i := slices.Index(list, c); i >= 0 {
-		list = slices.Delete(list, i, i+1)
-	}
-	if len(list) == 0 {
-		delete(us.conns, c.User())
+	if us.one[c.User()] == c && len(us.more[c.User()]) == 0 {
+		delete(us.one, c.User()) // the common case: the user's only connection
 	} else {
-		us.conns[c.User()] = list
+		list := us.listLocked(c.User())
+		if i := slices.Index(list, c); i >= 0 {
+			list = slices.Delete(list, i, i+1)
+		}
+		us.storeLocked(c.User(), list)
 	}
 	us.mu.Unlock()
 	h.total.Add(-1)
@@ -184,7 +233,7 @@ func (h *Hub) UserConns(u herald.UserID) []Conn {
 	us := h.userShard(u)
 	us.mu.RLock()
 	defer us.mu.RUnlock()
-	return slices.Clone(us.conns[u])
+	return us.listLocked(u)
 }
 
 // Len is the number of registered connections.
@@ -269,16 +318,15 @@ func (h *Hub) sendFrames(u herald.UserID, f *Frames) Result {
 	res := Result{User: u}
 	us := h.userShard(u)
 	us.mu.RLock()
-	conns := us.conns[u]
 	// Frames are built under the read lock only on first use; Send never
 	// blocks, so holding the lock here is short and saves a copy of the list.
-	for _, c := range conns {
+	us.forEach(u, func(c Conn) {
 		if c.Send(f.For(c.Format()), f.Msg.Offset) {
 			res.Connections++
 		} else {
 			res.Failed = append(res.Failed, Failure{ID: c.ID(), Error: "connection closed or send queue full"})
 		}
-	}
+	})
 	us.mu.RUnlock()
 	return res
 }
@@ -331,10 +379,10 @@ func (h *Hub) SendControl(u herald.UserID, typ string, body []byte) int {
 	us.mu.RLock()
 	defer us.mu.RUnlock()
 	n := 0
-	for _, c := range us.conns[u] {
+	us.forEach(u, func(c Conn) {
 		f := c.Format()
 		if !f.Controls() {
-			continue
+			return
 		}
 		if enc[f] == nil {
 			enc[f] = wire.Control(f, typ, body)
@@ -342,7 +390,7 @@ func (h *Hub) SendControl(u herald.UserID, typ string, body []byte) int {
 		if c.Send(enc[f], 0) {
 			n++
 		}
-	}
+	})
 	return n
 }
 
