@@ -4,32 +4,14 @@ import (
 	"encoding/json"
 	"math/rand/v2"
 	"slices"
+	"strings"
 	"testing"
 )
 
-func TestHistogramBuckets(t *testing.T) {
-	// Every value lands in a bucket that contains it, buckets are
-	// contiguous, and a bucket is at most 1/histSub of its values wide.
-	prevLow, prevWidth := int64(-1), int64(1)
-	for i := range bucketOf(histMax) + 1 {
-		low, width := bucketRange(i)
-		if low != prevLow+prevWidth {
-			t.Fatalf("bucket %d starts at %d, previous ended at %d", i, low, prevLow+prevWidth)
-		}
-		if width > 1 && float64(width)/float64(low) > 1.0/histSub {
-			t.Fatalf("bucket %d [%d,+%d) is too wide", i, low, width)
-		}
-		for _, v := range []int64{low, low + width - 1} {
-			if got := bucketOf(v); got != i {
-				t.Fatalf("bucketOf(%d) = %d, want %d", v, got, i)
-			}
-		}
-		prevLow, prevWidth = low, width
-	}
-	if prevLow+prevWidth-1 != histMax {
-		t.Fatalf("last bucket ends at %d, want %d", prevLow+prevWidth-1, histMax)
-	}
-}
+// histPrecision is the widest relative error a quantile may have above
+// the exact value: 3 significant digits in HDR are buckets of at most
+// 1/1024 of their values.
+const histPrecision = 1.0 / 1024
 
 func TestHistogramSmallValuesExact(t *testing.T) {
 	h := newHistogram()
@@ -49,9 +31,33 @@ func TestHistogramSmallValuesExact(t *testing.T) {
 	}
 }
 
+// The rank of a quantile is ⌈q·n⌉ (nearest rank), not hdrhistogram-go's
+// q·n rounded to the nearest integer.
+func TestHistogramNearestRank(t *testing.T) {
+	for _, tc := range []struct {
+		n    int64
+		q    float64
+		rank int64
+	}{
+		{170, 0.99, 169}, // 168.3: the library alone would say 168
+		{1300, 0.999, 1299},
+		{10, 0.5, 5},
+		{11, 0.5, 6},
+		{3, 0.01, 1},
+	} {
+		h := newHistogram()
+		for i := range tc.n {
+			h.record((i + 1) * 1000) // 1 µs, 2 µs, …: each value its own bucket
+		}
+		if got, want := h.quantile(tc.q), tc.rank*1000; got < want || float64(got-want) > float64(want)*histPrecision {
+			t.Errorf("n %d: quantile(%v) = %d, want the %dth value %d", tc.n, tc.q, got, tc.rank, want)
+		}
+	}
+}
+
 func TestHistogramRelativeError(t *testing.T) {
 	// Shuffled latencies from 1µs to 10s: each quantile is within one
-	// bucket (≤ 1/histSub) above the exact one, never below it.
+	// bucket above the exact one, never below it.
 	r := rand.New(rand.NewPCG(1, 2))
 	vals := make([]int64, 200_000)
 	for i := range vals {
@@ -65,7 +71,7 @@ func TestHistogramRelativeError(t *testing.T) {
 	for _, q := range []float64{0.5, 0.9, 0.99, 0.999, 0.9999} {
 		exact := vals[int(q*float64(len(vals)))-1]
 		got := h.quantile(q)
-		if got < exact || float64(got-exact) > float64(exact)/histSub {
+		if got < exact || float64(got-exact) > float64(exact)*histPrecision {
 			t.Errorf("quantile(%v) = %d, exact %d", q, got, exact)
 		}
 	}
@@ -104,21 +110,53 @@ func TestHistogramMergeAndJSON(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		if len(data) > 20_000 {
+			t.Errorf("%d bytes of JSON for %d values", len(data), h.count())
+		}
 		var back histogram
 		if err := json.Unmarshal(data, &back); err != nil {
 			t.Fatal(err)
 		}
 		merged.merge(&back)
 	}
-	if !slices.Equal(merged.counts, all.counts) || merged.n != all.n || merged.min != all.min || merged.max != all.max || merged.sum != all.sum {
+	if !merged.hdr.Equals(all.hdr) || merged.n != all.n || merged.min != all.min || merged.max != all.max || merged.sum != all.sum {
 		t.Fatal("merged histogram differs from the histogram of all values")
+	}
+	for _, q := range []float64{0, 0.5, 0.99, 0.999, 1} {
+		if merged.quantile(q) != all.quantile(q) {
+			t.Errorf("quantile(%v): merged %d, all %d", q, merged.quantile(q), all.quantile(q))
+		}
 	}
 	merged.merge(newHistogram()) // merging an empty one changes nothing
 	if merged.min != all.min {
 		t.Fatalf("min %d after merging an empty histogram", merged.min)
 	}
-	var bad histogram
-	if err := json.Unmarshal([]byte(`{"n":3,"b":[[1,2]]}`), &bad); err == nil {
-		t.Fatal("inconsistent histogram accepted")
+
+	// An empty histogram survives the trip too.
+	data, err := json.Marshal(newHistogram())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var empty histogram
+	if err := json.Unmarshal(data, &empty); err != nil || empty.count() != 0 || empty.quantile(0.5) != 0 {
+		t.Fatalf("empty histogram: %v, count %d", err, empty.count())
+	}
+
+	two := newHistogram()
+	two.record(1)
+	two.record(2)
+	enc, err := json.Marshal(two)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, bad := range []string{
+		strings.Replace(string(enc), `"n":2`, `"n":3`, 1), // counts and header disagree
+		`{"n":3}`,                      // values without counts
+		`{"n":1,"hdr":"bm90IGhkcg=="}`, // not an HDR encoding
+	} {
+		var h histogram
+		if err := json.Unmarshal([]byte(bad), &h); err == nil {
+			t.Errorf("inconsistent histogram %s accepted", bad)
+		}
 	}
 }

@@ -5,10 +5,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"image"
 	"image/color"
-	"image/draw"
-	"image/png"
 	"io"
 	"math"
 	"os"
@@ -16,18 +13,40 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+
+	"gonum.org/v1/plot"
+	"gonum.org/v1/plot/font"
+	"gonum.org/v1/plot/plotter"
+	"gonum.org/v1/plot/text"
+	"gonum.org/v1/plot/vg"
+	"gonum.org/v1/plot/vg/draw"
+	"gonum.org/v1/plot/vg/vgimg"
+	"gonum.org/v1/plot/vg/vgsvg"
 )
 
 // -plot draws columns of a CSV file (as written by -csv) as a line chart
-// PNG with axes, ticks, labels and a legend, using the standard library
-// only: no chart package, no font files, so the suite that produces the
-// numbers also produces the pictures on any machine with Go.
+// with gonum.org/v1/plot: PNG, or SVG, with real fonts (Liberation Sans,
+// compiled into the module, so nothing to install), a title inside the
+// image, labelled axes and a legend. The suite that produces the numbers
+// produces the pictures on any machine with Go.
+//
+// A server has one colour in every chart (serverColor), so that Herald,
+// the raw baseline and the peer can be told apart at a glance, and
+// recognised from one chart to the next.
 
-const plotUsage = `usage: herald-load -plot IN.csv -o OUT.png [flags]
+const plotUsage = `usage: herald-load -plot IN.csv -o OUT.png|OUT.svg [flags]
 
-Draws one line per -y column against the -x column. Rows whose value is
-empty or not a number are left out of that line. Both axes start at zero
-unless a value is negative.
+Draws one line per -y column against the -x column, as a PNG image, or
+as SVG when OUT ends in .svg. Rows whose value is empty or not a number
+are left out of that line. Both axes start at zero unless a value is
+negative.
+
+A line has the colour of the server it measures, the same in every
+chart: Herald blue, the raw baseline orange, the peer (Centrifugo)
+green. The server is read from the line's -names entry ("Herald",
+"raw baseline", "Centrifugo", "peer"), else from its column's prefix
+(baseline_, peer_ or centrifugo_; no prefix is Herald's). Several lines
+of one server (p50, p90, p99) differ by dash pattern.
 
   herald-load -plot memory.csv -x conns -y kb_per_conn,baseline_kb_per_conn \
       -names Herald,baseline -ylabel "KB per connection" -o memory.png
@@ -39,12 +58,13 @@ flags:
 type chart struct {
 	title, xlabel, ylabel string
 	series                []series
-	width, height         int
+	width, height         int // pixels at plotDPI
 }
 
 type series struct {
-	name string
-	pts  []point // sorted by x
+	name   string  // in the legend
+	column string  // in the CSV
+	pts    []point // sorted by x
 }
 
 type point struct{ x, y float64 }
@@ -56,7 +76,7 @@ func runPlot(args []string, stderr io.Writer) error {
 		fmt.Fprint(fs.Output(), plotUsage)
 		fs.PrintDefaults()
 	}
-	out := fs.String("o", "", "PNG file to write (required)")
+	out := fs.String("o", "", "PNG file to write, or SVG if it ends in .svg (required)")
 	xcol := fs.String("x", "", "column of the x axis (default: the first)")
 	ycols := fs.String("y", "", "columns to draw, comma-separated (default: every other column)")
 	names := fs.String("names", "", "legend names of the -y columns, comma-separated (default: the column names)")
@@ -147,7 +167,7 @@ func runPlot(args []string, stderr io.Writer) error {
 		c.ylabel = header[yis[0]]
 	}
 	for k, yi := range yis {
-		s := series{name: legend[k]}
+		s := series{name: legend[k], column: header[yi]}
 		for _, r := range rows {
 			x, errX := strconv.ParseFloat(strings.TrimSpace(r[xi]), 64)
 			y, errY := strconv.ParseFloat(strings.TrimSpace(r[yi]), 64)
@@ -162,15 +182,7 @@ func runPlot(args []string, stderr io.Writer) error {
 		return fmt.Errorf("-plot: no numeric values to draw in %s", inputs[0])
 	}
 
-	f, err := os.Create(*out)
-	if err != nil {
-		return fmt.Errorf("-plot: %w", err)
-	}
-	if err := png.Encode(f, c.render()); err != nil {
-		f.Close()
-		return fmt.Errorf("-plot: encode %s: %w", *out, err)
-	}
-	if err := f.Close(); err != nil {
+	if err := c.write(*out); err != nil {
 		return fmt.Errorf("-plot: %w", err)
 	}
 	return nil
@@ -203,189 +215,250 @@ func readCSV(path string) (header []string, rows [][]string, err error) {
 	return all[0], all[1:], nil
 }
 
-// Colors of the chart; series colors are distinguishable in print and for
-// the common forms of color blindness (the Okabe–Ito palette).
-func seriesColor(i int) color.RGBA {
-	palette := [...]color.RGBA{
-		{0x00, 0x72, 0xB2, 0xFF}, // blue
-		{0xD5, 0x5E, 0x00, 0xFF}, // vermillion
-		{0x00, 0x9E, 0x73, 0xFF}, // green
-		{0xCC, 0x79, 0xA7, 0xFF}, // purple
-		{0xE6, 0x9F, 0x00, 0xFF}, // orange
-		{0x56, 0xB4, 0xE9, 0xFF}, // sky blue
+// Servers whose lines have a colour of their own, the same in every chart.
+const (
+	serverHerald   = "Herald"
+	serverBaseline = "raw baseline"
+	serverPeer     = "peer"
+	serverOther    = "" // a column that measures none of them (client_*)
+)
+
+// serverOf says which server a series measures: from its legend name if
+// that says, else from its column, whose prefix -csv sets (baseline_,
+// peer_ or centrifugo_; no prefix is Herald's own figure).
+func serverOf(s series) string {
+	for _, text := range []string{s.name, s.column} {
+		text = strings.ToLower(text)
+		switch {
+		case strings.Contains(text, "centrifugo") || strings.Contains(text, "peer"):
+			return serverPeer
+		case strings.Contains(text, "baseline"):
+			return serverBaseline
+		case strings.Contains(text, "herald"):
+			return serverHerald
+		case strings.HasPrefix(text, "client_"):
+			return serverOther
+		}
 	}
-	return palette[i%len(palette)]
+	return serverHerald
 }
 
-// render draws the chart. All text is the 5×7 font at scale 2 (10×14
-// pixels a character), which is what the margins are measured in.
-func (c *chart) render() *image.RGBA {
-	const (
-		scale   = 2
-		textH   = glyphH * scale
-		pad     = 12
-		tickLen = 6
-	)
+// serverColor is the palette: Okabe–Ito colours, which stay apart in
+// print and for the common forms of colour blindness. Lines that belong
+// to no server take the colours no server uses, the k-th such line the
+// k-th of them.
+func serverColor(server string, k int) color.RGBA {
+	switch server {
+	case serverHerald:
+		return color.RGBA{0x00, 0x72, 0xB2, 0xFF} // blue
+	case serverBaseline:
+		return color.RGBA{0xE6, 0x9F, 0x00, 0xFF} // orange
+	case serverPeer:
+		return color.RGBA{0x00, 0x9E, 0x73, 0xFF} // bluish green
+	}
+	others := [...]color.RGBA{
+		{0xCC, 0x79, 0xA7, 0xFF}, // reddish purple
+		{0xD5, 0x5E, 0x00, 0xFF}, // vermillion
+		{0x56, 0xB4, 0xE9, 0xFF}, // sky blue
+		{0x40, 0x40, 0x40, 0xFF}, // dark grey
+	}
+	return others[k%len(others)]
+}
+
+// serverGlyph marks a server's points with a shape of its own, so that
+// the lines stay apart in grey too.
+func serverGlyph(server string) draw.GlyphDrawer {
+	switch server {
+	case serverHerald:
+		return draw.CircleGlyph{}
+	case serverBaseline:
+		return draw.BoxGlyph{}
+	case serverPeer:
+		return draw.PyramidGlyph{}
+	}
+	return draw.CrossGlyph{}
+}
+
+// lineDashes tells apart lines of one server: by the quantile its name or
+// column names (p50 solid, p90 dashed, p99 dotted, p99.9 dash-dotted, max
+// long-dashed), so that "Herald p99" and "baseline p99" look alike but
+// for their colour; else the k-th line of the server gets the k-th
+// pattern.
+func lineDashes(s series, k int) []vg.Length {
+	patterns := [...][]vg.Length{
+		nil,
+		{vg.Points(7), vg.Points(4)},
+		{vg.Points(2), vg.Points(3)},
+		{vg.Points(7), vg.Points(3), vg.Points(2), vg.Points(3)},
+		{vg.Points(14), vg.Points(4)},
+	}
+	quantiles := map[string]int{"p50": 0, "p90": 1, "p99": 2, "p999": 3, "p99.9": 3, "max": 4}
+	for _, text := range []string{s.name, s.column} {
+		words := strings.FieldsFunc(strings.ToLower(text), func(r rune) bool {
+			return !(r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '.')
+		})
+		for _, w := range words {
+			if i, ok := quantiles[w]; ok {
+				return patterns[i]
+			}
+		}
+	}
+	return patterns[k%len(patterns)]
+}
+
+// plotDPI is the resolution -width and -height are counted in: a PNG
+// gets that many pixels, an SVG that many 96ths of an inch, so that a
+// chart looks the same in both.
+const plotDPI = 96
+
+func pixels(n int) vg.Length { return vg.Length(n) * vg.Inch / plotDPI }
+
+// write draws the chart into path: SVG if the name ends in .svg, else PNG.
+func (c *chart) write(path string) error {
+	w, h := pixels(c.width), pixels(c.height)
+	var canvas vg.CanvasWriterTo
+	if strings.EqualFold(filepath.Ext(path), ".svg") {
+		canvas = vgsvg.New(w, h)
+	} else {
+		canvas = vgimg.PngCanvas{Canvas: vgimg.NewWith(vgimg.UseWH(w, h), vgimg.UseDPI(plotDPI))}
+	}
+	if err := c.draw(draw.New(canvas)); err != nil {
+		return err
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if _, err := canvas.WriteTo(f); err != nil {
+		f.Close()
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	return f.Close()
+}
+
+// draw lays the chart out on dc: the title across the top (wrapped if
+// it is wider than the image, never clipped), the legend in a column on
+// the right, outside the data so that it hides no point, and the plot
+// with its axes in what is left.
+func (c *chart) draw(dc draw.Canvas) error {
 	var (
-		white = color.RGBA{0xFF, 0xFF, 0xFF, 0xFF}
+		sans  = font.Font{Typeface: "Liberation", Variant: "Sans"}
 		black = color.RGBA{0x20, 0x20, 0x20, 0xFF}
-		grey  = color.RGBA{0x70, 0x70, 0x70, 0xFF}
-		grid  = color.RGBA{0xE4, 0xE4, 0xE4, 0xFF}
+		grey  = color.RGBA{0xE0, 0xE0, 0xE0, 0xFF}
+		style = func(size vg.Length) text.Style {
+			return text.Style{Color: black, Font: font.From(sans, size), Handler: plot.DefaultTextHandler}
+		}
+		margin = vg.Points(10)
 	)
-	img := image.NewRGBA(image.Rect(0, 0, c.width, c.height))
-	draw.Draw(img, img.Bounds(), &image.Uniform{white}, image.Point{}, draw.Src)
+	dc.SetColor(color.White)
+	dc.Fill(dc.Rectangle.Path())
+	area := draw.Crop(dc, margin, -margin, margin, -margin)
+
+	titleStyle := style(15)
+	titleStyle.XAlign, titleStyle.YAlign = draw.XCenter, draw.YTop
+	title := wrapText(c.title, titleStyle, area.Size().X)
+	area.FillText(titleStyle, vg.Point{X: area.Center().X, Y: area.Max.Y}, title)
+	area.Max.Y -= titleStyle.Height(title) + vg.Points(8)
+
+	p := plot.New()
+	for _, ax := range []*plot.Axis{&p.X, &p.Y} {
+		ax.Label.TextStyle.Font = font.From(sans, 12)
+		ax.Label.TextStyle.Color = black
+		ax.Tick.Label.Font = font.From(sans, 11)
+		ax.Tick.Label.Color = black
+		ax.Label.Padding = vg.Points(4)
+		ax.Padding = 0 // the axes meet at their first ticks, 0 and 0
+	}
+	p.X.Label.Text, p.Y.Label.Text = c.xlabel, c.ylabel
 
 	// Data range, from zero unless something is negative: a chart of
 	// memory or latency that does not start at zero exaggerates.
-	xmin, xmax, ymin, ymax := 0.0, 0.0, 0.0, 0.0
+	var xmin, xmax, ymin, ymax float64
 	for _, s := range c.series {
-		for _, p := range s.pts {
-			xmin, xmax = min(xmin, p.x), max(xmax, p.x)
-			ymin, ymax = min(ymin, p.y), max(ymax, p.y)
+		for _, pt := range s.pts {
+			xmin, xmax = min(xmin, pt.x), max(xmax, pt.x)
+			ymin, ymax = min(ymin, pt.y), max(ymax, pt.y)
 		}
 	}
-	xt := niceTicks(xmin, xmax)
-	yt := niceTicks(ymin, ymax)
+	xt, yt := niceTicks(xmin, xmax), niceTicks(ymin, ymax)
+	p.X.Min, p.X.Max, p.X.Tick.Marker = xt.lo, xt.hi, xt
+	p.Y.Min, p.Y.Max, p.Y.Tick.Marker = yt.lo, yt.hi, yt
 
-	// Margins: room for the y tick labels and the rotated y label on the
-	// left, the x tick labels and x label below, the title above.
-	yLabelW := 0
-	for _, v := range yt.values {
-		yLabelW = max(yLabelW, textWidth(yt.format(v), scale))
-	}
-	left := pad + textH + pad + yLabelW + tickLen + 4
-	right := pad + textWidth(xt.format(xt.values[len(xt.values)-1]), scale)/2 + 4
-	top := pad + textH + 2*pad
-	bottom := tickLen + 4 + textH + pad + textH + pad
-	plot := image.Rect(left, top, c.width-right, c.height-bottom)
-	if plot.Dx() < 50 || plot.Dy() < 50 {
-		plot = image.Rect(left, top, max(left+50, c.width-right), max(top+50, c.height-bottom))
-	}
-	px := func(x float64) int {
-		return plot.Min.X + int(math.Round((x-xt.lo)/(xt.hi-xt.lo)*float64(plot.Dx())))
-	}
-	py := func(y float64) int {
-		return plot.Max.Y - int(math.Round((y-yt.lo)/(yt.hi-yt.lo)*float64(plot.Dy())))
-	}
+	grid := plotter.NewGrid()
+	grid.Vertical.Color, grid.Horizontal.Color = grey, grey
+	grid.Vertical.Dashes, grid.Horizontal.Dashes = nil, nil
+	grid.Vertical.Width, grid.Horizontal.Width = vg.Points(0.75), vg.Points(0.75)
+	p.Add(grid)
 
-	// Grid, ticks and tick labels.
-	for _, v := range yt.values {
-		y := py(v)
-		fillRect(img, plot.Min.X, y, plot.Dx(), 1, grid)
-		fillRect(img, plot.Min.X-tickLen, y, tickLen, 1, black)
-		s := yt.format(v)
-		drawText(img, plot.Min.X-tickLen-4-textWidth(s, scale), y-textH/2, s, scale, black, false)
-	}
-	for _, v := range xt.values {
-		x := px(v)
-		fillRect(img, x, plot.Min.Y, 1, plot.Dy(), grid)
-		fillRect(img, x, plot.Max.Y, 1, tickLen, black)
-		s := xt.format(v)
-		drawText(img, x-textWidth(s, scale)/2, plot.Max.Y+tickLen+4, s, scale, black, false)
-	}
-	// Axes over the grid.
-	fillRect(img, plot.Min.X, plot.Min.Y, 2, plot.Dy()+1, black)
-	fillRect(img, plot.Min.X, plot.Max.Y, plot.Dx()+1, 2, black)
-
-	// Labels and title.
-	drawText(img, plot.Min.X+(plot.Dx()-textWidth(c.xlabel, scale))/2, c.height-pad-textH, c.xlabel, scale, grey, false)
-	drawText(img, pad, plot.Min.Y+(plot.Dy()+textWidth(c.ylabel, scale))/2, c.ylabel, scale, grey, true)
-	drawText(img, (c.width-textWidth(c.title, scale))/2, pad, c.title, scale, black, false)
-
-	// Lines, 2 px wide, with a square marker at each point.
-	for i, s := range c.series {
-		col := seriesColor(i)
-		for k, p := range s.pts {
-			x, y := px(p.x), py(p.y)
-			if k > 0 {
-				drawLine(img, px(s.pts[k-1].x), py(s.pts[k-1].y), x, y, col)
-			}
-			fillRect(img, x-3, y-3, 7, 7, col)
+	legend := plot.NewLegend()
+	legend.TextStyle = style(12)
+	legend.ThumbnailWidth = vg.Points(30)
+	legend.Padding = vg.Points(4)
+	legend.Top, legend.Left = true, true
+	perServer := map[string]int{}
+	for _, s := range c.series {
+		server := serverOf(s)
+		k := perServer[server]
+		perServer[server]++
+		if len(s.pts) == 0 {
+			legend.Add(s.name + " (no data)")
+			continue
 		}
+		xys := make(plotter.XYs, len(s.pts))
+		for i, pt := range s.pts {
+			xys[i].X, xys[i].Y = pt.x, pt.y
+		}
+		line, marks, err := plotter.NewLinePoints(xys)
+		if err != nil {
+			return fmt.Errorf("series %s: %w", s.name, err)
+		}
+		col := serverColor(server, k)
+		line.LineStyle = draw.LineStyle{Color: col, Width: vg.Points(2), Dashes: lineDashes(s, k)}
+		marks.GlyphStyle = draw.GlyphStyle{Color: col, Radius: vg.Points(3.5), Shape: serverGlyph(server)}
+		p.Add(line, marks)
+		legend.Add(s.name, line, marks)
 	}
 
-	// Legend on white, in the corner of the plot that hides the fewest
-	// data points, so that it covers neither lines nor markers if it can.
+	// The legend says nothing a single line's y label does not.
 	if len(c.series) > 1 || c.series[0].name != c.ylabel {
-		lw := 0
-		for _, s := range c.series {
-			lw = max(lw, textWidth(s.name, scale))
-		}
-		lineH := textH + 8
-		size := image.Pt(pad+24+8+lw+pad, pad+len(c.series)*lineH-8+pad)
-		in := plot.Inset(8)
-		var box image.Rectangle
-		best := -1
-		for _, at := range []image.Point{
-			in.Min, {in.Max.X - size.X, in.Min.Y}, in.Max.Sub(size), {in.Min.X, in.Max.Y - size.Y},
-		} {
-			r := image.Rectangle{at, at.Add(size)}
-			hidden := 0
-			for _, s := range c.series {
-				for k, p := range s.pts {
-					// The marker, and points along the segment that ends here.
-					for f := 0.0; f <= 1 && (k > 0 || f == 0); f += 0.05 {
-						q := p
-						if k > 0 {
-							q = point{s.pts[k-1].x + f*(p.x-s.pts[k-1].x), s.pts[k-1].y + f*(p.y-s.pts[k-1].y)}
-						}
-						if image.Pt(px(q.x), py(q.y)).In(r.Inset(-4)) {
-							hidden++
-						}
-					}
-				}
-			}
-			if best < 0 || hidden < best {
-				box, best = r, hidden
-			}
-		}
-		draw.Draw(img, box, &image.Uniform{white}, image.Point{}, draw.Src)
-		fillRect(img, box.Min.X, box.Min.Y, box.Dx(), 1, grey)
-		fillRect(img, box.Min.X, box.Max.Y-1, box.Dx(), 1, grey)
-		fillRect(img, box.Min.X, box.Min.Y, 1, box.Dy(), grey)
-		fillRect(img, box.Max.X-1, box.Min.Y, 1, box.Dy(), grey)
-		for i, s := range c.series {
-			y := box.Min.Y + pad + i*lineH
-			fillRect(img, box.Min.X+pad, y+textH/2-1, 24, 3, seriesColor(i))
-			fillRect(img, box.Min.X+pad+9, y+textH/2-3, 7, 7, seriesColor(i))
-			drawText(img, box.Min.X+pad+24+8, y, s.name, scale, black, false)
-		}
+		lw := legend.Rectangle(area).Size().X
+		box := area
+		box.Min.X = area.Max.X - lw
+		area.Max.X -= lw + vg.Points(14)
+		box.Max.Y = p.DataCanvas(area).Max.Y
+		legend.Draw(box)
 	}
-	return img
+	p.Draw(area)
+	return nil
 }
 
-// drawLine draws a 2-pixel-wide line from (x0, y0) to (x1, y1)
-// (Bresenham's algorithm, each step a 2×2 square).
-func drawLine(img *image.RGBA, x0, y0, x1, y1 int, c color.RGBA) {
-	dx, dy := abs(x1-x0), -abs(y1-y0)
-	sx, sy := 1, 1
-	if x0 > x1 {
-		sx = -1
-	}
-	if y0 > y1 {
-		sy = -1
-	}
-	e := dx + dy
-	for {
-		fillRect(img, x0, y0, 2, 2, c)
-		if x0 == x1 && y0 == y1 {
-			return
-		}
-		if e2 := 2 * e; e2 >= dy {
-			e += dy
-			x0 += sx
-		} else {
-			e += dx
-			y0 += sy
+// wrapText breaks s between words into lines no wider than width, so
+// that a long title stays inside the image.
+func wrapText(s string, sty text.Style, width vg.Length) string {
+	var lines []string
+	line := ""
+	for word := range strings.FieldsSeq(s) {
+		switch {
+		case line == "":
+			line = word
+		case sty.Width(line+" "+word) <= width:
+			line += " " + word
+		default:
+			lines = append(lines, line)
+			line = word
 		}
 	}
+	return strings.Join(append(lines, line), "\n")
 }
 
-func abs(v int) int {
-	if v < 0 {
-		return -v
+// Ticks makes ticks a plot.Ticker: the axis gets exactly the values
+// niceTicks chose, labelled by format.
+func (t ticks) Ticks(lo, hi float64) []plot.Tick {
+	out := make([]plot.Tick, 0, len(t.values))
+	for _, v := range t.values {
+		out = append(out, plot.Tick{Value: v, Label: t.format(v)})
 	}
-	return v
+	return out
 }
 
 // ticks is an axis: its range and the values that get a tick.
@@ -423,8 +496,8 @@ func niceTicks(lo, hi float64) ticks {
 }
 
 // format writes a tick value without trailing zeros; with steps of a
-// thousand or more in thousands ("2.5K"), so that long axes stay readable
-// in a small font.
+// thousand or more in thousands ("2.5K"), of a million or more in
+// millions ("1.5M"), so that long axes stay short.
 func (t ticks) format(v float64) string {
 	short := func(v float64, decimals int) string {
 		p := math.Pow(10, float64(decimals))
@@ -433,6 +506,8 @@ func (t ticks) format(v float64) string {
 	switch {
 	case math.Abs(v) < t.step/1e6:
 		return "0"
+	case t.step >= 1e5 && t.hi >= 1e6:
+		return short(v/1e6, niceTicksDecimals(t.step/1e6)) + "M"
 	case t.step >= 1000:
 		return short(v/1000, niceTicksDecimals(t.step/1000)) + "K"
 	}
