@@ -18,7 +18,8 @@
 # which clusters):
 #
 #   scripts/cluster.sh idle     # CONNS (45000) idle connections on NODES nodes, RSS per connection per
-#                               # node; first CONNS/NODES on one node (SQLite), the same per-node load
+#                               # node and the CPU the cluster spends on them (nodes, broker, PostgreSQL);
+#                               # first CONNS/NODES on one node (SQLite), the same per-node load
 #   scripts/cluster.sh fanout   # MESSAGES (10) broadcasts to CONNS (15000) connections: one node, then
 #                               # the clusters
 #   scripts/cluster.sh notify   # MSG_RATE (5000/s) for DURATION (15s) to CONNS (10000) users, one
@@ -266,7 +267,7 @@ idle() {
 		wait_quiet
 		setup "$b"
 		sources "$conns" "$nodes"
-		load "$b-idle" -scenario idle -conns "$conns" -rate "$rate" -hold "$hold" -local-addrs "$addrs"
+		load "$b-idle" -scenario idle -conns "$conns" -rate "$rate" -hold "$hold" -local-addrs "$addrs" -cpu-procs "$cpu_procs"
 		teardown
 	done
 }

@@ -109,7 +109,10 @@ waited for (cutime+cstime): PostgreSQL's backends come and go with its
 clients' connections, and one that exits passes its time to the
 postmaster, which waits for it, so the sum over the processes alive at
 each end holds it. Every process of the name counts, whoever it works for:
-keep other users of the database off the machine while measuring.
+keep other users of the database off the machine while measuring. idle
+reports the same sum over its hold, in cores: what the server spends on
+connections that do nothing (pings, timers; in a cluster, the connection
+registry's upkeep).
 
 resume is many clients reconnecting at once, e.g. after a network
 outage: the connections speak herald.v1 and each first receives one
@@ -185,7 +188,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	apiKey := fs.String("api-key", "", "server API key (default $HERALD_API_KEY)")
 	fs.IntVar(&c.PID, "pid", 0, "server process id for memory and CPU readings (default: found from the port, local servers only)")
 	pids := fs.String("pids", "", "with several -url nodes: their process ids, comma-separated in -url order (default: found from their ports)")
-	cpuProcs := fs.String("cpu-procs", "", `more processes whose CPU time counts in the server's (notify, resume), comma-separated: command names, each every process of that name (e.g. "postgres,redis-server"), or pids`)
+	cpuProcs := fs.String("cpu-procs", "", `more processes whose CPU time counts in the server's (idle, notify, resume), comma-separated: command names, each every process of that name (e.g. "postgres,redis-server"), or pids`)
 	fs.DurationVar(&c.Hold, "hold", 10*time.Second, "idle: how long to hold the connections before reading the server's memory (its GC needs a few seconds to settle)")
 	fs.DurationVar(&c.Duration, "duration", 10*time.Second, "notify, churn: how long to send or churn")
 	fs.IntVar(&c.Messages, "messages", 5, "fanout: broadcasts to send, one after the other; resume: messages per user stored while the clients are away")

@@ -65,6 +65,10 @@ func TestEndToEnd(t *testing.T) {
 		if res.Server.PID != srv.pid || res.Server.RSSAfterKB <= 0 || res.Server.Conns != 200 {
 			t.Fatalf("server %+v, want pid %d", res.Server, srv.pid)
 		}
+		// Its CPU over the hold (a timing, not checked).
+		if res.Idle == nil || res.Idle.ServerCPU == nil || res.Idle.ServerCPU.PID != srv.pid || res.Idle.ServerCPU.WindowS <= 0 {
+			t.Fatalf("idle %+v", res.Idle)
+		}
 	})
 	t.Run("fanout", func(t *testing.T) {
 		res := runLoad(t, getenv, "-scenario", "fanout", "-conns", "200", "-messages", "3", "-workers", "2", "-interval", "100ms")
@@ -381,6 +385,9 @@ func TestEndToEnd(t *testing.T) {
 		}
 		if s.RSSAfterKB != s.Nodes[0].RSSAfterKB+s.Nodes[1].RSSAfterKB {
 			t.Fatalf("server %+v: its RSS is not the nodes' sum", s)
+		}
+		if id := res.Idle; id == nil || id.ServerCPU == nil || len(id.ServerCPU.Parts) != 2 || id.ServerCPU.Parts[1].PID != srv2.pid {
+			t.Fatalf("idle %+v", id)
 		}
 
 		res = runLoad(t, getenv, "-url", urls, "-scenario", "notify", "-conns", "40", "-msg-rate", "200", "-duration", "1s",

@@ -24,6 +24,7 @@ type result struct {
 	Server  serverResult  `json:"server"`
 	Client  clientResult  `json:"client"`
 
+	Idle    *idleResult    `json:"idle,omitempty"`
 	Fanout  *fanoutResult  `json:"fanout,omitempty"`
 	Notify  *notifyResult  `json:"notify,omitempty"`
 	Churn   *churnResult   `json:"churn,omitempty"`
@@ -114,6 +115,14 @@ type nodeResult struct {
 type clientResult struct {
 	RSSKB     int64   `json:"rss_kb"`
 	PerConnKB float64 `json:"kb_per_connection"`
+}
+
+// idleResult is what the server did while the connections sat idle: its
+// CPU time over the hold (pings, timers, and in a cluster the connection
+// registry's upkeep), as cpuResult without the per-message figure.
+type idleResult struct {
+	ServerCPU     *cpuResult `json:"server_cpu,omitempty"`
+	ServerCPUNote string     `json:"server_cpu_note,omitempty"`
 }
 
 type fanoutResult struct {
@@ -468,6 +477,13 @@ func writeRows(row func(label, format string, args ...any), res *result) {
 		}
 	}
 	row("client rss", "%s over all workers, %.2f KB per connection", mib(res.Client.RSSKB), res.Client.PerConnKB)
+	if id := res.Idle; id != nil {
+		if c := id.ServerCPU; c != nil {
+			writeCPU(row, c, "hold", "")
+		} else if id.ServerCPUNote != "" {
+			row("server cpu", "%s", id.ServerCPUNote)
+		}
+	}
 	if f := res.Fanout; f != nil {
 		for _, m := range f.Messages {
 			row(fmt.Sprintf("broadcast %d", m.Seq), "%d/%d delivered (server queued %d), API call %.1fms, first %.1fms, last %.1fms, %.0f deliveries/s",
@@ -547,24 +563,35 @@ func writeRows(row func(label, format string, args ...any), res *result) {
 }
 
 // writeCPU writes the server's CPU rows: the total over the window, and
-// each part's share when it was summed over several.
+// each part's share when it was summed over several. what names the
+// messages the cost is per 1,000 of; "" leaves that figure out (idle).
 func writeCPU(row func(label, format string, args ...any), c *cpuResult, window, what string) {
+	per := func(ms float64) string {
+		if what == "" {
+			return ""
+		}
+		return fmt.Sprintf(": %.1f ms per 1,000 %s", ms, what)
+	}
 	if len(c.Parts) == 0 {
-		row("server cpu", "pid %d: %d ms over the %.1fs %s (%.2f cores): %.1f ms per 1,000 %s", c.PID, c.Ms, c.WindowS, window, c.Cores, c.MsPer1000Msgs, what)
+		row("server cpu", "pid %d: %d ms over the %.1fs %s (%.2f cores)%s", c.PID, c.Ms, c.WindowS, window, c.Cores, per(c.MsPer1000Msgs))
 		return
 	}
 	names := make([]string, len(c.Parts))
 	for i, p := range c.Parts {
 		names[i] = p.Name
 	}
-	row("server cpu", "%d ms over the %.1fs %s (%.2f cores): %.1f ms per 1,000 %s, summed over %s",
-		c.Ms, c.WindowS, window, c.Cores, c.MsPer1000Msgs, what, strings.Join(names, ", "))
+	row("server cpu", "%d ms over the %.1fs %s (%.2f cores)%s, summed over %s",
+		c.Ms, c.WindowS, window, c.Cores, per(c.MsPer1000Msgs), strings.Join(names, ", "))
 	for _, p := range c.Parts {
 		who := fmt.Sprintf("pid %d", p.PID)
 		if p.Comm != "" {
 			who = fmt.Sprintf("%d processes named %s at the start, %d at the end", p.ProcsStart, p.Comm, p.ProcsEnd)
 		}
-		row("  "+p.Name, "%d ms (%.1f ms per 1,000 %s), %s", p.Ms, p.MsPer1000Msgs, what, who)
+		share := fmt.Sprintf("%.2f cores", float64(p.Ms)/1000/c.WindowS)
+		if what != "" {
+			share = fmt.Sprintf("%.1f ms per 1,000 %s", p.MsPer1000Msgs, what)
+		}
+		row("  "+p.Name, "%d ms (%s), %s", p.Ms, share, who)
 	}
 }
 

@@ -87,7 +87,7 @@ func (r *runner) run(ctx context.Context) (*result, error) {
 		r.phase.Store(cfg.Scenario)
 		switch cfg.Scenario {
 		case "idle":
-			err = r.idle(ctx)
+			res.Idle, err = r.idle(ctx)
 		case "fanout":
 			res.Fanout, err = r.fanout(ctx)
 		case "notify":
@@ -297,14 +297,20 @@ func (r *runner) specs(start time.Time) []workerSpec {
 	return specs
 }
 
-// idle holds the connections. The server's memory is read afterwards: by
-// then the garbage of the connect phase (handshake buffers, HTTP request
-// state) has had several GC cycles to go.
-func (r *runner) idle(ctx context.Context) error {
-	if !sleepUntil(ctx, time.Now().Add(r.cfg.Hold)) {
-		return context.Cause(ctx)
+// idle holds the connections, reading the server's CPU time over the
+// hold. The server's memory is read afterwards: by then the garbage of
+// the connect phase (handshake buffers, HTTP request state) has had
+// several GC cycles to go.
+func (r *runner) idle(ctx context.Context) (*idleResult, error) {
+	cpu := startCPU(r.cpuSources)
+	start := time.Now()
+	if !sleepUntil(ctx, start.Add(r.cfg.Hold)) {
+		return nil, context.Cause(ctx)
 	}
-	return nil
+	cpu.stop()
+	out := &idleResult{}
+	out.ServerCPU, out.ServerCPUNote = cpu.result(time.Since(start), 0)
+	return out, nil
 }
 
 // fanout broadcasts Messages times, each once the previous one has
