@@ -41,12 +41,13 @@
 # Other knobs: NODES (3), RATE (connects/s: 1000 for idle, 3000 otherwise),
 # HOLD (idle, 60s: past two of Herald's 25 s pings), PER_WORKER (9000: each
 # load-tool process stays well under the 20,000 open-file limit), REDIS_URL
-# and NATS_URL (the local defaults), REV (build Herald and the tool from
-# this commit, e.g. HEAD, through git archive, rather than from the working
-# tree, whose uncommitted changes would otherwise be measured too), OUT (a
-# directory to keep each run's table, progress and node logs in), PROFILE=1
-# (a 10-second CPU profile of node 1 during each notify run, through
-# HERALD_ADMIN_ADDR's /debug/pprof/profile, into OUT), BATCH (notify: send
+# and NATS_URL (the local defaults), REV (build Herald from this commit,
+# e.g. HEAD, through git archive, rather than from the working tree, whose
+# uncommitted changes would otherwise be measured too; the load tool is
+# always the working tree's), OUT (a directory to keep each run's table,
+# progress and node logs in), PROFILE=1 (the nodes get admin listeners on
+# 127.0.0.1:19081 and up, and a 10-second CPU profile of node 1 is taken
+# during each notify run, through /debug/pprof/profile, into OUT), BATCH (notify: send
 # through POST /v1/batch, up to BATCH messages a request, a partial batch
 # going after BATCH_WAIT, 3ms; the wait counts in the latency).
 #
@@ -77,6 +78,8 @@ trap cleanup EXIT
 
 # --- build -------------------------------------------------------------
 
+# Herald from REV when it is set, else from the working tree; the load
+# tool always from the working tree, beside this script.
 src=.
 rev_note="working tree at $(git rev-parse --short HEAD 2>/dev/null || echo '?')"
 if [ -n "$(git status --porcelain -- . 2>/dev/null | grep -v '^??' || true)" ]; then
@@ -88,14 +91,15 @@ if [ -n "${REV:-}" ]; then
 	git archive "$REV" | tar -x -C "$src"
 	rev_note="$(git rev-parse --short "$REV") ($(git log -1 --format='%cd' --date=iso "$REV"))"
 fi
-(cd "$src" && go build -o "$work/herald" ./cmd/herald && go build -o "$work/herald-load" ./cmd/herald-load)
+(cd "$src" && go build -o "$work/herald" ./cmd/herald)
+go build -o "$work/herald-load" ./cmd/herald-load
 
 export HERALD_TOKEN_SECRET=cluster-bench-secret-0123456789abcdef0123
 export HERALD_API_KEY=cluster-bench-api-key-0123456789abcdef
 
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 echo "# $(date -u '+%Y-%m-%d %H:%M UTC'): scripts/cluster.sh $mode"
-echo "# herald: $rev_note; $(go version | cut -d' ' -f3)"
+echo "# herald: $rev_note; herald-load: $(git log -1 --format=%h -- cmd/herald-load 2>/dev/null)$(git status --porcelain -- cmd/herald-load 2>/dev/null | grep -q . && echo ' + uncommitted changes'); $(go version | cut -d' ' -f3)"
 echo "# machine: $(nproc) cores, $(lscpu 2>/dev/null | sed -n 's/^Model name: *//p' | head -1), $(awk '/MemTotal/ {printf "%.1f GiB", $2/1048576}' /proc/meminfo), Linux $(uname -r), ulimit -n $(ulimit -n)"
 
 # --- machine load --------------------------------------------------------
