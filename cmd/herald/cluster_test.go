@@ -31,15 +31,18 @@ var clusterEngines = []struct {
 }
 
 // startCluster runs n Herald processes sharing one PostgreSQL schema and
-// one broker namespace.
-func startCluster(t *testing.T, n int, busURL, cluster, dsn string) []*proc {
+// one broker namespace, each with the settings of extra (name, value
+// pairs) too.
+func startCluster(t *testing.T, n int, busURL, cluster, dsn string, extra ...string) []*proc {
 	t.Helper()
 	nodes := make([]*proc, n)
 	for i := range nodes {
-		nodes[i] = startProcess(t, testEnv(t,
+		env := append([]string{
 			"HERALD_DB", filepath.Join(t.TempDir(), "unused.db"),
 			"HERALD_STORE", dsn, "HERALD_BROKER", busURL, "HERALD_CLUSTER", cluster,
-			"HERALD_NODE_ID", fmt.Sprintf("node%d", i+1)))
+			"HERALD_NODE_ID", fmt.Sprintf("node%d", i+1),
+		}, extra...)
+		nodes[i] = startProcess(t, testEnv(t, env...))
 	}
 	return nodes
 }

@@ -10,7 +10,6 @@ import (
 	"net/url"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"sync"
 	"syscall"
@@ -153,22 +152,6 @@ func (b *brokerServer) kill(t *testing.T) {
 func (b *brokerServer) stop() {
 	_ = b.cmd.Process.Kill()
 	<-b.exited
-}
-
-// startNodes runs n Herald processes sharing the store at dsn and the
-// broker at busURL, like startCluster, with extra settings.
-func startNodes(t *testing.T, n int, busURL, cluster, dsn string, extra ...string) []*proc {
-	t.Helper()
-	nodes := make([]*proc, n)
-	for i := range nodes {
-		env := append([]string{
-			"HERALD_DB", filepath.Join(t.TempDir(), "unused.db"),
-			"HERALD_STORE", dsn, "HERALD_BROKER", busURL, "HERALD_CLUSTER", cluster,
-			"HERALD_NODE_ID", fmt.Sprintf("node%d", i+1),
-		}, extra...)
-		nodes[i] = startProcess(t, testEnv(t, env...))
-	}
-	return nodes
 }
 
 // waitHeld waits until node i holds want[i] connections of user. A node
@@ -636,7 +619,7 @@ func TestBrokerRestart(t *testing.T) {
 		t.Run(eng.name, func(t *testing.T) {
 			bs := startBrokerServer(t, eng.name, eng.bin, eng.fallback, eng.scheme, eng.args)
 			dsn := servicetest.Postgres(t)
-			nodes := startNodes(t, 3, bs.URL, "herald_outage", dsn, noTrim...)
+			nodes := startCluster(t, 3, bs.URL, "herald_outage", dsn, noTrim...)
 			const sender = 0 // every notify goes through node 1
 
 			// Users k and m, with tabs on every node: k has one on the
@@ -879,7 +862,7 @@ func TestStoreUnreachable(t *testing.T) {
 	p := newCutProxy(t, u.Host)
 	u.Host = p.ln.Addr().String()
 	busURL, cluster := clusterEngines[0].bus(t) // postgres+redis: the machine's Redis, a prefix of the test's own
-	nodes := startNodes(t, 2, busURL, cluster, u.String(), noTrim...)
+	nodes := startCluster(t, 2, busURL, cluster, u.String(), noTrim...)
 
 	tabs := []*outageTab{{user: "k", node: 0}, {user: "k", node: 1}, {user: "k", node: 1}}
 	flapper := tabs[2] // loses its connection during the outage

@@ -4,8 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
-	"path/filepath"
 	"slices"
 	"syscall"
 	"testing"
@@ -22,20 +20,6 @@ import (
 // registryTTL is the lease the registry tests run with: short, so that a
 // dead node's connections go in seconds.
 const registryTTL = 3 * time.Second
-
-// startRegistryCluster is startCluster with the registry's lease
-// shortened to registryTTL.
-func startRegistryCluster(t *testing.T, n int, busURL, cluster, dsn string) []*proc {
-	t.Helper()
-	nodes := make([]*proc, n)
-	for i := range nodes {
-		nodes[i] = startProcess(t, testEnv(t,
-			"HERALD_DB", filepath.Join(t.TempDir(), "unused.db"),
-			"HERALD_STORE", dsn, "HERALD_BROKER", busURL, "HERALD_CLUSTER", cluster,
-			"HERALD_NODE_ID", fmt.Sprintf("node%d", i+1), "HERALD_REGISTRY_TTL", registryTTL.String()))
-	}
-	return nodes
-}
 
 // listed is one entry of GET /v1/users/{user}/connections.
 type listed struct {
@@ -80,7 +64,7 @@ func TestClusterRegistry(t *testing.T) {
 		t.Run(eng.name, func(t *testing.T) {
 			dsn := servicetest.Postgres(t)
 			busURL, cluster := eng.bus(t)
-			nodes := startRegistryCluster(t, 3, busURL, cluster, dsn)
+			nodes := startCluster(t, 3, busURL, cluster, dsn, "HERALD_REGISTRY_TTL", registryTTL.String())
 			n1, n2, n3 := nodes[0], nodes[1], nodes[2]
 			ctx := context.Background()
 
