@@ -157,94 +157,6 @@ func TestDatabaseDown(t *testing.T) {
 	}
 }
 
-// cutProxy forwards TCP connections to the PostgreSQL server until it is
-// cut: then it drops every connection and closes new ones at once, which
-// is what a Store sees of a server that is down.
-type cutProxy struct {
-	ln     net.Listener
-	target string
-
-	mu    sync.Mutex
-	down  bool
-	conns map[net.Conn]bool
-}
-
-func newCutProxy(t *testing.T, target string) *cutProxy {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &cutProxy{ln: ln, target: target, conns: map[net.Conn]bool{}}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go p.serve(c)
-		}
-	}()
-	t.Cleanup(func() {
-		ln.Close()
-		<-done
-		p.cut()
-	})
-	return p
-}
-
-func (p *cutProxy) track(cs ...net.Conn) bool {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.down {
-		return false
-	}
-	for _, c := range cs {
-		p.conns[c] = true
-	}
-	return true
-}
-
-func (p *cutProxy) serve(c net.Conn) {
-	up, err := net.Dial("tcp", p.target)
-	if err != nil {
-		c.Close()
-		return
-	}
-	if !p.track(c, up) {
-		c.Close()
-		up.Close()
-		return
-	}
-	go func() {
-		_, _ = io.Copy(up, c)
-		up.Close()
-	}()
-	_, _ = io.Copy(c, up)
-	c.Close()
-	p.mu.Lock()
-	delete(p.conns, c)
-	delete(p.conns, up)
-	p.mu.Unlock()
-}
-
-func (p *cutProxy) cut() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.down = true
-	for c := range p.conns {
-		c.Close()
-	}
-	clear(p.conns)
-}
-
-func (p *cutProxy) restore() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.down = false
-}
-
 // TestServerUnreachable puts a proxy between the Store and the server and
 // cuts it: Append, the reads and Ready fail with EUnavailable (so the API
 // answers 503 and /readyz fails) and store nothing; once the proxy is back
@@ -255,8 +167,8 @@ func TestServerUnreachable(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := newCutProxy(t, u.Host)
-	u.Host = p.ln.Addr().String()
+	p := servicetest.NewCutProxy(t, u.Host)
+	u.Host = p.Addr()
 	log, logs := newLog(t)
 	s, err := Open(context.Background(), u.String(), WithMaxConns(testConns), WithLogger(log))
 	if err != nil {
@@ -277,7 +189,7 @@ func TestServerUnreachable(t *testing.T) {
 		}
 	}
 
-	p.cut()
+	p.Cut()
 	for i := range 3 {
 		err := appendOne(fmt.Sprint("during-", i))
 		if herald.ErrorCodeOf(err) != herald.EUnavailable {
@@ -297,7 +209,7 @@ func TestServerUnreachable(t *testing.T) {
 		t.Fatalf("the outage was not logged once")
 	}
 
-	p.restore()
+	p.Restore()
 	poll(t, "Ready after the server is back", func() bool { return s.Ready() == nil })
 	for i := range 3 {
 		if err := appendOne(fmt.Sprint("after-", i)); err != nil {

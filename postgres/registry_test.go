@@ -183,15 +183,15 @@ func TestRegistryUnreachable(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := newCutProxy(t, u.Host)
-	u.Host = p.ln.Addr().String()
+	p := servicetest.NewCutProxy(t, u.Host)
+	u.Host = p.Addr()
 	s := openTest(t, u.String())
 	r := s.Registry(registrytest.LongTTL)
 	ctx := context.Background()
 	registrytest.MustHeartbeat(t, r, "a")
 	registrytest.MustSync(t, r, "a", []herald.ConnInfo{registrytest.Conn("c1", "u", time.Now())})
 
-	p.cut()
+	p.Cut()
 	calls := map[string]func() error{
 		"Heartbeat": func() error { _, err := r.Heartbeat(ctx, "a"); return err },
 		"Sync":      func() error { return r.Sync(ctx, "a", nil, []herald.ConnID{"c1"}) },
@@ -207,7 +207,7 @@ func TestRegistryUnreachable(t *testing.T) {
 		}
 	}
 
-	p.restore()
+	p.Restore()
 	poll(t, "the registry to answer again", func() bool {
 		_, err := r.Heartbeat(ctx, "a")
 		return err == nil

@@ -725,103 +725,6 @@ func TestBrokerRestart(t *testing.T) {
 	}
 }
 
-// cutProxy forwards TCP connections to target until it is cut: then it
-// drops every connection and closes new ones at once, which is what a
-// client sees of a database server that is down. (postgres/down_test.go
-// has its twin, for the Store alone.)
-type cutProxy struct {
-	ln     net.Listener
-	target string
-
-	mu    sync.Mutex
-	down  bool
-	conns map[net.Conn]bool
-}
-
-func newCutProxy(t *testing.T, target string) *cutProxy {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &cutProxy{ln: ln, target: target, conns: map[net.Conn]bool{}}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go p.serve(c)
-		}
-	}()
-	t.Cleanup(func() {
-		ln.Close()
-		<-done
-		p.cut()
-	})
-	return p
-}
-
-func (p *cutProxy) track(cs ...net.Conn) bool {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.down {
-		return false
-	}
-	for _, c := range cs {
-		p.conns[c] = true
-	}
-	return true
-}
-
-func (p *cutProxy) serve(c net.Conn) {
-	p.mu.Lock()
-	down := p.down
-	p.mu.Unlock()
-	if down {
-		c.Close()
-		return
-	}
-	up, err := net.Dial("tcp", p.target)
-	if err != nil {
-		c.Close()
-		return
-	}
-	if !p.track(c, up) {
-		c.Close()
-		up.Close()
-		return
-	}
-	go func() {
-		_, _ = io.Copy(up, c)
-		up.Close()
-	}()
-	_, _ = io.Copy(c, up)
-	c.Close()
-	p.mu.Lock()
-	delete(p.conns, c)
-	delete(p.conns, up)
-	p.mu.Unlock()
-}
-
-func (p *cutProxy) cut() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.down = true
-	for c := range p.conns {
-		c.Close()
-	}
-	clear(p.conns)
-}
-
-func (p *cutProxy) restore() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.down = false
-}
-
 // history reads user's whole stored stream through n.
 func history(t *testing.T, n *proc, user string) []envelope {
 	t.Helper()
@@ -859,8 +762,8 @@ func TestStoreUnreachable(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := newCutProxy(t, u.Host)
-	u.Host = p.ln.Addr().String()
+	p := servicetest.NewCutProxy(t, u.Host)
+	u.Host = p.Addr()
 	busURL, cluster := clusterEngines[0].bus(t) // postgres+redis: the machine's Redis, a prefix of the test's own
 	nodes := startCluster(t, 2, busURL, cluster, u.String(), noTrim...)
 
@@ -880,7 +783,7 @@ func TestStoreUnreachable(t *testing.T) {
 
 	cut := time.Now()
 	l.setMark(cut)
-	p.cut()
+	p.Cut()
 	bodies := waitReadyz(t, nodes, http.StatusServiceUnavailable)
 	waitFor(t, "a 503 from each node", func() bool {
 		l.mu.Lock()
@@ -901,7 +804,7 @@ func TestStoreUnreachable(t *testing.T) {
 
 	restored := time.Now()
 	l.setMark(restored)
-	p.restore()
+	p.Restore()
 
 	var okAgain time.Time
 	waitFor(t, "a 200 from each node after the proxy is back", func() bool {
