@@ -131,6 +131,12 @@ const (
 	// DELETE /@connections/{id} does when the connection is on another
 	// node.
 	ControlDisconnectConn
+	// ControlAckConn acknowledges, for connection Conn of User, everything
+	// up to the offset in Data (ASCII decimal), as POST /v1/ack does when
+	// an SSE client's ack reaches a node that does not hold its stream
+	// (a load balancer without sticky sessions). The node holding Conn
+	// counts it only if Conn is User's.
+	ControlAckConn
 )
 
 func (k ControlKind) String() string {
@@ -143,16 +149,20 @@ func (k ControlKind) String() string {
 		return "post_to_conn"
 	case ControlDisconnectConn:
 		return "disconnect_conn"
+	case ControlAckConn:
+		return "ack_conn"
 	}
 	return fmt.Sprintf("ControlKind(%d)", uint8(k))
 }
 
 // Valid reports whether k is one of the defined kinds.
-func (k ControlKind) Valid() bool { return k >= ControlPush && k <= ControlDisconnectConn }
+func (k ControlKind) Valid() bool { return k >= ControlPush && k <= ControlAckConn }
 
 // ByConn reports whether k addresses one connection (Conn) rather than
 // every connection of a user (User).
-func (k ControlKind) ByConn() bool { return k == ControlPostToConn || k == ControlDisconnectConn }
+func (k ControlKind) ByConn() bool {
+	return k == ControlPostToConn || k == ControlDisconnectConn || k == ControlAckConn
+}
 
 // Control is a command one node sends the others about connections it does
 // not hold. Which fields matter depends on Kind; the others are carried but
@@ -160,7 +170,7 @@ func (k ControlKind) ByConn() bool { return k == ControlPostToConn || k == Contr
 type Control struct {
 	Kind ControlKind
 	// User is the user whose connections ControlPush and
-	// ControlDisconnectUser address.
+	// ControlDisconnectUser address, and the user ControlAckConn acks for.
 	User UserID
 	// Conn is the connection ControlPostToConn and ControlDisconnectConn
 	// address. Connection ids are unique across the cluster, so exactly
@@ -170,7 +180,8 @@ type Control struct {
 	// disconnect kinds.
 	Code   uint16
 	Reason string
-	// Data is the payload of ControlPush and ControlPostToConn.
+	// Data is the payload of ControlPush and ControlPostToConn, and the
+	// offset of ControlAckConn.
 	Data []byte
 }
 
@@ -184,6 +195,9 @@ func CheckControl(c Control) error {
 		return fmt.Errorf("control: kind %v is not valid", c.Kind)
 	case c.Kind.ByConn() && c.Conn == "":
 		return fmt.Errorf("control %v has no connection", c.Kind)
+	case c.Kind == ControlAckConn && c.User == "":
+		// The holder checks the ack is the connection's user's own.
+		return fmt.Errorf("control %v has no user", c.Kind)
 	case !c.Kind.ByConn() && c.User == "":
 		return fmt.Errorf("control %v has no user", c.Kind)
 	}

@@ -252,11 +252,16 @@ type Deps struct {
 	Cluster Cluster
 }
 
-// Cluster lists connections across the nodes of a cluster.
+// Cluster lists connections across the nodes of a cluster and reaches
+// the ones other nodes hold.
 type Cluster interface {
 	// UserConns lists user's connections on every node, oldest first,
 	// each with its Node.
 	UserConns(ctx context.Context, user herald.UserID) ([]herald.ConnInfo, error)
+	// Ack hands user's ack of offset on connection id to the node that
+	// holds it. An ENotFound *herald.Error when no node holds id for
+	// user; nil once the bus took the ack.
+	Ack(ctx context.Context, user herald.UserID, id herald.ConnID, offset uint64) error
 }
 
 // RouteSet is what the API needs of an API Gateway route set.

@@ -149,6 +149,16 @@ func handleAck(s *Server, userOf func(*http.Request) (herald.UserID, error)) htt
 			return
 		}
 		c := s.hub.Get(*req.Conn)
+		if c == nil && s.cluster != nil {
+			// Another node may hold the stream: behind a load balancer
+			// without sticky sessions an SSE client's ack reaches any node.
+			if err := s.cluster.Ack(r.Context(), user, *req.Conn, *req.Offset); err != nil {
+				writeError(w, r, s.log, err)
+				return
+			}
+			writeJSON(w, http.StatusAccepted, map[string]any{"connection_id": *req.Conn, "forwarded": true})
+			return
+		}
 		a, ok := c.(acker)
 		if c == nil || c.User() != user || !ok {
 			// Another user's connection is reported as missing, not as

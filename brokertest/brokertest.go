@@ -897,6 +897,7 @@ func testControl(t *testing.T, nodes []herald.Broker) {
 		{Kind: herald.ControlDisconnectConn, Conn: "c2", Code: 1000},
 		// Fields a kind does not use are carried all the same.
 		{Kind: herald.ControlDisconnectConn, User: "43", Conn: "c3", Code: 1008, Reason: "policy", Data: []byte("ignored")},
+		{Kind: herald.ControlAckConn, User: "user ✓", Conn: "c4", Data: []byte("18446744073709551615")},
 	}
 	for _, c := range cases {
 		if !c.Kind.Valid() || strings.HasPrefix(c.Kind.String(), "ControlKind(") {
@@ -906,7 +907,7 @@ func testControl(t *testing.T, nodes []herald.Broker) {
 			t.Fatalf("Control(%v): %v", c.Kind, err)
 		}
 	}
-	for _, k := range []herald.ControlKind{0, herald.ControlDisconnectConn + 1, 255} {
+	for _, k := range []herald.ControlKind{0, herald.ControlAckConn + 1, 255} {
 		if k.Valid() {
 			t.Errorf("ControlKind(%d).Valid() = true", k)
 		}
@@ -969,11 +970,13 @@ func testInvalidInput(t *testing.T, nodes []herald.Broker) {
 		c    herald.Control
 	}{
 		{"zero kind", herald.Control{User: "u", Conn: "c"}},
-		{"unknown kind", herald.Control{Kind: herald.ControlDisconnectConn + 1, User: "u", Conn: "c"}},
+		{"unknown kind", herald.Control{Kind: herald.ControlAckConn + 1, User: "u", Conn: "c"}},
 		{"push without user", herald.Control{Kind: herald.ControlPush, Conn: "c", Data: []byte(`{}`)}},
 		{"disconnect user without user", herald.Control{Kind: herald.ControlDisconnectUser, Conn: "c", Code: 1000}},
 		{"post without connection", herald.Control{Kind: herald.ControlPostToConn, User: "u", Data: []byte("x")}},
 		{"disconnect connection without connection", herald.Control{Kind: herald.ControlDisconnectConn, User: "u", Code: 1000}},
+		{"ack without connection", herald.Control{Kind: herald.ControlAckConn, User: "u", Data: []byte("1")}},
+		{"ack without user", herald.Control{Kind: herald.ControlAckConn, Conn: "c", Data: []byte("1")}},
 	}
 	for _, tc := range controls {
 		if err := nodes[0].Control(ctx, tc.c); err == nil {
@@ -1284,6 +1287,7 @@ func testInterestWhoReceives(t *testing.T, nodes []herald.Broker) {
 	connControls := []herald.Control{
 		{Kind: herald.ControlPostToConn, Conn: "c1", Data: []byte("post")},
 		{Kind: herald.ControlDisconnectConn, Conn: "c2", Code: 1000},
+		{Kind: herald.ControlAckConn, User: "u", Conn: "c3", Data: []byte("1")},
 	}
 	for _, c := range slices.Concat(userControls, connControls) {
 		if err := nodes[0].Control(ctx, c); err != nil {

@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strconv"
 	"time"
 
 	"github.com/herald-gw/herald"
@@ -165,4 +166,22 @@ func (n *Node) Post(ctx context.Context, id herald.ConnID, data []byte) error {
 // and reason.
 func (n *Node) Disconnect(ctx context.Context, id herald.ConnID, code uint16, reason string) error {
 	return n.cfg.Broker.Control(ctx, herald.Control{Kind: herald.ControlDisconnectConn, Conn: id, Code: code, Reason: reason})
+}
+
+// Ack hands user's ack of offset on connection id to the node that holds
+// it, as POST /v1/ack does when the ack reaches another node than the
+// stream (an SSE client behind a load balancer without sticky sessions).
+// The holder counts it only for its own user and an offset it sent; the
+// registry is asked first so that an unknown connection, or another
+// user's, is an ENotFound here rather than a silent no-op there.
+func (n *Node) Ack(ctx context.Context, user herald.UserID, id herald.ConnID, offset uint64) error {
+	info, err := n.Conn(ctx, id)
+	if err != nil {
+		return err
+	}
+	if info.User != user {
+		// Reported as missing, not forbidden: ids are not to be probed.
+		return herald.Errorf(herald.ENotFound, "no open connection %q of this user", id)
+	}
+	return n.cfg.Broker.Control(ctx, herald.Control{Kind: herald.ControlAckConn, User: user, Conn: id, Data: strconv.AppendUint(nil, offset, 10)})
 }

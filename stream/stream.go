@@ -16,6 +16,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"strconv"
 	"sync"
 	"time"
 
@@ -250,6 +251,19 @@ func (r remote) HandleControl(c herald.Control) {
 	case herald.ControlDisconnectConn:
 		if conn := r.hub.Get(c.Conn); conn != nil {
 			conn.Close(c.Code, c.Reason)
+		}
+	case herald.ControlAckConn:
+		// Counted only for the connection's own user, as POST /v1/ack
+		// does on the node holding it; an offset beyond what was sent to
+		// the connection is refused by Ack and so not counted either.
+		type acker interface{ Ack(offset uint64) error }
+		conn := r.hub.Get(c.Conn)
+		a, ok := conn.(acker)
+		if conn == nil || !ok || conn.User() != c.User {
+			return
+		}
+		if off, err := strconv.ParseUint(string(c.Data), 10, 64); err == nil {
+			_ = a.Ack(off)
 		}
 	}
 }

@@ -4,7 +4,11 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"io"
+	"net/http"
 	"slices"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -105,6 +109,57 @@ func TestClusterRegistry(t *testing.T) {
 				if e := nextEnvelope(t, c); string(e.Data) != `{"b":1}` {
 					t.Fatalf("herald.v1 tab got %s, want the broadcast", e.Data)
 				}
+			}
+
+			// An ack reaching another node than the stream (an SSE client
+			// behind a load balancer without sticky sessions) is handed to
+			// the node that holds it, where ?wait=ack counts it.
+			var v2ID string
+			for _, c := range listConns(t, n1, "r") {
+				if c.Node == "node2" {
+					v2ID = c.ID
+				}
+			}
+			type waited struct {
+				status int
+				body   string
+			}
+			acked := make(chan waited, 1)
+			go func() { // no t.Fatal off the test's goroutine
+				var w waited
+				req, _ := http.NewRequest("POST", n2.URL+"/v1/notify?wait=ack&timeout=30s", strings.NewReader(`{"user_id":"r","json":"{\"n\":2}"}`))
+				req.Header.Set("Authorization", "Bearer "+testAPIKey)
+				req.Header.Set("Content-Type", "application/json")
+				if resp, err := http.DefaultClient.Do(req); err != nil {
+					w.body = err.Error()
+				} else {
+					b, _ := io.ReadAll(resp.Body)
+					resp.Body.Close()
+					w = waited{resp.StatusCode, string(b)}
+				}
+				acked <- w
+			}()
+			if e := nextEnvelope(t, v2); e.Offset != 2 {
+				t.Fatalf("herald.v1 tab on node 2 got offset %d, want 2", e.Offset)
+			}
+			if e := nextEnvelope(t, v1); e.Offset != 2 {
+				t.Fatalf("herald.v1 tab on node 1 got offset %d, want 2", e.Offset)
+			}
+			if _, b := read(t, raw3); string(b) != `{"n":2}` {
+				t.Fatalf("raw tab on node 3 got %s", b)
+			}
+			ack := fmt.Sprintf(`{"connection_id":%q,"offset":2}`, v2ID)
+			if status, body, err := postAck(n3.server, n3.token(t, "someone else"), ack); err != nil || status != 404 || !strings.Contains(body, "not_found") {
+				t.Fatalf("another user's ack of r's connection through node 3: %d %s %v, want 404 not_found", status, body, err)
+			}
+			if status, body, err := postAck(n3.server, n3.token(t, "r"), `{"connection_id":"nosuchconnection","offset":2}`); err != nil || status != 404 {
+				t.Fatalf("ack of an unknown connection through node 3: %d %s %v, want 404", status, body, err)
+			}
+			if status, body, err := postAck(n3.server, n3.token(t, "r"), ack); err != nil || status != 202 || !strings.Contains(body, `"forwarded":true`) {
+				t.Fatalf("r's ack of its node-2 connection through node 3: %d %s %v, want 202 forwarded", status, body, err)
+			}
+			if w := <-acked; w.status != 200 || !jsonHas(w.body, "acked", 1) {
+				t.Fatalf("notify ?wait=ack on node 2: %d %s, want acked 1 (the ack forwarded from node 3)", w.status, w.body)
 			}
 
 			// /@connections on node 1 for the raw connection on node 3.
