@@ -3,19 +3,21 @@
 # PNG charts and a record of the run into OUT_DIR (default docs/bench):
 #
 #   memory    idle server RSS per connection at MEM_CONNS connections,
-#             Herald and the raw baseline            memory.csv  memory.png  memory-rss.png
+#             Herald, the raw baseline and the peer  memory.csv  memory.png  memory-rss.png
 #   fanout    broadcast deliveries/s and time to the last delivery at
-#             FANOUT_CONNS, Herald and the raw baseline
+#             FANOUT_CONNS, Herald, the raw baseline and the peer
 #                                                    fanout.csv  fanout.png  fanout-last.png
 #   latency   notify latency p50/p90/p99 at LAT_RATES messages/s to
 #             LAT_CONNS connected users, one POST per message, and the
-#             server's CPU per 1,000 messages, Herald and the raw
-#             baseline                               latency.csv latency.png latency-cpu.png
+#             server's CPU per 1,000 messages, Herald, the raw
+#             baseline and the peer                  latency.csv latency.png latency-cpu.png
 #             the same through POST /v1/batch (-batch LAT_BATCH, partial
 #             batches sent after LAT_BATCH_WAIT)     latency-batch.csv latency-batch.png
 #                                                    latency-batch-cpu.png
 #   resume    RESUME_CONNS clients reconnecting at once, each missing
 #             RESUME_MESSAGES messages               resume.csv
+#   table.md  one markdown table per scenario, one row per server per point:
+#             Herald, raw baseline and peer side by side (herald-load -table)
 #   results.txt  every run's table;  run.txt  the machine and every command
 #
 # usage: scripts/bench.sh [OUT_DIR]   (from anywhere; a relative OUT_DIR is
@@ -25,8 +27,10 @@
 # starts a fresh herald on a free loopback port (a new SQLite file in a
 # temporary directory, the default store), because memory per connection
 # is only honest on a server that has not served anything before. The raw
-# baseline (herald-load -serve-baseline) is started and stopped by
-# herald-load itself (-baseline). Everything it starts is stopped when it
+# baseline (herald-load -serve-baseline) and the peer (Centrifugo, -peer
+# centrifugo, built with the Go toolchain into the user's cache folder the
+# first time) are started and stopped by herald-load itself, in the same
+# invocation as Herald's run of each point. Everything it starts is stopped when it
 # exits, Ctrl-C included; every run is bounded by a timeout and the whole
 # suite by SUITE_TIMEOUT seconds.
 #
@@ -36,6 +40,10 @@
 #   LAT_CONNS [10000]  LAT_RATES [1000 2000 5000 10000]  LAT_DURATION [10s]
 #   LAT_BATCH [100]  LAT_BATCH_WAIT [3ms]  RESUME_CONNS [10000]  RESUME_MESSAGES [10]
 #   CONNECT_RATE [2000]  SENDERS [256]  SUITE_TIMEOUT [2700]
+#   PEER [centrifugo]: the peer measured next to Herald at every memory,
+#     fanout and latency point (herald-load -peer); empty to leave it out.
+#     If it cannot be installed, run.txt says why and the suite goes on
+#     without it. PEER_BIN: its binary, instead of the cached one
 #   TRANSPORT [ws]: or sse, to run every point over Server-Sent Events
 #     (herald-load -transport sse; the baseline serves SSE the same way);
 #     give such a run its own OUT_DIR, e.g. docs/bench-sse
@@ -66,6 +74,12 @@ SENDERS=${SENDERS:-256}
 SUITE_TIMEOUT=${SUITE_TIMEOUT:-2700}
 BUILD_FROM=${BUILD_FROM:-worktree}
 TRANSPORT=${TRANSPORT:-ws}
+PEER=${PEER-centrifugo}
+PEER_BIN=${PEER_BIN:-}
+if [ "$TRANSPORT" != ws ] && [ -n "$PEER" ]; then
+	PEER= # the peer is measured over WebSocket only
+	PEER_NOTE="not measured: TRANSPORT=$TRANSPORT (the peer is measured over WebSocket only)"
+fi
 
 cd "$ROOT" # every command below runs here, so recorded paths stay short
 mkdir -p "$OUT"
@@ -215,6 +229,27 @@ fi
 (cd "$SRC" && go build -o "$WORK/herald" ./cmd/herald)
 go build -o "$WORK/herald-load" ./cmd/herald-load
 
+# The peer: installed (once) and described before any point, so that a
+# peer that cannot be had is recorded and left out, not failed at every
+# point.
+PEER_ARGS=()
+PEER_INFO=${PEER_NOTE:-not measured (PEER is empty)}
+if [ -n "$PEER" ]; then
+	log "peer: $PEER (installing it if this is the first time)"
+	PEER_BIN_ARGS=()
+	[ -z "$PEER_BIN" ] || PEER_BIN_ARGS=(-peer-bin "$PEER_BIN")
+	if PEER_INFO=$("$WORK/herald-load" -peer-info "$PEER" "${PEER_BIN_ARGS[@]}" 2>"$WORK/peer-info.log"); then
+		PEER_INFO=${PEER_INFO#peer:    }
+		PEER_ARGS=(-peer "$PEER" "${PEER_BIN_ARGS[@]}")
+	else
+		PEER_INFO="not measured: $(tail -n 5 "$WORK/peer-info.log" | tr '\n' ' ')"
+		log "peer $PEER $PEER_INFO"
+	fi
+fi
+PEERS=${PEER_ARGS[*]:+1} # non-empty when the peer is measured
+# Every point but resume measures the servers one after the other.
+SERVERS=$((2 + ${PEERS:-0}))
+
 # A throwaway secret and key for this suite only.
 HERALD_TOKEN_SECRET=$(od -An -tx1 -N32 /dev/urandom | tr -d ' \n')
 HERALD_API_KEY=$(od -An -tx1 -N24 /dev/urandom | tr -d ' \n')
@@ -222,7 +257,7 @@ export HERALD_TOKEN_SECRET HERALD_API_KEY
 
 rm -f "$OUT"/memory.csv "$OUT"/fanout.csv "$OUT"/latency.csv "$OUT"/latency-batch.csv "$OUT"/resume.csv "$OUT"/results.txt \
 	"$OUT"/memory.png "$OUT"/memory-rss.png "$OUT"/fanout.png "$OUT"/fanout-last.png "$OUT"/latency.png \
-	"$OUT"/latency-cpu.png "$OUT"/latency-batch.png "$OUT"/latency-batch-cpu.png
+	"$OUT"/latency-cpu.png "$OUT"/latency-batch.png "$OUT"/latency-batch-cpu.png "$OUT"/table.md
 {
 	echo "# Herald measurement suite: scripts/bench.sh $*"
 	echo "date:    $(date -u +%Y-%m-%dT%H:%M:%SZ)"
@@ -233,7 +268,8 @@ rm -f "$OUT"/memory.csv "$OUT"/fanout.csv "$OUT"/latency.csv "$OUT"/latency-batc
 	echo "memory:  $(grep -m1 MemTotal /proc/meminfo 2>/dev/null | awk '{printf "%.1f GiB", $2/1048576}')"
 	echo "files:   ulimit -n $(ulimit -n)"
 	echo "load:    $(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null) (load average at the start; each point's is in results.txt)"
-	echo "knobs:   TRANSPORT=$TRANSPORT MEM_CONNS='$MEM_CONNS' HOLD=$HOLD FANOUT_CONNS='$FANOUT_CONNS' FANOUT_MESSAGES=$FANOUT_MESSAGES LAT_CONNS=$LAT_CONNS LAT_RATES='$LAT_RATES' LAT_DURATION=$LAT_DURATION LAT_BATCH=$LAT_BATCH LAT_BATCH_WAIT=$LAT_BATCH_WAIT RESUME_CONNS=$RESUME_CONNS RESUME_MESSAGES=$RESUME_MESSAGES CONNECT_RATE=$CONNECT_RATE SENDERS=$SENDERS"
+	echo "peer:    ${PEER:-none}: $PEER_INFO"
+	echo "knobs:   PEER=$PEER TRANSPORT=$TRANSPORT MEM_CONNS='$MEM_CONNS' HOLD=$HOLD FANOUT_CONNS='$FANOUT_CONNS' FANOUT_MESSAGES=$FANOUT_MESSAGES LAT_CONNS=$LAT_CONNS LAT_RATES='$LAT_RATES' LAT_DURATION=$LAT_DURATION LAT_BATCH=$LAT_BATCH LAT_BATCH_WAIT=$LAT_BATCH_WAIT RESUME_CONNS=$RESUME_CONNS RESUME_MESSAGES=$RESUME_MESSAGES CONNECT_RATE=$CONNECT_RATE SENDERS=$SENDERS"
 	echo "server:  fresh herald process per point, HERALD_ADDR=127.0.0.1:0 HERALD_DB=<new file> HERALD_LOG_LEVEL=warn HERALD_DRAIN_TIMEOUT=1s, defaults otherwise"
 	echo "# herald-load runs, in order (-url is each point's fresh server):"
 } >"$OUT/run.txt"
@@ -241,30 +277,30 @@ rm -f "$OUT"/memory.csv "$OUT"/fanout.csv "$OUT"/latency.csv "$OUT"/latency-batc
 secs() { echo "${1%s}"; } # "30s" -> 30 (whole seconds only)
 
 for n in $MEM_CONNS; do
-	limit=$((2 * (n / CONNECT_RATE + $(secs "$HOLD")) + 180))
-	point "memory-$n" "$limit" -scenario idle -conns "$n" -rate "$CONNECT_RATE" -hold "$HOLD" -baseline \
+	limit=$((SERVERS * (n / CONNECT_RATE + $(secs "$HOLD")) + 90 * SERVERS))
+	point "memory-$n" "$limit" -scenario idle -conns "$n" -rate "$CONNECT_RATE" -hold "$HOLD" -baseline "${PEER_ARGS[@]}" \
 		-local-addrs "$(local_addrs "$n")" -csv "$OUT/memory.csv"
 done
 
 for n in $FANOUT_CONNS; do
-	limit=$((2 * (n / CONNECT_RATE + 2 * FANOUT_MESSAGES) + 180))
-	point "fanout-$n" "$limit" -scenario fanout -conns "$n" -rate "$CONNECT_RATE" -messages "$FANOUT_MESSAGES" -baseline \
+	limit=$((SERVERS * (n / CONNECT_RATE + 2 * FANOUT_MESSAGES) + 90 * SERVERS))
+	point "fanout-$n" "$limit" -scenario fanout -conns "$n" -rate "$CONNECT_RATE" -messages "$FANOUT_MESSAGES" -baseline "${PEER_ARGS[@]}" \
 		-local-addrs "$(local_addrs "$n")" -csv "$OUT/fanout.csv"
 done
 
 for r in $LAT_RATES; do
-	limit=$((2 * (LAT_CONNS / CONNECT_RATE + $(secs "$LAT_DURATION")) + 180))
+	limit=$((SERVERS * (LAT_CONNS / CONNECT_RATE + $(secs "$LAT_DURATION")) + 90 * SERVERS))
 	point "latency-$r" "$limit" -scenario notify -conns "$LAT_CONNS" -rate "$CONNECT_RATE" -msg-rate "$r" \
-		-duration "$LAT_DURATION" -senders "$SENDERS" -baseline -local-addrs "$(local_addrs "$LAT_CONNS")" -csv "$OUT/latency.csv"
+		-duration "$LAT_DURATION" -senders "$SENDERS" -baseline "${PEER_ARGS[@]}" -local-addrs "$(local_addrs "$LAT_CONNS")" -csv "$OUT/latency.csv"
 done
 
 # The same rates through POST /v1/batch: the sender groups up to LAT_BATCH
 # messages per request and sends a partial batch after LAT_BATCH_WAIT, so a
 # batch holds rate × wait messages or so.
 for r in $LAT_RATES; do
-	limit=$((2 * (LAT_CONNS / CONNECT_RATE + $(secs "$LAT_DURATION")) + 180))
+	limit=$((SERVERS * (LAT_CONNS / CONNECT_RATE + $(secs "$LAT_DURATION")) + 90 * SERVERS))
 	point "latency-batch-$r" "$limit" -scenario notify -conns "$LAT_CONNS" -rate "$CONNECT_RATE" -msg-rate "$r" \
-		-duration "$LAT_DURATION" -senders "$SENDERS" -batch "$LAT_BATCH" -batch-wait "$LAT_BATCH_WAIT" -baseline \
+		-duration "$LAT_DURATION" -senders "$SENDERS" -batch "$LAT_BATCH" -batch-wait "$LAT_BATCH_WAIT" -baseline "${PEER_ARGS[@]}" \
 		-local-addrs "$(local_addrs "$LAT_CONNS")" -csv "$OUT/latency-batch.csv"
 done
 
@@ -278,28 +314,57 @@ plot() {
 	echo "herald-load -plot $(printf '%q ' "$@")" >>"$OUT/run.txt"
 	"$WORK/herald-load" -plot "$@"
 }
-plot "$OUT/memory.csv" -x conns -y kb_per_conn,baseline_kb_per_conn -names "Herald,raw baseline" \
+# plotc CSV COLUMNS NAMES ARGS... plots COLUMNS (-y) named NAMES (-names);
+# the columns and names after a "|" are the peer's, left out when it was
+# not measured.
+plotc() {
+	local csv=$1 cols=$2 names=$3
+	shift 3
+	if [ -z "$PEERS" ]; then
+		cols=${cols%%|*} names=${names%%|*}
+	fi
+	plot "$csv" -y "${cols//|/,}" -names "${names//|/,}" "$@"
+}
+plotc "$OUT/memory.csv" "kb_per_conn,baseline_kb_per_conn|peer_kb_per_conn" "Herald,raw baseline|Centrifugo" -x conns \
 	-title "Server memory per idle connection" -xlabel "idle connections" -ylabel "RSS growth per connection (KB)" -o "$OUT/memory.png"
-plot "$OUT/memory.csv" -x conns -y server_rss_after_kb,baseline_rss_after_kb -names "Herald,raw baseline" \
+plotc "$OUT/memory.csv" "server_rss_after_kb,baseline_rss_after_kb|peer_rss_after_kb" "Herald,raw baseline|Centrifugo" -x conns \
 	-title "Server RSS holding the connections" -xlabel "idle connections" -ylabel "RSS (KB)" -o "$OUT/memory-rss.png"
-plot "$OUT/fanout.csv" -x conns -y deliveries_per_s,baseline_deliveries_per_s -names "Herald,raw baseline" \
+plotc "$OUT/fanout.csv" "deliveries_per_s,baseline_deliveries_per_s|peer_deliveries_per_s" "Herald,raw baseline|Centrifugo" -x conns \
 	-title "Broadcast fan-out throughput (median of $FANOUT_MESSAGES)" -xlabel "connections" -ylabel "deliveries per second" -o "$OUT/fanout.png"
-plot "$OUT/fanout.csv" -x conns -y last_ms,baseline_last_ms -names "Herald,raw baseline" \
+plotc "$OUT/fanout.csv" "last_ms,baseline_last_ms|peer_last_ms" "Herald,raw baseline|Centrifugo" -x conns \
 	-title "Broadcast: time to the last connection (median of $FANOUT_MESSAGES)" -xlabel "connections" -ylabel "ms" -o "$OUT/fanout-last.png"
-plot "$OUT/latency.csv" -x target_rate -y p50_ms,p90_ms,p99_ms -names "p50,p90,p99" \
+plotc "$OUT/latency.csv" "p50_ms,p90_ms,p99_ms,baseline_p99_ms|peer_p50_ms,peer_p99_ms" "Herald p50,Herald p90,Herald p99,raw baseline p99|Centrifugo p50,Centrifugo p99" -x target_rate \
 	-title "Notify latency, $LAT_CONNS connected users" -xlabel "notifications per second (asked)" -ylabel "API call to delivery (ms)" -o "$OUT/latency.png"
-plot "$OUT/latency-batch.csv" -x target_rate -y p50_ms,p90_ms,p99_ms -names "p50,p90,p99" \
+plotc "$OUT/latency-batch.csv" "p50_ms,p90_ms,p99_ms,baseline_p99_ms|peer_p50_ms,peer_p99_ms" "Herald p50,Herald p90,Herald p99,raw baseline p99|Centrifugo p50,Centrifugo p99" -x target_rate \
 	-title "Notify latency via POST /v1/batch (up to $LAT_BATCH, $LAT_BATCH_WAIT wait), $LAT_CONNS connected users" \
 	-xlabel "notifications per second (asked)" -ylabel "message created to delivery (ms)" -o "$OUT/latency-batch.png"
-plot "$OUT/latency.csv" -x target_rate -y server_cpu_ms_per_1k_msgs,baseline_cpu_ms_per_1k_msgs -names "Herald,raw baseline" \
+plotc "$OUT/latency.csv" "server_cpu_ms_per_1k_msgs,baseline_cpu_ms_per_1k_msgs|peer_cpu_ms_per_1k_msgs" "Herald,raw baseline|Centrifugo" -x target_rate \
 	-title "Server CPU per 1,000 notifications, one POST per message (send window)" -xlabel "notifications per second (asked)" \
 	-ylabel "server CPU ms per 1,000 messages" -o "$OUT/latency-cpu.png" || log "latency-cpu.png: no server CPU figures (pid not found?)"
-plot "$OUT/latency-batch.csv" -x target_rate -y server_cpu_ms_per_1k_msgs,baseline_cpu_ms_per_1k_msgs -names "Herald,raw baseline" \
+plotc "$OUT/latency-batch.csv" "server_cpu_ms_per_1k_msgs,baseline_cpu_ms_per_1k_msgs|peer_cpu_ms_per_1k_msgs" "Herald,raw baseline|Centrifugo" -x target_rate \
 	-title "Server CPU per 1,000 notifications via POST /v1/batch (send window)" -xlabel "notifications per second (asked)" \
 	-ylabel "server CPU ms per 1,000 messages" -o "$OUT/latency-batch-cpu.png" || log "latency-batch-cpu.png: no server CPU figures (pid not found?)"
 
+# The side-by-side table: one row per server per point, from the CSVs.
+log "table"
+tables=()
+for f in memory fanout latency latency-batch; do
+	[ -f "$OUT/$f.csv" ] && tables+=("$OUT/$f.csv")
+done
+if [ ${#tables[@]} -gt 0 ]; then
+	{
+		echo "<!-- written by scripts/bench.sh from the CSV files beside it (herald-load -table); see run.txt -->"
+		echo "Same machine, same run, same load; peer: ${PEER:-none} ($PEER_INFO)."
+		echo
+		"$WORK/herald-load" -table "${tables[@]}"
+	} >"$OUT/table.md"
+	echo "herald-load -table $(printf '%q ' "${tables[@]}")" >>"$OUT/run.txt"
+fi
+
 # The record is committed: keep this machine's paths out of it.
 sed -i "s#$ROOT/##g" "$OUT/run.txt" "$OUT/results.txt"
+[ ! -f "$OUT/table.md" ] || sed -i "s#$ROOT/##g; s#$HOME/#~/#g" "$OUT/table.md"
+sed -i "s#$HOME/#~/#g" "$OUT/run.txt" "$OUT/results.txt"
 
 if [ "$POINT_FAILURES" != 0 ]; then
 	log "$POINT_FAILURES point(s) failed (see results.txt); the charts show the others"

@@ -19,6 +19,10 @@ type apiClient struct {
 	next  atomic.Uint64
 	key   string
 	hc    *http.Client
+
+	// authHeader and authValue carry the key: Herald's "Authorization:
+	// Bearer KEY", or another server's scheme (the peer's).
+	authHeader, authValue string
 }
 
 // baseURLs turns the target's nodes into API bases.
@@ -39,7 +43,8 @@ func newAPIClient(bases []string, key string, conns int) *apiClient {
 		IdleConnTimeout:     30 * time.Second,
 		DisableCompression:  true,
 	}
-	return &apiClient{bases: bases, key: key, hc: &http.Client{Transport: tr, Timeout: 10 * time.Second}}
+	return &apiClient{bases: bases, key: key, hc: &http.Client{Transport: tr, Timeout: 10 * time.Second},
+		authHeader: "Authorization", authValue: "Bearer " + key}
 }
 
 func (a *apiClient) close() { a.hc.CloseIdleConnections() }
@@ -53,7 +58,7 @@ func (a *apiClient) do(ctx context.Context, method, path string, body []byte, ou
 	if err != nil {
 		return fmt.Errorf("%s %s: %w", method, path, err)
 	}
-	req.Header.Set("Authorization", "Bearer "+a.key)
+	req.Header.Set(a.authHeader, a.authValue)
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
@@ -111,12 +116,48 @@ func (a *apiClient) userConns(ctx context.Context, user string) (int, error) {
 // batchItem is one message's result in a POST /v1/batch reply: its
 // delivery, or its error.
 type batchItem struct {
-	Connections int   `json:"connections"`
-	Offset      int64 `json:"offset"` // in the user's stream
-	Error       *struct {
-		Code    string `json:"code"`
-		Message string `json:"message"`
-	} `json:"error"`
+	Connections int         `json:"connections"`
+	Offset      int64       `json:"offset"` // in the user's stream
+	Error       *batchError `json:"error"`
+}
+
+// batchError is why one message of a batch failed.
+type batchError struct {
+	Code    string `json:"code"`
+	Message string `json:"message"`
+}
+
+// messageAPI is how a run sends its messages: Herald's server API (which
+// the raw baseline serves too), or the peer's.
+type messageAPI interface {
+	// broadcast sends data to every connection and returns how many the
+	// server queued it to, -1 when the server does not say.
+	broadcast(ctx context.Context, data []byte) (int, error)
+	// sendUser sends data to user and returns how many of the user's
+	// connections it went to.
+	sendUser(ctx context.Context, user string, data []byte) (int, error)
+	// sendMessages sends msgs, each to its user (users in turn by seq),
+	// in one request, and returns a result per message in order.
+	sendMessages(ctx context.Context, msgs []notifyMsg, users []string) ([]batchItem, error)
+}
+
+// heraldAPI is messageAPI on Herald's server API: POST /v1/broadcast,
+// POST /v1/users/{user}/messages and POST /v1/batch.
+type heraldAPI struct {
+	*apiClient
+	quoted [][]byte // the run's users JSON-quoted, for batch bodies
+}
+
+func newHeraldAPI(a *apiClient, users []string) heraldAPI {
+	quoted := make([][]byte, len(users))
+	for i, u := range users {
+		quoted[i], _ = json.Marshal(u) // a string always marshals
+	}
+	return heraldAPI{apiClient: a, quoted: quoted}
+}
+
+func (h heraldAPI) sendMessages(ctx context.Context, msgs []notifyMsg, _ []string) ([]batchItem, error) {
+	return h.sendBatch(ctx, batchBody(msgs, h.quoted))
 }
 
 // sendBatch posts body, a {"messages":[…]} request, to /v1/batch and

@@ -422,21 +422,64 @@ func (b *baselineServer) closeAll() {
 	}
 }
 
-// baselineProc is a baseline server started by the coordinator.
-type baselineProc struct {
-	url  string
-	pid  int
-	cmd  *exec.Cmd
-	in   io.WriteCloser
-	done chan struct{} // closed once the process is reaped
+// childProc is a server the coordinator started, measured next to the
+// target: the raw baseline or the peer. It is stopped in order (asked
+// first, killed after 10s) on every path.
+type childProc struct {
+	name    string
+	url     string
+	pid     int
+	cmd     *exec.Cmd
+	gentle  func(*exec.Cmd) // asks it to exit
+	cleanup func()          // after it has exited; nil for none
+	done    chan struct{}   // closed once the process is reaped
 
 	stopOnce sync.Once
+}
+
+// startChild starts cmd and copies its output, line by line, to stderr
+// prefixed with its name; a stdout line for which onLine returns true is
+// not copied (the baseline's address). The caller must call stop.
+func startChild(name string, cmd *exec.Cmd, stderr io.Writer, gentle func(*exec.Cmd), onLine func(string) bool) (*childProc, error) {
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", name, err)
+	}
+	errPipe, err := cmd.StderrPipe()
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", name, err)
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start %s: %w", name, err)
+	}
+	p := &childProc{name: name, pid: cmd.Process.Pid, cmd: cmd, gentle: gentle, done: make(chan struct{})}
+	copyLines := func(r io.Reader, filter func(string) bool) {
+		sc := bufio.NewScanner(r)
+		for sc.Scan() {
+			if filter != nil && filter(sc.Text()) {
+				continue
+			}
+			fmt.Fprintf(stderr, "%s: %s\n", name, sc.Text())
+		}
+	}
+	var pipes sync.WaitGroup
+	pipes.Go(func() { copyLines(out, onLine) })
+	pipes.Go(func() { copyLines(errPipe, nil) })
+	go func() {
+		pipes.Wait() // exec wants the pipes drained before Wait
+		_ = cmd.Wait()
+		if p.cleanup != nil {
+			p.cleanup()
+		}
+		close(p.done)
+	}()
+	return p, nil
 }
 
 // startBaseline starts "this binary -serve-baseline 127.0.0.1:0" and waits
 // for the address it listens on. Its stderr, and stdout after the address
 // line, are copied to stderr. The caller must call stop.
-func startBaseline(ctx context.Context, stderr io.Writer) (*baselineProc, error) {
+func startBaseline(ctx context.Context, stderr io.Writer) (*childProc, error) {
 	exe, err := os.Executable()
 	if err != nil {
 		return nil, fmt.Errorf("find own executable to start the baseline: %w", err)
@@ -447,44 +490,20 @@ func startBaseline(ctx context.Context, stderr io.Writer) (*baselineProc, error)
 	if err != nil {
 		return nil, fmt.Errorf("baseline: %w", err)
 	}
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		return nil, fmt.Errorf("baseline: %w", err)
-	}
-	errPipe, err := cmd.StderrPipe()
-	if err != nil {
-		return nil, fmt.Errorf("baseline: %w", err)
-	}
-	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("start baseline: %w", err)
-	}
-	p := &baselineProc{pid: cmd.Process.Pid, cmd: cmd, in: in, done: make(chan struct{})}
 	urls := make(chan string, 1)
-	var pipes sync.WaitGroup
-	pipes.Go(func() {
-		sc := bufio.NewScanner(out)
-		for sc.Scan() {
-			if _, rest, ok := strings.Cut(sc.Text(), "listening on "); ok && strings.HasPrefix(rest, "http://") {
-				select {
-				case urls <- strings.Fields(rest)[0]:
-				default:
-				}
-				continue
+	p, err := startChild("baseline", cmd, stderr, func(*exec.Cmd) { _ = in.Close() }, func(line string) bool {
+		if _, rest, ok := strings.Cut(line, "listening on "); ok && strings.HasPrefix(rest, "http://") {
+			select {
+			case urls <- strings.Fields(rest)[0]:
+			default:
 			}
-			fmt.Fprintf(stderr, "baseline: %s\n", sc.Text())
+			return true
 		}
+		return false
 	})
-	pipes.Go(func() {
-		sc := bufio.NewScanner(errPipe)
-		for sc.Scan() {
-			fmt.Fprintf(stderr, "baseline: %s\n", sc.Text())
-		}
-	})
-	go func() {
-		pipes.Wait() // exec wants the pipes drained before Wait
-		_ = cmd.Wait()
-		close(p.done)
-	}()
+	if err != nil {
+		return nil, err
+	}
 	timer := time.NewTimer(30 * time.Second)
 	defer timer.Stop()
 	select {
@@ -501,12 +520,13 @@ func startBaseline(ctx context.Context, stderr io.Writer) (*baselineProc, error)
 	}
 }
 
-// stop ends the baseline: stdin EOF first (it closes its connections and
-// exits), SIGKILL if it has not exited within 10s. It returns once the
-// process is reaped, and may be called any number of times.
-func (p *baselineProc) stop() {
+// stop ends the child: asked first (the baseline's stdin closes, the
+// peer gets SIGTERM; each closes its connections and exits), SIGKILL if
+// it has not exited within 10s. It returns once the process is reaped,
+// and may be called any number of times.
+func (p *childProc) stop() {
 	p.stopOnce.Do(func() {
-		_ = p.in.Close()
+		p.gentle(p.cmd)
 		select {
 		case <-p.done:
 			return
@@ -515,70 +535,6 @@ func (p *baselineProc) stop() {
 		_ = p.cmd.Process.Kill()
 		<-p.done
 	})
-}
-
-// runWithBaseline runs cfg's load against a fresh baseline server and
-// against cfg.URL, and returns the latter's result with the baseline's and
-// the comparison attached. By default the baseline runs first, so that
-// Herald's run is the last thing the machine did, as in a run without
-// -baseline; -baseline-after swaps the order, because on a small shared
-// machine the second run of a pair can measure slower than the first. The
-// baseline is stopped before the other run starts so that it holds no CPU,
-// memory or sockets while Herald is measured.
-func runWithBaseline(ctx context.Context, cfg config, stderr io.Writer) (*result, error) {
-	var bres *result
-	var berr error
-	if !cfg.BaselineAfter {
-		if bres, berr = runBaselineOnce(ctx, cfg, stderr); ctx.Err() != nil {
-			res := &result{Scenario: cfg.Scenario, URL: cfg.URL.String(), Requested: cfg.Conns, Baseline: bres, Aborted: context.Cause(ctx).Error()}
-			return res, berr
-		}
-	}
-	fmt.Fprintf(stderr, "target at %s: %s with %d connections\n", cfg.URL, cfg.Scenario, cfg.Conns)
-	res, err := (&runner{cfg: cfg, stderr: stderr}).run(ctx)
-	if res == nil {
-		res = &result{Scenario: cfg.Scenario, URL: cfg.URL.String(), Requested: cfg.Conns}
-	}
-	if cfg.BaselineAfter && ctx.Err() == nil {
-		bres, berr = runBaselineOnce(ctx, cfg, stderr)
-	}
-	res.Baseline = bres
-	res.VsBaseline = compare(res, bres)
-	return res, errors.Join(berr, err)
-}
-
-// runBaselineOnce starts the baseline server, runs cfg's load against it
-// and stops it again.
-func runBaselineOnce(ctx context.Context, cfg config, stderr io.Writer) (*result, error) {
-	fmt.Fprintln(stderr, "starting the raw baseline server")
-	bp, err := startBaseline(ctx, stderr)
-	if err != nil {
-		return nil, err
-	}
-	defer bp.stop() // on every path, Ctrl-C and panics included
-
-	bcfg := cfg
-	u, err := url.Parse(bp.url)
-	if err != nil {
-		return nil, fmt.Errorf("baseline address %q: %w", bp.url, err)
-	}
-	bcfg.URL, bcfg.URLs, bcfg.PID = u, []*url.URL{u}, bp.pid
-	// The baseline is one process: Herald's nodes and the processes
-	// behind them (its database, its broker) are not its.
-	bcfg.PIDs, bcfg.CPUProcs = nil, nil
-	if bcfg.APIKey == "" {
-		bcfg.APIKey = "baseline" // it accepts any key; idle needs none
-	}
-	if bcfg.LocalAddrs, err = localAddrs(cfg.localFlag, u.Hostname(), cfg.Conns); err != nil {
-		return nil, err
-	}
-	fmt.Fprintf(stderr, "baseline at %s (pid %d): %s with %d connections\n", bp.url, bp.pid, cfg.Scenario, cfg.Conns)
-	bres, berr := (&runner{cfg: bcfg, stderr: &prefixWriter{w: stderr, prefix: "baseline "}}).run(ctx)
-	bp.stop()
-	if berr != nil {
-		berr = fmt.Errorf("baseline run: %w", berr)
-	}
-	return bres, berr
 }
 
 // prefixWriter prefixes every write (each is one line here) with prefix,

@@ -56,8 +56,15 @@ type config struct {
 	Timeout         time.Duration // cap on the whole run
 	JSON            bool
 	Baseline        bool   // idle, fanout, notify: run the same load against the raw baseline first
-	BaselineAfter   bool   // run the baseline after the target instead
+	BaselineAfter   bool   // run the baseline (and the peer) after the target instead
+	Peer            string // idle, fanout, notify: also run the same load against this peer server ("centrifugo"), started by this run
+	PeerBin         string // the peer's binary; "" = the cached one, installed when missing
 	CSV             string // append the run's summary as a CSV row to this file
+
+	// Dialect is what the run's server speaks: "" Herald's protocol and
+	// API (the raw baseline speaks them too), dialectCentrifugo in the
+	// peer's run. Set by the coordinator, never by a flag.
+	Dialect string
 }
 
 const usage = `herald-load opens many WebSocket (or Server-Sent Events) connections
@@ -75,7 +82,10 @@ usage: herald-load [flags]
   herald-load -scenario resume -conns 10000 -messages 10 -rate 5000
   herald-load -scenario fanout -conns 10000 -baseline -csv fanout.csv
   herald-load -scenario fanout -conns 10000 -transport sse -baseline
+  herald-load -scenario notify -conns 10000 -msg-rate 5000 -baseline -peer centrifugo -csv latency.csv
   herald-load -plot fanout.csv -x conns -y deliveries_per_s,baseline_deliveries_per_s -o fanout.png
+  herald-load -table memory.csv fanout.csv latency.csv
+  herald-load -peer-info centrifugo
   herald-load -serve-baseline 127.0.0.1:9000
 
 Tokens are minted with -secret or $HERALD_TOKEN_SECRET (users
@@ -147,7 +157,25 @@ its user's connections on POST /v1/users/{user}/messages and POST
 afterwards), then against -url, and reports both and the ratio
 Herald/baseline: the practical limit of this machine, measured in the
 same run. -serve-baseline
-ADDR runs that server alone. -plot IN.csv -o OUT.png draws a line chart of
+ADDR runs that server alone.
+
+-peer centrifugo (idle, fanout, notify) also runs the identical load
+against Centrifugo `+centrifugoVersion+`, the peer a user would pick instead:
+the tool installs it once with the Go toolchain ("go install
+`+centrifugoModule+`@`+centrifugoVersion+`" into
+$XDG_CACHE_HOME/herald-load, or takes -peer-bin), starts it on a free
+loopback port with a generated configuration (fresh HMAC token secret
+and API key; every connection subscribed server-side to its personal
+channel personal:#<user>, whose namespace keeps 1,000 messages for 168h
+with recovery forced, and to a shared channel "broadcast"), drives it
+with the same workers over its JSON protocol (connect command with an
+HS256 token, publication pushes, "{}" pings answered), sends through
+POST /api/publish (or POST /api/batch with -batch N), and stops it.
+With -baseline too, that is three runs: baseline, peer, target (with
+-baseline-after: target, baseline, peer). The result reports each and
+the ratios Herald/peer; -csv adds peer_* columns; -table FILE.csv...
+prints them side by side as markdown; -peer-info centrifugo installs
+it if needed and prints its version and configuration. -plot IN.csv -o OUT.png draws a line chart of
 CSV columns (run "herald-load -plot -h").
 
 Note: fanout broadcasts to every connection of the server, real users
@@ -205,6 +233,8 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	fs.BoolVar(&c.JSON, "json", false, "print the result as one JSON object")
 	fs.BoolVar(&c.BaselineAfter, "baseline-after", false, "with -baseline: measure the target first and the baseline second (the second run of a pair can measure slower on a small machine; try both orders)")
 	fs.BoolVar(&c.Baseline, "baseline", false, "idle, fanout, notify: run the same load against a raw WebSocket baseline server first (started and stopped by this run) and report the ratio Herald/baseline")
+	fs.StringVar(&c.Peer, "peer", "", `idle, fanout, notify: also run the same load against a peer server, "centrifugo" (Centrifugo `+centrifugoVersion+`, installed with the Go toolchain into the cache folder when missing, started and stopped by this run), and report the ratio Herald/peer`)
+	fs.StringVar(&c.PeerBin, "peer-bin", "", "with -peer: the peer's binary to run, instead of the cached (or installed) one")
 	fs.StringVar(&c.CSV, "csv", "", "append a summary of the run as one CSV row to this file (header written when the file is new; one file per scenario)")
 	if err := fs.Parse(args); err != nil {
 		return c, err
@@ -288,8 +318,16 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 		return c, fmt.Errorf("-batch works with the notify scenario, not %s", c.Scenario)
 	case c.Batch > 1 && c.BatchWait <= 0:
 		return c, errors.New("-batch-wait must be positive")
-	case c.BaselineAfter && !c.Baseline:
-		return c, errors.New("-baseline-after needs -baseline")
+	case c.BaselineAfter && !c.Baseline && c.Peer == "":
+		return c, errors.New("-baseline-after needs -baseline or -peer")
+	case c.Peer != "" && c.Peer != dialectCentrifugo:
+		return c, fmt.Errorf("-peer %q: the one peer known is centrifugo", c.Peer)
+	case c.Peer != "" && c.Scenario != "idle" && c.Scenario != "fanout" && c.Scenario != "notify":
+		return c, fmt.Errorf("-peer works with the idle, fanout and notify scenarios, not %s", c.Scenario)
+	case c.Peer != "" && c.Transport != "ws":
+		return c, errors.New("-peer measures WebSocket only: Centrifugo's SSE is a different protocol")
+	case c.PeerBin != "" && c.Peer == "":
+		return c, errors.New("-peer-bin needs -peer")
 	case c.Baseline && c.Scenario != "idle" && c.Scenario != "fanout" && c.Scenario != "notify":
 		// The baseline has no streams: it cannot resume, and churn
 		// measures nothing it does differently.
@@ -324,6 +362,9 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 		c.Timeout = c.estimate() + time.Minute
 		if c.Baseline {
 			c.Timeout += c.estimate() + stopGrace // the baseline's run, and its workers' stop
+		}
+		if c.Peer != "" {
+			c.Timeout += c.estimate() + stopGrace + 30*time.Second // and the peer's, and its start
 		}
 	}
 	if c.TokenTTL == 0 {
@@ -386,6 +427,11 @@ func (c *config) endpoints() []string {
 
 func (c *config) endpointOf(base *url.URL) string {
 	u := *base
+	if c.Dialect == dialectCentrifugo {
+		u.Scheme = map[string]string{"http": "ws", "https": "wss"}[u.Scheme]
+		u.Path += centrifugoPath
+		return u.String()
+	}
 	if c.Transport == "sse" {
 		u.Path += "/sse"
 		return u.String()

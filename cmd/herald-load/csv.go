@@ -52,6 +52,37 @@ func csvColumns(res *result) (header, row []string) {
 	if vs == nil {
 		vs = &comparison{}
 	}
+	peer := res.Peer
+	vsPeer := res.VsPeer
+	if vsPeer == nil {
+		vsPeer = &comparison{}
+	}
+	// The peer's columns (peer_*, ratio_peer_*: Herald/peer) come after
+	// the baseline's; empty without -peer, so a file is one table.
+	peerCols := func(names []string, values func(p *result) []string) {
+		var vals []string
+		if peer != nil {
+			vals = values(peer)
+		}
+		for k, name := range names {
+			v := ""
+			if k < len(vals) {
+				v = vals[k]
+			}
+			add(name, v)
+		}
+	}
+	errCols := func() {
+		var be, pe string
+		if base != nil {
+			be = i(base.Errors)
+		}
+		if peer != nil {
+			pe = i(peer.Errors)
+		}
+		add("baseline_errors", be)
+		add("peer_errors", pe)
+	}
 
 	add("conns", i(res.Connect.Established))
 	switch res.Scenario {
@@ -71,6 +102,11 @@ func csvColumns(res *result) (header, row []string) {
 			add("baseline_kb_per_conn", "")
 		}
 		add("ratio_kb_per_conn", ratio(vs.KBPerConn))
+		peerCols([]string{"peer_rss_before_kb", "peer_rss_after_kb", "peer_kb_per_conn"}, func(p *result) []string {
+			return []string{i(p.Server.RSSBeforeKB), i(p.Server.RSSAfterKB), f2(p.Server.PerConnKB)}
+		})
+		add("ratio_peer_kb_per_conn", ratio(vsPeer.KBPerConn))
+		errCols()
 	case "fanout":
 		fo := res.Fanout
 		if fo == nil {
@@ -92,6 +128,15 @@ func csvColumns(res *result) (header, row []string) {
 		}
 		add("ratio_deliveries_per_s", ratio(vs.DeliveriesPerSec))
 		add("ratio_last_ms", ratio(vs.LastDelivery))
+		peerCols([]string{"peer_deliveries_per_s", "peer_last_ms"}, func(p *result) []string {
+			if p.Fanout == nil {
+				return nil
+			}
+			return []string{f0(p.Fanout.MedianPerSec), f2(p.Fanout.MedianLastMs)}
+		})
+		add("ratio_peer_deliveries_per_s", ratio(vsPeer.DeliveriesPerSec))
+		add("ratio_peer_last_ms", ratio(vsPeer.LastDelivery))
+		errCols()
 	case "notify":
 		n := res.Notify
 		if n == nil {
@@ -116,6 +161,32 @@ func csvColumns(res *result) (header, row []string) {
 			add("baseline_cpu_ms_per_1k_msgs", "")
 		}
 		add("ratio_cpu_per_1k_msgs", ratio(vs.CPUPer1000))
+		// Each server's rate and latency summary, for the side-by-side table.
+		notifyCols := func(p *result) []string {
+			if p.Notify == nil || p.Latency == nil {
+				return nil
+			}
+			cpu := ""
+			if p.Notify.ServerCPU != nil {
+				cpu = f2(p.Notify.ServerCPU.MsPer1000Msgs)
+			}
+			return []string{f2(p.Notify.Rate), f2(p.Latency.P50), f2(p.Latency.P99), f2(p.Latency.Max), cpu}
+		}
+		var bv []string
+		if base != nil {
+			bv = notifyCols(base)
+		}
+		for k, name := range []string{"baseline_rate", "baseline_p50_ms", "baseline_max_ms"} {
+			v := ""
+			if len(bv) > 0 {
+				v = bv[[]int{0, 1, 3}[k]]
+			}
+			add(name, v)
+		}
+		peerCols([]string{"peer_rate", "peer_p50_ms", "peer_p99_ms", "peer_max_ms", "peer_cpu_ms_per_1k_msgs"}, notifyCols)
+		add("ratio_peer_cpu_per_1k_msgs", ratio(vsPeer.CPUPer1000))
+		add("ratio_peer_p99_ms", ratio(vsPeer.P99Latency))
+		errCols()
 	case "churn":
 		c := res.Churn
 		if c == nil {

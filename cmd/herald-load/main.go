@@ -11,7 +11,9 @@
 // lives in run, which tests call directly; a worker process (the same
 // binary re-executed with -worker) lives in runWorker; the raw baseline
 // server that -baseline compares with ("-serve-baseline ADDR", also the
-// same binary re-executed) in serveBaseline; "-plot" in runPlot.
+// same binary re-executed) in serveBaseline; the peer that -peer
+// compares with in peer.go; "-plot" in runPlot; "-table" in runTable;
+// "-peer-info" in runPeerInfo.
 package main
 
 import (
@@ -63,8 +65,15 @@ func workerMain() int {
 // run is the coordinator: it parses args, starts the workers, drives the
 // scenario and prints the result to stdout. Progress goes to stderr.
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
-	if len(args) > 1 && args[1] == "-plot" {
-		return runPlot(args[2:], stderr)
+	if len(args) > 1 {
+		switch args[1] {
+		case "-plot":
+			return runPlot(args[2:], stderr)
+		case "-table":
+			return runTable(args[2:], stdout)
+		case "-peer-info":
+			return runPeerInfo(ctx, args[2:], stdout, stderr)
+		}
 	}
 	stderr = &syncWriter{w: stderr} // progress and worker output interleave
 	cfg, err := parseConfig(args[1:], getenv, stderr)
@@ -74,13 +83,20 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err != nil {
 		return err
 	}
+	var peerBin string
+	if cfg.Peer != "" {
+		// Before the run's timeout starts: the first install takes minutes.
+		if peerBin, err = ensureCentrifugo(ctx, cfg.PeerBin, stderr); err != nil {
+			return fmt.Errorf("-peer %s: %w", cfg.Peer, err)
+		}
+	}
 	ctx, cancel := context.WithTimeoutCause(ctx, cfg.Timeout, fmt.Errorf("run took longer than -timeout %v", cfg.Timeout))
 	defer cancel()
 
 	var res *result
 	var runErr error
-	if cfg.Baseline {
-		res, runErr = runWithBaseline(ctx, cfg, stderr)
+	if cfg.Baseline || cfg.Peer != "" {
+		res, runErr = runSideBySide(ctx, cfg, peerBin, stderr)
 	} else {
 		res, runErr = (&runner{cfg: cfg, stderr: stderr}).run(ctx)
 	}

@@ -50,7 +50,12 @@ type workerSpec struct {
 	// subprotocols (every event carries the envelope, and a stored
 	// message's id is "<epoch>:<offset>"): there herald.v1 only asks the
 	// worker to track the offsets.
-	Protocol string    `json:"protocol,omitempty"`
+	Protocol string `json:"protocol,omitempty"`
+	// Dialect is the server's protocol: "" Herald's (or the raw
+	// baseline's), dialectCentrifugo for the peer's JSON protocol: the
+	// token goes in a connect command rather than the URL, and messages
+	// arrive as publication pushes (peer_client.go).
+	Dialect  string    `json:"dialect,omitempty"`
 	Deadline time.Time `json:"deadline"` // the worker stops by itself then, whatever happens
 }
 

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"slices"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 )
@@ -52,6 +53,13 @@ type result struct {
 	// how this run compares with it.
 	Baseline   *result     `json:"baseline,omitempty"`
 	VsBaseline *comparison `json:"vs_baseline,omitempty"`
+	// With -peer: the same load against the peer (Centrifugo), and how
+	// this run compares with it (ratios Herald/peer).
+	Peer   *result     `json:"peer,omitempty"`
+	VsPeer *comparison `json:"vs_peer,omitempty"`
+	// Software names the server measured when it is not the target: the
+	// peer's version and configuration (no secrets).
+	Software string `json:"software,omitempty"`
 }
 
 // comparison holds ratios Herald/baseline of the same load in the same
@@ -391,33 +399,98 @@ func writeResult(w io.Writer, res *result, asJSON bool) error {
 		row("BASELINE", "raw %s server (herald-load -serve-baseline), same load, same run", transportName(res.Transport))
 		writeRows(row, b)
 		row("", "")
+	}
+	if p := res.Peer; p != nil {
+		row("PEER", "%s, same load, same run", p.Software)
+		writeRows(row, p)
+		row("", "")
+	}
+	if res.Baseline != nil || res.Peer != nil {
 		row("TARGET", "%s", res.URL)
 	}
 	writeRows(row, res)
-	if c := res.VsBaseline; c != nil {
+	writeComparison(row, "baseline", res, res.Baseline, res.VsBaseline)
+	writeComparison(row, "Centrifugo", res, res.Peer, res.VsPeer)
+	if res.Baseline != nil || res.Peer != nil {
 		row("", "")
-		if c.DeliveriesPerSec > 0 {
-			row("vs baseline", "fanout deliveries/s: Herald %.0f, baseline %.0f, ratio Herald/baseline %.2f (medians over the broadcasts)",
-				res.Fanout.MedianPerSec, res.Baseline.Fanout.MedianPerSec, c.DeliveriesPerSec)
-		}
-		if c.LastDelivery > 0 {
-			row("vs baseline", "time to last delivery: Herald %.1fms, baseline %.1fms, ratio Herald/baseline %.2f",
-				res.Fanout.MedianLastMs, res.Baseline.Fanout.MedianLastMs, c.LastDelivery)
-		}
-		if c.ExtraKBPerConn != nil {
-			row("vs baseline", "server memory per connection: Herald %.2f KB, baseline %.2f KB, ratio Herald/baseline %s (Herald's own: %+.2f KB)",
-				res.Server.PerConnKB, res.Baseline.Server.PerConnKB, ratioText(c.KBPerConn), *c.ExtraKBPerConn)
-		}
-		if c.ExtraCPUPer1000 != nil {
-			row("vs baseline", "server cpu per 1,000 messages: Herald %.1f ms, baseline %.1f ms, ratio Herald/baseline %s (Herald's own: %+.1f ms)",
-				res.Notify.ServerCPU.MsPer1000Msgs, res.Baseline.Notify.ServerCPU.MsPer1000Msgs, ratioText(c.CPUPer1000), *c.ExtraCPUPer1000)
-		}
-		if c.P99Latency > 0 {
-			row("vs baseline", "delivery latency p99: Herald %.2f ms, baseline %.2f ms, ratio Herald/baseline %.2f",
-				res.Latency.P99, res.Baseline.Latency.P99, c.P99Latency)
-		}
+		writeSideBySide(row, res)
 	}
 	return tw.Flush()
+}
+
+// writeComparison writes the "vs NAME" rows: how res compares with
+// other (c = compare(res, other)), ratios Herald/NAME.
+func writeComparison(row func(label, format string, args ...any), name string, res, other *result, c *comparison) {
+	if c == nil || other == nil {
+		return
+	}
+	label, own := "vs "+name, "Herald's own"
+	if name != "baseline" {
+		label, own = "vs peer", "difference"
+	}
+	row("", "")
+	if c.DeliveriesPerSec > 0 {
+		row(label, "fanout deliveries/s: Herald %.0f, %s %.0f, ratio Herald/%s %.2f (medians over the broadcasts)",
+			res.Fanout.MedianPerSec, name, other.Fanout.MedianPerSec, name, c.DeliveriesPerSec)
+	}
+	if c.LastDelivery > 0 {
+		row(label, "time to last delivery: Herald %.1fms, %s %.1fms, ratio Herald/%s %.2f",
+			res.Fanout.MedianLastMs, name, other.Fanout.MedianLastMs, name, c.LastDelivery)
+	}
+	if c.ExtraKBPerConn != nil {
+		row(label, "server memory per connection: Herald %.2f KB, %s %.2f KB, ratio Herald/%s %s (%s: %+.2f KB)",
+			res.Server.PerConnKB, name, other.Server.PerConnKB, name, ratioText(c.KBPerConn), own, *c.ExtraKBPerConn)
+	}
+	if c.ExtraCPUPer1000 != nil {
+		row(label, "server cpu per 1,000 messages: Herald %.1f ms, %s %.1f ms, ratio Herald/%s %s (%s: %+.1f ms)",
+			res.Notify.ServerCPU.MsPer1000Msgs, name, other.Notify.ServerCPU.MsPer1000Msgs, name, ratioText(c.CPUPer1000), own, *c.ExtraCPUPer1000)
+	}
+	if c.P99Latency > 0 {
+		row(label, "delivery latency p99: Herald %.2f ms, %s %.2f ms, ratio Herald/%s %.2f",
+			res.Latency.P99, name, other.Latency.P99, name, c.P99Latency)
+	}
+}
+
+// writeSideBySide writes one row per server with the scenario's headline
+// figures, so that the servers read as a column each.
+func writeSideBySide(row func(label, format string, args ...any), res *result) {
+	servers := []struct {
+		name string
+		r    *result
+	}{{"Herald", res}, {"raw baseline", res.Baseline}, {"Centrifugo", res.Peer}}
+	for _, s := range servers {
+		if s.r == nil {
+			continue
+		}
+		row("side by side", "%-12s %s", s.name, headline(s.r))
+	}
+}
+
+// headline is a run's figures in one line: what the side-by-side table
+// (-table) shows of it.
+func headline(r *result) string {
+	lat := func() string {
+		if r.Latency == nil {
+			return "latency n/a"
+		}
+		return fmt.Sprintf("p50 %s p99 %s max %s", fmtMs(r.Latency.P50), fmtMs(r.Latency.P99), fmtMs(r.Latency.Max))
+	}
+	var out string
+	switch {
+	case r.Idle != nil || r.Scenario == "idle":
+		out = fmt.Sprintf("%.2f KB per connection (RSS %s with %d connections)", r.Server.PerConnKB, mib(r.Server.RSSAfterKB), r.Server.Conns)
+	case r.Fanout != nil:
+		out = fmt.Sprintf("%.0f deliveries/s, last delivery %.1fms, %s", r.Fanout.MedianPerSec, r.Fanout.MedianLastMs, lat())
+	case r.Notify != nil:
+		cpu := "cpu n/a"
+		if c := r.Notify.ServerCPU; c != nil {
+			cpu = fmt.Sprintf("%.1f ms cpu per 1,000", c.MsPer1000Msgs)
+		}
+		out = fmt.Sprintf("%.0f messages/s sent, %d/%d delivered, %s, %s", r.Notify.Rate, r.Notify.Delivered, r.Notify.Expected, lat(), cpu)
+	default:
+		out = "no figures (the run did not get that far)"
+	}
+	return fmt.Sprintf("%s; errors %d", out, r.Errors)
 }
 
 // transportName names a run's transport for the table.
@@ -486,8 +559,12 @@ func writeRows(row func(label, format string, args ...any), res *result) {
 	}
 	if f := res.Fanout; f != nil {
 		for _, m := range f.Messages {
-			row(fmt.Sprintf("broadcast %d", m.Seq), "%d/%d delivered (server queued %d), API call %.1fms, first %.1fms, last %.1fms, %.0f deliveries/s",
-				m.Delivered, m.Expected, m.ServerConns, m.APIMs, m.FirstMs, m.LastMs, m.PerSec)
+			queued := strconv.Itoa(m.ServerConns)
+			if m.ServerConns < 0 {
+				queued = "n/a"
+			}
+			row(fmt.Sprintf("broadcast %d", m.Seq), "%d/%d delivered (server queued %s), API call %.1fms, first %.1fms, last %.1fms, %.0f deliveries/s",
+				m.Delivered, m.Expected, queued, m.APIMs, m.FirstMs, m.LastMs, m.PerSec)
 		}
 		row("fanout", "%d/%d deliveries; medians: %.0f deliveries/s, last %.1fms, first %.1fms, API call %.1fms",
 			f.Delivered, f.Expected, f.MedianPerSec, f.MedianLastMs, f.MedianFirstMs, f.MedianAPIMs)

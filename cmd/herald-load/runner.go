@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"strconv"
@@ -17,7 +16,8 @@ import (
 type runner struct {
 	cfg    config
 	stderr io.Writer
-	api    *apiClient
+	api    *apiClient // the server API (churn, resume)
+	msgs   messageAPI // what the scenarios send messages through: api, or the peer's
 	fleet  *fleet
 
 	tokens []string // -token-file: one per connection; nil when minting
@@ -43,6 +43,17 @@ func (r *runner) run(ctx context.Context) (*result, error) {
 	res.Users = len(r.users)
 	r.api = newAPIClient(baseURLs(cfg.URLs), cfg.APIKey, cfg.Senders)
 	defer r.api.close()
+	if cfg.Dialect == dialectCentrifugo {
+		counts := make(map[string]int, len(r.users))
+		for i := range cfg.Conns {
+			counts[r.connOf(i)]++
+		}
+		peer := newCentrifugoAPI(cfg.URL.String(), cfg.APIKey, cfg.Senders, func(u string) int { return counts[u] })
+		defer peer.api.close()
+		r.msgs = peer
+	} else {
+		r.msgs = newHeraldAPI(r.api, r.users)
+	}
 
 	// The server's memory before we add anything.
 	r.findServer(&res.Server)
@@ -273,6 +284,7 @@ func (r *runner) specs(start time.Time) []workerSpec {
 		share := float64(n) / float64(cfg.Conns)
 		s := workerSpec{
 			ID: w + 1, Transport: cfg.Transport, URL: cfg.endpoint(), URLs: cfg.endpoints(), First: first, Count: n,
+			Dialect:         cfg.Dialect,
 			LocalAddrs:      cfg.LocalAddrs,
 			Rate:            cfg.Rate * share,
 			DialConcurrency: max(1, int(float64(cfg.DialConcurrency)*share)),
@@ -325,7 +337,7 @@ func (r *runner) fanout(ctx context.Context) (*fanoutResult, error) {
 		// Only our connections count; the server's reply counts everyone's.
 		want := r.fleet.totals().Open
 		t := time.Now().UnixNano()
-		n, err := r.api.broadcast(ctx, fmt.Appendf(nil, `{"t":%d,"seq":%d}`, t, k))
+		n, err := r.msgs.broadcast(ctx, fmt.Appendf(nil, `{"t":%d,"seq":%d}`, t, k))
 		m := fanoutMsg{Seq: k, Expected: want, ServerConns: n, APIMs: ms(time.Now().UnixNano() - t)}
 		if err != nil {
 			if ctx.Err() != nil {
@@ -388,15 +400,7 @@ func (r *runner) notify(ctx context.Context) (*notifyResult, error) {
 		}
 		emu.Unlock()
 	}
-	userOf := func(seq int64) string { return r.users[int((seq-1)%int64(len(r.users)))] }
-	// JSON-quoted users for batch bodies, once rather than per message.
-	var quoted [][]byte
-	if cfg.Batch > 1 {
-		quoted = make([][]byte, len(r.users))
-		for i, u := range r.users {
-			quoted[i], _ = json.Marshal(u) // a string always marshals
-		}
-	}
+	userOf := func(seq int64) string { return userOfSeq(r.users, seq) }
 	jobs := make(chan []notifyMsg, cfg.Senders)
 	var senders sync.WaitGroup
 	for range cfg.Senders {
@@ -405,7 +409,7 @@ func (r *runner) notify(ctx context.Context) (*notifyResult, error) {
 				if cfg.Batch == 1 {
 					seq := msgs[0].seq
 					body := fmt.Appendf(nil, `{"t":%d,"seq":%d}`, time.Now().UnixNano(), seq)
-					n, err := r.api.sendUser(ctx, userOf(seq), body)
+					n, err := r.msgs.sendUser(ctx, userOf(seq), body)
 					if err != nil && ctx.Err() != nil {
 						return // stopped, not the server's failure
 					}
@@ -418,7 +422,7 @@ func (r *runner) notify(ctx context.Context) (*notifyResult, error) {
 					expected.Add(int64(n))
 					continue
 				}
-				results, err := r.api.sendBatch(ctx, batchBody(msgs, quoted))
+				results, err := r.msgs.sendMessages(ctx, msgs, r.users)
 				if err != nil && ctx.Err() != nil {
 					return
 				}

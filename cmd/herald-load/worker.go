@@ -26,6 +26,7 @@ import (
 type worker struct {
 	spec    workerSpec
 	issuer  *token.Issuer // nil when tokens are given
+	peerKey []byte        // Dialect centrifugo: the HMAC key its tokens are minted with
 	nets    []*net.Dialer // one per local address
 	dialers []ws.Dialer   // WebSocket: nets with the handshake's settings
 	sse     *sseTarget    // SSE: where the streams are
@@ -202,6 +203,15 @@ func newWorker(spec workerSpec, out *eventWriter) (*worker, error) {
 	if spec.TrackSeqs {
 		w.seqs = make(map[int64]*seqStat)
 	}
+	switch spec.Dialect {
+	case "":
+	case dialectCentrifugo:
+		if spec.Secret == "" || len(spec.Tokens) > 0 || spec.Protocol != "" || (spec.Transport != "" && spec.Transport != "ws") {
+			return nil, errors.New("the centrifugo dialect needs minted tokens, WebSocket and no subprotocol")
+		}
+	default:
+		return nil, fmt.Errorf("unsupported dialect %q", spec.Dialect)
+	}
 	switch spec.Protocol {
 	case "":
 	case herald.SubprotocolV1:
@@ -221,6 +231,9 @@ func newWorker(spec workerSpec, out *eventWriter) (*worker, error) {
 			return nil, fmt.Errorf("token secret: %w", err)
 		}
 		w.issuer = iss
+		if spec.Dialect == dialectCentrifugo {
+			w.peerKey = []byte(spec.Secret)
+		}
 	default:
 		return nil, errors.New("worker spec has neither tokens nor a secret")
 	}
@@ -283,6 +296,9 @@ func (w *worker) tokenFor(i int) (string, error) {
 		return w.spec.Tokens[i], nil
 	}
 	user := w.spec.UserPrefix + strconv.Itoa((w.spec.First+i)%w.spec.Users)
+	if w.peerKey != nil {
+		return mintCentrifugoToken(w.peerKey, user, time.Now().Add(w.spec.TokenTTL), []string{centrifugoBroadcast})
+	}
 	return w.issuer.Mint(herald.UserID(user), w.spec.TokenTTL)
 }
 
@@ -404,7 +420,10 @@ func (w *worker) dialWS(ctx context.Context, i int, tok string, kind connKind) (
 	if n := len(w.spec.URLs); n > 1 {
 		target = w.spec.URLs[(w.spec.First+i)%n]
 	}
-	nc, br, hs, err := w.dialers[(w.spec.First+i)%len(w.dialers)].Dial(ctx, target+"?token="+url.QueryEscape(tok))
+	if w.peerKey == nil {
+		target += "?token=" + url.QueryEscape(tok)
+	}
+	nc, br, hs, err := w.dialers[(w.spec.First+i)%len(w.dialers)].Dial(ctx, target)
 	if err != nil {
 		return nil, 0, err
 	}
@@ -416,6 +435,19 @@ func (w *worker) dialWS(ctx context.Context, i int, tok string, kind connKind) (
 	}
 	c := &wconn{w: w, nc: nc, idx: i}
 	w.opened(i, 1)
+	if w.peerKey != nil {
+		// Established once the server has accepted the connect command.
+		alive, err := c.centrifugoConnect(br, tok, t0.Add(w.spec.DialTimeout))
+		if err != nil {
+			c.state.Store(stClosing) // counted as a failed connect, not a drop
+			c.finish(nil)
+			return nil, 0, fmt.Errorf("centrifugo connect: %w", err)
+		}
+		if !alive {
+			return nil, 0, nil
+		}
+		return c, time.Since(t0), nil
+	}
 	if kind == connResume {
 		// Before anything is read: the first message must find the
 		// connection resumed.

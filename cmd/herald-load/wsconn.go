@@ -197,6 +197,10 @@ func (c *wconn) handleFrame(f frame, now int64) bool {
 // (the scenarios send exactly that); anything else is counted as other.
 // On herald.v1 they arrive inside an envelope.
 func (c *wconn) onMessage(p []byte, now int64) {
+	if c.w.peerKey != nil {
+		c.onCentrifugo(p, now)
+		return
+	}
 	if c.w.streams != nil {
 		c.onEnvelope(p, now)
 		return
