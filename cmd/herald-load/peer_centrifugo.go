@@ -115,10 +115,13 @@ func ensureCentrifugo(ctx context.Context, bin string, stderr io.Writer) (string
 	// workspace around the current folder.
 	cmd.Env = append(os.Environ(), "GOBIN="+dir, "GOWORK=off", "GOFLAGS=-mod=mod")
 	cmd.Dir = os.TempDir()
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, io.MultiWriter(&out, &prefixWriter{w: stderr, prefix: "go install: "})
+	// What it says goes to stderr as it comes, and the end of it into the
+	// error. One buffer for stderr only: go install writes nothing else.
+	show := &prefixWriter{w: stderr, prefix: "go install: "}
+	var said bytes.Buffer
+	cmd.Stdout, cmd.Stderr = show, io.MultiWriter(&said, show)
 	if err := cmd.Run(); err != nil {
-		tail := out.Bytes()
+		tail := said.Bytes()
 		if len(tail) > 2000 {
 			tail = tail[len(tail)-2000:]
 		}

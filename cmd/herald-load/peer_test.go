@@ -408,3 +408,27 @@ func TestPeerEndToEnd(t *testing.T) {
 		}
 	})
 }
+
+// TestEnsureCentrifugoFails checks that a peer that cannot be had says
+// why: a -peer-bin that is not there, and an install that cannot fetch
+// the module (the proxy turned off, an empty module cache).
+func TestEnsureCentrifugoFails(t *testing.T) {
+	if _, err := ensureCentrifugo(context.Background(), filepath.Join(t.TempDir(), "nothing"), io.Discard); err == nil || !strings.Contains(err.Error(), "-peer-bin") {
+		t.Fatalf("missing -peer-bin: %v", err)
+	}
+	if _, err := exec.LookPath("go"); err != nil {
+		t.Skip("no go toolchain")
+	}
+	t.Setenv("XDG_CACHE_HOME", t.TempDir())
+	t.Setenv("HOME", t.TempDir())
+	t.Setenv("GOPROXY", "off")
+	t.Setenv("GOMODCACHE", t.TempDir())
+	var progress bytes.Buffer
+	_, err := ensureCentrifugo(context.Background(), "", &progress)
+	if err == nil || !strings.Contains(err.Error(), "did not build") || !strings.Contains(err.Error(), "GOPROXY=off") {
+		t.Fatalf("err = %v", err)
+	}
+	if !strings.Contains(progress.String(), "installing Centrifugo "+centrifugoVersion) {
+		t.Fatalf("progress %q", progress.String())
+	}
+}
