@@ -25,18 +25,27 @@ const (
 // frames parsed as they are read — and tells its session what it read. It
 // is kept small on purpose: idle connections are what a gateway holds most
 // of, and every byte here is multiplied by a million on a big node.
+//
+// In epoll mode the conn owns its socket's descriptor and nothing else of
+// it: the net.Conn net/http handed over is closed once the descriptor is
+// duplicated (see Gateway.takeFD), which frees its netFD, both addresses,
+// the runtime's poll descriptor and their deadline timers — more than the
+// conn and its session together. Every system call on fd is made under mu
+// with the state not closed, and the descriptor is closed only after the
+// state is, so a number the kernel has handed to the next socket is never
+// read, written, re-armed or shut down in this conn's name. In goroutine
+// mode the net.Conn is kept in Gateway.netConns instead, off the struct
+// every epoll connection carries.
 type conn struct {
-	g  *Gateway
-	nc net.Conn
-	rc syscall.RawConn // epoll mode only
-	s  *session.Session
+	g *Gateway
+	s *session.Session
 
 	mu       sync.Mutex
 	state    uint8
 	writing  bool  // a writer goroutine owns the socket's write side
 	sse      bool  // an event stream: SSE heartbeat and close event, input discarded; fixed at creation
 	overflow bool  // closed with 4008 because the queue was full, for the session to report
-	fd       int32 // epoll mode only
+	fd       int32 // epoll mode: the socket's descriptor, owned by the conn; noFD otherwise
 	// out is the send queue, nil while nothing waits: in epoll mode a
 	// frame goes straight to the socket unless something is in flight, so
 	// an idle connection holds no queue (48 bytes it would otherwise carry
@@ -47,6 +56,28 @@ type conn struct {
 	// reader active at a time (the read goroutine, or the epoll worker that
 	// holds the one-shot event), and holds no buffer while idle.
 	asm wire.Assembler
+}
+
+// noFD is conn.fd outside epoll mode (and before the socket is attached).
+const noFD int32 = -1
+
+// newConn returns a corked connection (its writer slot taken until uncork
+// gives it its socket), with no descriptor yet.
+func newConn(g *Gateway, sse bool) *conn {
+	return &conn{g: g, sse: sse, writing: true, fd: noFD}
+}
+
+// epoll reports whether c's socket is served by the epoll loop, through
+// its own descriptor.
+func (c *conn) epoll() bool { return c.fd >= 0 }
+
+// netConn is the socket of a goroutine-mode connection, nil once it is
+// torn down (and always in epoll mode).
+func (c *conn) netConn() net.Conn {
+	if nc, ok := c.g.netConns.Load(c); ok {
+		return nc.(net.Conn)
+	}
+	return nil
 }
 
 // outq is a connection's send queue while something waits in it.
@@ -116,7 +147,7 @@ func (c *conn) queueLocked(frame []byte) bool {
 		c.closeLocked(wire.CloseSlowConsumer, "send queue full")
 		return false
 	}
-	if !c.writing && queued == 0 && c.rc != nil {
+	if !c.writing && queued == 0 && c.epoll() {
 		// Nothing in flight: try the socket right now, without blocking.
 		// An idle connection's send buffer is empty, so this usually
 		// writes the whole frame and saves a goroutine and a scheduling
@@ -202,7 +233,7 @@ func (c *conn) writeFrom(since int64) {
 		if c.state == stateClosed || c.out == nil || len(c.out.frames) == 0 {
 			c.writing = false
 			closing := c.state == stateClosing
-			if c.rc != nil {
+			if c.epoll() {
 				// Epoll mode writes in place while nothing is in
 				// flight: the queue may not be needed again.
 				c.out = nil
@@ -226,9 +257,7 @@ func (c *conn) writeFrom(since int64) {
 			o.QueueWait(time.Duration(now.UnixNano() - since))
 			since = now.UnixNano()
 		}
-		_ = c.nc.SetWriteDeadline(now.Add(c.g.cfg.WriteTimeout))
-		bufs := net.Buffers(batch)
-		_, err := bufs.WriteTo(c.nc)
+		err := c.writeBatch(batch, now.Add(c.g.cfg.WriteTimeout))
 		clear(batch) // drop references to frames so they can be collected
 		if err != nil {
 			c.teardown(err)
@@ -242,6 +271,55 @@ func (c *conn) writeFrom(since int64) {
 		c.mu.Unlock()
 		c.s.Drained()
 	}
+}
+
+// writeBatch writes bufs whole, or fails once deadline passes. In epoll
+// mode the descriptor is non-blocking: what the socket does not take now
+// waits for it to become writable through the poller, up to deadline —
+// WriteTimeout without a socket deadline, which only a net.Conn has. The
+// elements of bufs may be resliced.
+func (c *conn) writeBatch(bufs [][]byte, deadline time.Time) error {
+	if !c.epoll() {
+		nc := c.netConn()
+		if nc == nil {
+			return net.ErrClosed
+		}
+		_ = nc.SetWriteDeadline(deadline)
+		b := net.Buffers(bufs)
+		_, err := b.WriteTo(nc)
+		return err
+	}
+	for len(bufs) > 0 {
+		c.mu.Lock()
+		if c.state == stateClosed {
+			c.mu.Unlock()
+			return net.ErrClosed
+		}
+		n, err := writevFD(c.fd, bufs)
+		c.mu.Unlock()
+		bufs = consume(bufs, n)
+		switch {
+		case errors.Is(err, syscall.EAGAIN):
+			if err := c.g.poll.waitWritable(c, deadline); err != nil {
+				return err
+			}
+		case err != nil:
+			return err
+		}
+	}
+	return nil
+}
+
+// consume drops the first n bytes of bufs.
+func consume(bufs [][]byte, n int) [][]byte {
+	for len(bufs) > 0 && n >= len(bufs[0]) {
+		n -= len(bufs[0])
+		bufs = bufs[1:]
+	}
+	if len(bufs) > 0 && n > 0 {
+		bufs[0] = bufs[0][n:]
+	}
+	return bufs
 }
 
 // lingerTimeout is how long a closed connection waits for the client's
@@ -260,7 +338,13 @@ const lingerTimeout = 2 * time.Second
 // not. Closing outright would save the timer but risk the same reset for
 // any stray bytes the client sent.
 func (c *conn) lingerClose() {
-	if tc, ok := c.nc.(interface{ CloseWrite() error }); ok {
+	if c.epoll() {
+		c.mu.Lock()
+		if c.state != stateClosed {
+			_ = shutdownWrite(c.fd)
+		}
+		c.mu.Unlock()
+	} else if tc, ok := c.netConn().(interface{ CloseWrite() error }); ok {
 		_ = tc.CloseWrite()
 	}
 	time.AfterFunc(lingerTimeout, func() { c.teardown(nil) })
@@ -291,10 +375,11 @@ func (c *conn) finish(cause error) {
 		c.s.Overflowed()
 	}
 	c.s.Gone() // leaves the hub, wakes a replay waiting for queue room
-	if c.rc != nil {
-		c.g.poll.remove(c)
+	if c.epoll() {
+		c.g.poll.remove(c) // and closes the descriptor
+	} else if nc, ok := c.g.netConns.LoadAndDelete(c); ok {
+		_ = nc.(net.Conn).Close()
 	}
-	_ = c.nc.Close()
 	c.g.sessions.Release()
 	if cause != nil && !errors.Is(cause, io.EOF) && !errors.Is(cause, net.ErrClosed) {
 		c.g.log.Debug("disconnected", "conn", c.s.ID(), "user", c.s.User(), "err", cause)
@@ -316,14 +401,14 @@ func (c *conn) fail(err error) {
 	c.teardown(err)
 }
 
-// readLoop is the goroutine-per-connection reader.
-func (c *conn) readLoop() {
+// readLoop is the goroutine-per-connection reader of nc.
+func (c *conn) readLoop(nc net.Conn) {
 	// Small on purpose: client frames (pongs, acks) are tiny, a larger one
 	// is assembled in readState, and this buffer lives as long as the
 	// connection (it escapes to the heap through the Read call).
 	buf := make([]byte, 512)
 	for {
-		n, err := c.nc.Read(buf)
+		n, err := nc.Read(buf)
 		if n > 0 {
 			c.s.Read(time.Now())
 			if perr := c.ingest(buf[:n]); perr != nil {

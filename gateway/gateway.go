@@ -79,7 +79,11 @@ type Gateway struct {
 	ping    []byte    // WebSocket ping frame, shared by every connection
 	ssePing []byte    // event-stream heartbeat comment, likewise
 	bufs    sync.Pool // *[]byte read buffers, lent only while a read is in flight
-	rawOps  sync.Pool // *rawOp, see poll_linux.go
+	// netConns holds each goroutine-mode connection's socket (*conn →
+	// net.Conn), so that conn carries no net.Conn field for the epoll
+	// connections, which have none. Goroutine mode already pays a
+	// goroutine per connection; a map entry beside it is small change.
+	netConns sync.Map
 }
 
 // New returns a Gateway opening sessions with sm and verifying tokens with
@@ -252,7 +256,7 @@ func (g *Gateway) accept(w http.ResponseWriter, r *http.Request, claims token.Cl
 	// a message published the moment the client sees its socket open
 	// reaches it. Until the answer is written the connection is corked:
 	// what the hub hands it waits in its queue, behind the handshake.
-	c := &conn{g: g, writing: true}
+	c := newConn(g, false)
 	c.asm.MaxMessage = g.cfg.MaxFrame
 	if rt := g.cfg.Routes; rt != nil {
 		c.asm.MaxMessage, c.asm.MaxFrame = rt.MaxMessage(), int32(rt.MaxFrame())
@@ -277,7 +281,7 @@ func (g *Gateway) accept(w http.ResponseWriter, r *http.Request, claims token.Cl
 			c.fail(err)
 		}
 	}
-	g.watch(c, epoll)
+	g.watch(c, nc, epoll)
 	return nil
 }
 
@@ -314,12 +318,21 @@ func (c *conn) abandon() {
 
 // uncork gives a corked connection its socket once the handshake is
 // written, and starts writing what was queued meanwhile. It reports
-// whether the socket is served by epoll.
+// whether the socket is served by epoll; if it is, nc has been closed and
+// the conn owns a duplicate of its descriptor (see conn), else nc is kept
+// for the connection's goroutines.
+//
+// It must run before the connection is visible to any sender: Write
+// writes to the descriptor in place without the reader's help, and the
+// poller keys its table by it.
 func (c *conn) uncork(nc net.Conn) (epoll bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.nc = nc
-	epoll = c.attachFD()
+	if fd, ok := c.g.takeFD(nc); ok {
+		c.fd, epoll = fd, true
+	} else {
+		c.g.netConns.Store(c, nc)
+	}
 	if c.out != nil {
 		c.spawnWriter() // c.writing is already set: the writer owns it
 	} else {
@@ -328,39 +341,19 @@ func (c *conn) uncork(nc net.Conn) (epoll bool) {
 	return epoll
 }
 
-// attachFD keeps c's raw descriptor when the epoll loop can serve it (a
-// plain TCP socket, epoll in use) and reports whether it did. It must run
-// before the connection is visible to any sender: Write writes to the
-// descriptor in place without the reader's help, and the poller keys its
-// table by it.
-func (c *conn) attachFD() bool {
-	tc, isTCP := c.nc.(*net.TCPConn)
-	if !isTCP || c.g.poll == nil {
-		return false
+// watch starts reading c: its descriptor joins the epoll set, or, in
+// goroutine mode, a goroutine reads nc. A descriptor the epoll set refuses
+// (out of epoll watches, say) closes the connection: its net.Conn is gone,
+// and a goroutine cannot read a bare non-blocking descriptor.
+func (g *Gateway) watch(c *conn, nc net.Conn, epoll bool) {
+	if !epoll {
+		go c.readLoop(nc)
+		return
 	}
-	rc, err := tc.SyscallConn()
-	if err != nil {
-		return false
+	if err := g.poll.add(c); err != nil {
+		g.log.Warn("epoll registration failed; closing the connection", "conn", c.s.ID(), "err", err)
+		c.teardown(err)
 	}
-	fd := int32(-1)
-	if rc.Control(func(f uintptr) { fd = int32(f) }) != nil || fd < 0 {
-		return false
-	}
-	c.rc, c.fd = rc, fd
-	return true
-}
-
-// watch starts reading c: its socket joins the epoll set, or, without one
-// (or if registration fails), a goroutine reads it.
-func (g *Gateway) watch(c *conn, epoll bool) {
-	if epoll {
-		err := g.poll.add(c)
-		if err == nil {
-			return
-		}
-		g.log.Warn("epoll registration failed, using a goroutine", "conn", c.s.ID(), "err", err)
-	}
-	go c.readLoop()
 }
 
 // workers is how many goroutines read ready sockets: reads never block, so a

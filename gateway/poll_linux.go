@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
+	"net"
+	"os"
 	"sync"
-	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -15,6 +17,13 @@ import (
 // goroutine. Each socket is armed one-shot: when it becomes readable one
 // worker owns it until the worker re-arms it, so reads of one connection are
 // never concurrent and no lock guards the reader state.
+//
+// A second epoll set carries the write side: a writer whose socket is full
+// arms its descriptor there (EPOLLOUT, one-shot) and parks until the
+// write loop wakes it or its deadline passes. Two sets, because one
+// registration per descriptor and set is all epoll allows, and mixing the
+// writer's interest into the reader's one-shot registration would re-arm
+// reads a worker still owns.
 type poller struct {
 	g    *Gateway
 	epfd int
@@ -25,6 +34,10 @@ type poller struct {
 	// costs about 30 per entry.
 	fds  []*conn
 	work chan *conn
+
+	wepfd   int                     // the write-readiness set
+	wmu     sync.Mutex              // guards waiters
+	waiters map[int32]chan struct{} // descriptor → its parked writer, only while one waits
 }
 
 func newPoller(g *Gateway) (*poller, error) {
@@ -32,25 +45,59 @@ func newPoller(g *Gateway) (*poller, error) {
 	if err != nil {
 		return nil, fmt.Errorf("epoll_create1: %w", err)
 	}
-	g.rawOps.New = newRawOp
-	return &poller{g: g, epfd: epfd, work: make(chan *conn, 4096)}, nil
+	wepfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
+	if err != nil {
+		_ = unix.Close(epfd)
+		return nil, fmt.Errorf("epoll_create1: %w", err)
+	}
+	return &poller{g: g, epfd: epfd, work: make(chan *conn, 4096), wepfd: wepfd, waiters: make(map[int32]chan struct{})}, nil
 }
 
 const armEvents = unix.EPOLLIN | unix.EPOLLRDHUP | unix.EPOLLONESHOT
 
-// add puts c's socket (c.rc, set by Accept) in the epoll set.
-func (p *poller) add(c *conn) error {
-	var cerr error
-	err := c.rc.Control(func(fd uintptr) {
-		p.mu.Lock()
-		p.set(c.fd, c) // c.fd was read from this same descriptor at accept
-		p.mu.Unlock()
-		cerr = unix.EpollCtl(p.epfd, unix.EPOLL_CTL_ADD, int(fd), &unix.EpollEvent{Events: armEvents, Fd: int32(fd)})
-	})
-	if err == nil {
-		err = cerr
+// takeFD keeps only the descriptor of nc when the epoll loop can serve it
+// (a plain TCP socket, epoll in use): it duplicates it (close-on-exec,
+// non-blocking like the original, whose open file it shares) and closes
+// nc, whose netFD, addresses, poll descriptor and timers would otherwise
+// live as long as the connection for nothing. It reports false, leaving
+// nc untouched, for anything else.
+func (g *Gateway) takeFD(nc net.Conn) (int32, bool) {
+	tc, isTCP := nc.(*net.TCPConn)
+	if !isTCP || g.poll == nil {
+		return noFD, false
 	}
+	rc, err := tc.SyscallConn()
 	if err != nil {
+		return noFD, false
+	}
+	fd, dupErr := -1, error(nil)
+	if err := rc.Control(func(f uintptr) {
+		fd, dupErr = unix.FcntlInt(f, unix.F_DUPFD_CLOEXEC, 0)
+	}); err != nil || dupErr != nil || fd < 0 || fd > math.MaxInt32 {
+		if fd >= 0 {
+			_ = unix.Close(fd)
+		}
+		return noFD, false
+	}
+	// Closing the original only drops its number and the runtime's
+	// registration: the socket lives on in the duplicate.
+	_ = nc.Close()
+	return int32(fd), true
+}
+
+// add puts c's descriptor in the epoll set, unless c is already closed
+// (then finish has closed or is closing the descriptor, and the number may
+// be another socket's).
+func (p *poller) add(c *conn) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.state == stateClosed {
+		return nil
+	}
+	p.mu.Lock()
+	p.set(c.fd, c)
+	p.mu.Unlock()
+	if err := unix.EpollCtl(p.epfd, unix.EPOLL_CTL_ADD, int(c.fd), &unix.EpollEvent{Events: armEvents, Fd: c.fd}); err != nil {
 		p.mu.Lock()
 		p.unset(c)
 		p.mu.Unlock()
@@ -63,28 +110,108 @@ func (p *poller) add(c *conn) error {
 // If that fails the connection would never be read again — deaf to pongs
 // and close frames — so it is torn down rather than left half alive.
 func (p *poller) rearm(c *conn) {
-	var ctlErr error
-	err := c.rc.Control(func(fd uintptr) {
-		ctlErr = unix.EpollCtl(p.epfd, unix.EPOLL_CTL_MOD, int(fd), &unix.EpollEvent{Events: armEvents, Fd: int32(fd)})
-	})
-	switch {
-	case err != nil: // the socket was closed meanwhile
-		c.teardown(err)
-	case ctlErr != nil:
-		p.g.log.Warn("epoll re-arm failed; closing the connection", "conn", c.s.ID(), "err", ctlErr)
-		c.teardown(fmt.Errorf("epoll re-arm: %w", ctlErr))
+	c.mu.Lock()
+	if c.state == stateClosed {
+		c.mu.Unlock()
+		return
+	}
+	err := unix.EpollCtl(p.epfd, unix.EPOLL_CTL_MOD, int(c.fd), &unix.EpollEvent{Events: armEvents, Fd: c.fd})
+	c.mu.Unlock()
+	if err != nil {
+		p.g.log.Warn("epoll re-arm failed; closing the connection", "conn", c.s.ID(), "err", err)
+		c.teardown(fmt.Errorf("epoll re-arm: %w", err))
 	}
 }
 
-// remove takes c out of the epoll set before its descriptor is closed, so a
-// reused descriptor number can never deliver events to the wrong conn.
+// remove takes c, already marked closed, out of both epoll sets, wakes its
+// parked writer if any (to find it closed), and closes its descriptor —
+// in that order, so that a reused descriptor number can never deliver
+// events to the wrong conn.
 func (p *poller) remove(c *conn) {
-	_ = c.rc.Control(func(fd uintptr) {
-		_ = unix.EpollCtl(p.epfd, unix.EPOLL_CTL_DEL, int(fd), nil)
-	})
+	_ = unix.EpollCtl(p.epfd, unix.EPOLL_CTL_DEL, int(c.fd), nil)
+	_ = unix.EpollCtl(p.wepfd, unix.EPOLL_CTL_DEL, int(c.fd), nil)
 	p.mu.Lock()
 	p.unset(c)
 	p.mu.Unlock()
+	p.wake(c.fd)
+	_ = unix.Close(int(c.fd))
+}
+
+// waitWritable parks c's writer until its socket is writable, c is torn
+// down, or deadline passes (an error wrapping os.ErrDeadlineExceeded). A
+// wake-up may be spurious (a stale event for a reused number): the writer
+// just tries again.
+func (p *poller) waitWritable(c *conn, deadline time.Time) error {
+	ch := make(chan struct{})
+	c.mu.Lock()
+	if c.state == stateClosed {
+		c.mu.Unlock()
+		return net.ErrClosed
+	}
+	fd := c.fd
+	// Parked before armed, so that no event can come before its waiter.
+	p.wmu.Lock()
+	p.waiters[fd] = ch
+	p.wmu.Unlock()
+	ev := unix.EpollEvent{Events: unix.EPOLLOUT | unix.EPOLLONESHOT, Fd: fd}
+	err := unix.EpollCtl(p.wepfd, unix.EPOLL_CTL_MOD, int(fd), &ev)
+	if errors.Is(err, unix.ENOENT) {
+		err = unix.EpollCtl(p.wepfd, unix.EPOLL_CTL_ADD, int(fd), &ev)
+	}
+	c.mu.Unlock()
+	if err != nil {
+		p.unwait(fd, ch)
+		return fmt.Errorf("epoll arm for writing: %w", err)
+	}
+	t := time.NewTimer(time.Until(deadline))
+	defer t.Stop()
+	select {
+	case <-ch:
+		return nil
+	case <-t.C:
+		p.unwait(fd, ch)
+		return fmt.Errorf("write: %w", os.ErrDeadlineExceeded)
+	}
+}
+
+// wake releases the writer parked on fd, if any.
+func (p *poller) wake(fd int32) {
+	p.wmu.Lock()
+	ch, ok := p.waiters[fd]
+	delete(p.waiters, fd)
+	p.wmu.Unlock()
+	if ok {
+		close(ch)
+	}
+}
+
+// unwait forgets ch, parked on fd, if nobody woke it.
+func (p *poller) unwait(fd int32, ch chan struct{}) {
+	p.wmu.Lock()
+	if p.waiters[fd] == ch {
+		delete(p.waiters, fd)
+	}
+	p.wmu.Unlock()
+}
+
+// runWrites wakes parked writers whose sockets became writable (or failed:
+// EPOLLERR and EPOLLHUP are always reported, and the write then says why).
+func (p *poller) runWrites(ctx context.Context) {
+	events := make([]unix.EpollEvent, 256)
+	for ctx.Err() == nil {
+		n, err := unix.EpollWait(p.wepfd, events, 200)
+		if err != nil {
+			if errors.Is(err, unix.EINTR) {
+				continue
+			}
+			p.g.log.Error("epoll_wait (writes)", "err", err)
+			time.Sleep(10 * time.Millisecond)
+			continue
+		}
+		for i := range n {
+			p.wake(events[i].Fd)
+		}
+	}
 }
 
 // set makes c the conn of descriptor fd, growing the table by doubling.
@@ -122,6 +249,7 @@ func (p *poller) run(ctx context.Context) {
 			}
 		})
 	}
+	wg.Go(func() { p.runWrites(ctx) })
 	events := make([]unix.EpollEvent, 256)
 	ready := make([]*conn, 0, len(events))
 	for ctx.Err() == nil {
@@ -153,6 +281,7 @@ func (p *poller) run(ctx context.Context) {
 	close(p.work)
 	wg.Wait()
 	_ = unix.Close(p.epfd)
+	_ = unix.Close(p.wepfd)
 }
 
 // onReadable drains what the socket holds without ever blocking, feeding it
@@ -163,7 +292,10 @@ func (p *poller) onReadable(c *conn) {
 	defer p.g.bufs.Put(bp)
 	buf := *bp
 	for {
-		n, err := p.g.readNonblock(c.rc, buf)
+		n, open, err := c.readFD(buf)
+		if !open {
+			return // torn down meanwhile: the descriptor is not ours any more
+		}
 		if n > 0 {
 			c.s.Read(time.Now())
 			if perr := c.ingest(buf[:n]); perr != nil {
@@ -189,49 +321,28 @@ func (p *poller) onReadable(c *conn) {
 	}
 }
 
-// rawOp is one non-blocking read through syscall.RawConn. The
-// RawConn callbacks take a func(uintptr) bool; a closure per call would
-// allocate (the closure and every variable it captures), so the func is
-// bound once per pooled rawOp and reused: no allocation per read.
-type rawOp struct {
-	p    []byte
-	n    int
-	err  error
-	read func(fd uintptr) bool
-}
-
-func newRawOp() any {
-	o := &rawOp{}
-	o.read = func(fd uintptr) bool {
-		o.n, o.err = unix.Read(int(fd), o.p)
-		return true // never park: epoll tells us when to come back
+// readFD reads what c's socket holds now, under c.mu so that the
+// descriptor cannot be closed (and its number reused) during the read;
+// open is false if c was already torn down. The lock is held for one
+// non-blocking system call, as Write holds it for its in-place write.
+func (c *conn) readFD(p []byte) (n int, open bool, err error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.state == stateClosed {
+		return 0, false, nil
 	}
-	return o
-}
-
-// readNonblock reads what is available now. Going through RawConn keeps
-// the runtime's descriptor lock, so a concurrent Close cannot let the
-// number be reused under us.
-func (g *Gateway) readNonblock(rc syscall.RawConn, p []byte) (int, error) {
-	o := g.rawOps.Get().(*rawOp)
-	o.p = p
-	err := rc.Read(o.read)
-	n, opErr := o.n, o.err
-	o.p, o.err = nil, nil
-	g.rawOps.Put(o)
-	if err != nil {
-		return 0, err
+	for {
+		n, err = unix.Read(int(c.fd), p)
+		if err != unix.EINTR {
+			return max(n, 0), true, err
+		}
 	}
-	return max(n, 0), opErr
 }
 
 // writeFD writes what the socket takes now, straight to its descriptor.
-// The caller must hold c.mu with c.state open: every path that closes the
-// socket first marks the conn closed under c.mu (teardown, queueLocked's
-// error path), so the number cannot have been closed and reused under us.
-// Skipping RawConn here matters on the broadcast path, where it costs a
-// descriptor lock and a poll-descriptor reset per write, each a cache miss
-// on per-connection state that the write itself does not need.
+// The caller must hold c.mu with c.state not closed: the descriptor is
+// closed only after the state is (conn's invariant), so the number cannot
+// have been closed and reused under us.
 func writeFD(fd int32, p []byte) (int, error) {
 	for {
 		n, err := unix.Write(int(fd), p)
@@ -241,3 +352,23 @@ func writeFD(fd int32, p []byte) (int, error) {
 		return max(n, 0), err
 	}
 }
+
+// maxIov is the most buffers one writev takes (IOV_MAX on Linux).
+const maxIov = 1024
+
+// writevFD is writeFD for several buffers, under the same rule.
+func writevFD(fd int32, bufs [][]byte) (int, error) {
+	if len(bufs) > maxIov {
+		bufs = bufs[:maxIov]
+	}
+	for {
+		n, err := unix.Writev(int(fd), bufs)
+		if err == unix.EINTR {
+			continue
+		}
+		return max(n, 0), err
+	}
+}
+
+// shutdownWrite half-closes the socket, under the same rule as writeFD.
+func shutdownWrite(fd int32) error { return unix.Shutdown(int(fd), unix.SHUT_WR) }

@@ -5,6 +5,8 @@ package gateway
 import (
 	"context"
 	"errors"
+	"net"
+	"time"
 )
 
 // poller is the epoll readiness loop; it exists only on Linux.
@@ -17,8 +19,16 @@ func newPoller(*Gateway) (*poller, error) {
 func (*poller) run(context.Context) {}
 func (*poller) add(*conn) error     { return errors.New("epoll is Linux-only") }
 func (*poller) remove(*conn)        {}
-
-// writeFD is never called off Linux: conn.rc stays nil there.
-func writeFD(int32, []byte) (int, error) {
-	return 0, errors.New("epoll is Linux-only")
+func (*poller) waitWritable(*conn, time.Time) error {
+	return errors.New("epoll is Linux-only")
 }
+
+// takeFD never takes a descriptor off Linux: every connection keeps its
+// net.Conn and conn.fd stays noFD, so the functions below are never called.
+func (*Gateway) takeFD(net.Conn) (int32, bool) { return noFD, false }
+
+var errNoEpoll = errors.New("epoll is Linux-only")
+
+func writeFD(int32, []byte) (int, error)    { return 0, errNoEpoll }
+func writevFD(int32, [][]byte) (int, error) { return 0, errNoEpoll }
+func shutdownWrite(int32) error             { return errNoEpoll }

@@ -19,7 +19,7 @@ func TestIdleSizes(t *testing.T) {
 		name      string
 		size, max uintptr
 	}{
-		{"gateway.conn", unsafe.Sizeof(conn{}), 96},
+		{"gateway.conn", unsafe.Sizeof(conn{}), 64},
 		{"session.Session", unsafe.Sizeof(session.Session{}), 176},
 	} {
 		t.Logf("%s: %d bytes", tc.name, tc.size)

@@ -40,7 +40,7 @@ func (g *Gateway) AdoptSSE(nc net.Conn, p session.Params, prelude func(herald.Co
 	// The stream's first bytes lead its queue and the session joins the
 	// hub before any of it is written, so a message published the moment
 	// the client sees the stream open reaches it, behind the prelude.
-	c := &conn{g: g, sse: true, writing: true}
+	c := newConn(g, true)
 	c.s = g.sessions.New(c, p)
 	id := c.s.ID()
 	first := prelude(id)
@@ -48,6 +48,6 @@ func (g *Gateway) AdoptSSE(nc net.Conn, p session.Params, prelude func(herald.Co
 	g.sessions.Start(c.s)
 	epoll := c.uncork(nc)
 	g.log.Debug("connected", "conn", id, "user", p.User, "format", p.Format.String())
-	g.watch(c, epoll)
+	g.watch(c, nc, epoll)
 	return nil
 }

@@ -302,7 +302,7 @@ func TestConnSize(t *testing.T) {
 	if unsafe.Sizeof(uintptr(0)) != 8 {
 		t.Skip("sizes are for 64-bit systems")
 	}
-	if got := unsafe.Sizeof(conn{}); got > 144 {
-		t.Fatalf("conn is %d bytes, was 144: idle connections are what a node holds most of", got)
+	if got := unsafe.Sizeof(conn{}); got > 64 {
+		t.Fatalf("conn is %d bytes, was 64: idle connections are what a node holds most of", got)
 	}
 }
