@@ -160,9 +160,9 @@ same run. -serve-baseline
 ADDR runs that server alone.
 
 -peer centrifugo (idle, fanout, notify) also runs the identical load
-against Centrifugo `+centrifugoVersion+`, the peer a user would pick instead:
-the tool installs it once with the Go toolchain ("go install
-`+centrifugoModule+`@`+centrifugoVersion+`" into
+against Centrifugo ` + centrifugoVersion + `, the peer a user would pick
+instead: the tool installs it once with the Go toolchain ("go install
+` + centrifugoModule + `@` + centrifugoVersion + `" into
 $XDG_CACHE_HOME/herald-load, or takes -peer-bin), starts it on a free
 loopback port with a generated configuration (fresh HMAC token secret
 and API key; every connection subscribed server-side to its personal
@@ -175,8 +175,10 @@ With -baseline too, that is three runs: baseline, peer, target (with
 -baseline-after: target, baseline, peer). The result reports each and
 the ratios Herald/peer; -csv adds peer_* columns; -table FILE.csv...
 prints them side by side as markdown; -peer-info centrifugo installs
-it if needed and prints its version and configuration. -plot IN.csv -o OUT.png draws a line chart of
-CSV columns (run "herald-load -plot -h").
+it if needed and prints its version and configuration.
+
+-plot IN.csv -o OUT.png draws a line chart of CSV columns (run
+"herald-load -plot -h").
 
 Note: fanout broadcasts to every connection of the server, real users
 included. Progress goes to stderr once a second; the result to stdout, as
