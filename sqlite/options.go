@@ -5,11 +5,10 @@ import (
 	"time"
 )
 
-// DefaultMaxBatch is how many messages the writer gathers into one
-// transaction before committing. A commit costs a WAL append and a lock
-// round-trip whatever its size, so batching is what makes concurrent Appends
-// cheap; the cap bounds how long the first caller of a batch waits behind
-// the others and how large one transaction (and the WAL) grows.
+// DefaultMaxBatch is how many messages the appender gathers into one log
+// frame, one write(2). A write costs a system call whatever its size, so
+// batching is what makes concurrent Appends cheap; the cap bounds how long
+// the first caller of a batch waits behind the others.
 const DefaultMaxBatch = 1024
 
 // DefaultCheckTimeout bounds the integrity check Open runs (see
@@ -44,6 +43,8 @@ type config struct {
 	writerCacheKiB int
 	checkTimeout   time.Duration // <= 0: no integrity check
 	log            *slog.Logger
+	applyEvery     time.Duration // see applier.go
+	applyRows      int
 }
 
 func defaultConfig() config {
@@ -53,11 +54,13 @@ func defaultConfig() config {
 		writerCacheKiB: defaultWriterCacheKiB,
 		checkTimeout:   DefaultCheckTimeout,
 		log:            slog.Default(),
+		applyEvery:     defaultApplyEvery,
+		applyRows:      defaultApplyRows,
 	}
 }
 
-// WithMaxBatch sets how many messages one group-commit transaction gathers
-// before it commits (DefaultMaxBatch if n < 1). The cap is soft: a single
+// WithMaxBatch sets how many messages one group commit (a log frame)
+// gathers before it is written (DefaultMaxBatch if n < 1). The cap is soft: a single
 // Append is never split, so one larger than n commits alone, atomically.
 func WithMaxBatch(n int) Option {
 	return func(c *config) {
@@ -88,5 +91,14 @@ func WithLogger(l *slog.Logger) Option {
 			l = slog.Default()
 		}
 		c.log = l
+	}
+}
+
+// withApply sets how often (every) and from how many messages in the tail
+// (rows) the applier applies the log: for tests that want the applier
+// busy all the time.
+func withApply(every time.Duration, rows int) Option {
+	return func(c *config) {
+		c.applyEvery, c.applyRows = every, max(1, rows)
 	}
 }

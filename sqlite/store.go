@@ -4,28 +4,42 @@
 //
 // # Durability
 //
-// The database runs in WAL mode with synchronous=NORMAL. A commit appends
-// the transaction to the WAL with write(2) before Append returns, so it sits
-// in the kernel's page cache: a crash of the Herald process, even kill -9,
-// cannot lose it, and the next Open replays it from the WAL. Only an OS
-// crash or power loss can drop the last few transactions, because NORMAL
-// fsyncs at checkpoints rather than at every commit; the database itself
-// stays consistent even then. synchronous=FULL would close that window at
-// the cost of one fsync per commit (group commit amortises it, but it is
-// still milliseconds on most disks); Herald's contract is "survives a
-// process crash", which NORMAL meets.
+// An Append is durable once its messages are in the store's log (log.go):
+// the appender writes each group of Appends to a segment file beside the
+// database as one frame, with one write(2), before Append returns. The
+// bytes then sit in the kernel's page cache: a crash of the Herald process,
+// even kill -9, cannot lose them, and the next Open replays whatever the
+// tables do not hold yet. Only an OS crash or power loss can drop the last
+// frames, as it can the last transactions of the WAL, which runs with
+// synchronous=NORMAL (fsync at checkpoints, not at every commit); the
+// database itself stays consistent even then. Herald's contract is
+// "survives a process crash", which this meets; an fsync per commit would
+// cost milliseconds on most disks.
 //
-// # Group commit
+// # Group commit, and the applier
 //
-// Writes are not made by their callers. Each Append (and each Mark, and
-// each step of a Trim) hands its work to a single writer goroutine, which
-// gathers everything queued (up to a cap) into one transaction, commits
-// once and then answers every waiting caller. Under load many Appends share one commit,
-// and because only one goroutine ever writes, assigning offsets needs no
-// locking: the writer keeps each user's last offset in memory (loaded from
-// the file on first use) and the commit itself writes only the new rows.
-// Reads (Since, Bounds, Inbox, Counts) run on a pool of other connections
-// and, under WAL, neither wait for nor delay commits.
+// Writes are not made by their callers. Each Append hands its messages to a
+// single appender goroutine, which gathers everything queued (up to a cap)
+// into one frame, writes it and then answers every waiting caller. Because
+// only one goroutine assigns offsets, that needs no locking: the appender
+// keeps each user's last offset in memory (loaded from the file on first
+// use).
+//
+// A second goroutine, the applier (applier.go), moves the log into the
+// tables: once a second, or sooner when many messages wait, in one
+// transaction for all of them, which records in the same transaction how
+// far the log is applied. Committing per second rather than per frame is
+// the point: with many users each transaction dirties about one index page
+// per user, and a page dirtied by one transaction a second is written to
+// the WAL (and checkpointed) once instead of once per frame. Mark and each
+// step of Trim run on the applier too, each after an apply of everything
+// appended before it.
+//
+// Until it is applied, a message lives in the tail, an in-memory index of
+// the unapplied log (tail.go): Since, Bounds, Inbox and Counts read it
+// along with the tables, so a message is readable as soon as Append has
+// returned. Reads run on a pool of other connections and, under WAL,
+// neither wait for nor delay commits.
 //
 // # Schema
 //
@@ -36,12 +50,18 @@ package sqlite
 import (
 	"context"
 	"database/sql"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"log/slog"
+	"math"
 	"net/url"
+	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -68,13 +88,33 @@ type Store struct {
 	wconn    *sql.Conn // the writer's own connection, never used by readers
 	epoch    string
 	maxBatch int
+	path     string // the database file, absolute; the log segments sit beside it
+	log      *slog.Logger
 
-	w writerStmts // run by the writer goroutine on wconn only
+	applyEvery time.Duration
+	applyRows  int
+
+	w writerStmts // run on wconn: by the applier, and dataVersion by the appender
 	r readerStmts // run on the pool
 
-	// Owned by the writer goroutine (and by init, before it starts).
-	lastOf      map[herald.UserID]uint64 // cache of each user's last offset
+	// Owned by the writer goroutine, the appender (and by init, before it
+	// starts).
+	lastOf      map[herald.UserID]uint64 // cache of each user's last assigned offset
 	dataVersion int64                    // PRAGMA data_version when lastOf was last known valid
+	seg         segment                  // the log segment being written
+
+	// The log not yet in the tables, shared by the appender (adds), the
+	// applier (drops) and the readers.
+	tail tail
+
+	// The applier (see applier.go) and what only it touches.
+	ops         chan *request // ops the appender hands on, in order with the Appends
+	applyKick   chan struct{} // the tail reached applyRows
+	applied     chan struct{} // an apply ended (the tail shrank, or it failed)
+	applierDone chan struct{}
+	applyErr    atomic.Pointer[error] // the last apply's error, nil once one succeeds
+	applyUsers  map[herald.UserID]struct{}
+	applyArgs   []any
 
 	// mu orders writes against Close: a caller holds it shared while it
 	// enqueues, Close takes it exclusively to set closed and close reqs, so
@@ -108,6 +148,10 @@ type request struct {
 	ctx  context.Context
 	msgs []*herald.Message
 	op   func() error
+	// onAppender runs op on the appender itself, outside any transaction
+	// and without applying the log first (tests use it to reach the
+	// appender's state).
+	onAppender bool
 	// state settles the race between the writer taking the request and the
 	// caller giving up on it: whoever moves it out of statePending first wins.
 	state atomic.Int32
@@ -211,15 +255,24 @@ func open(ctx context.Context, db *sql.DB, abs string, cfg config) (*Store, erro
 		return nil, fmt.Errorf("connect: %w", err)
 	}
 	s := &Store{
-		db:         db,
-		wconn:      wconn,
-		maxBatch:   cfg.maxBatch,
-		lastOf:     make(map[herald.UserID]uint64),
-		reqs:       make(chan *request, cfg.maxBatch),
-		writerDone: make(chan struct{}),
-		ckptKick:   make(chan struct{}, 1),
-		ckptStop:   make(chan struct{}),
-		ckptDone:   make(chan struct{}),
+		db:          db,
+		wconn:       wconn,
+		maxBatch:    cfg.maxBatch,
+		path:        abs,
+		log:         cfg.log,
+		applyEvery:  cfg.applyEvery,
+		applyRows:   cfg.applyRows,
+		lastOf:      make(map[herald.UserID]uint64),
+		reqs:        make(chan *request, cfg.maxBatch),
+		writerDone:  make(chan struct{}),
+		ops:         make(chan *request, 64),
+		applyKick:   make(chan struct{}, 1),
+		applied:     make(chan struct{}, 1),
+		applierDone: make(chan struct{}),
+		applyUsers:  make(map[herald.UserID]struct{}),
+		ckptKick:    make(chan struct{}, 1),
+		ckptStop:    make(chan struct{}),
+		ckptDone:    make(chan struct{}),
 	}
 	s.trim.full = true // nothing is known of the streams yet
 	if err := s.init(ctx, abs, cfg); err != nil {
@@ -233,6 +286,7 @@ func open(ctx context.Context, db *sql.DB, abs string, cfg config) (*Store, erro
 		return nil, fmt.Errorf("connect: %w", err)
 	}
 	go s.writer()
+	go s.applier()
 	go s.checkpointer()
 	return s, nil
 }
@@ -278,6 +332,9 @@ func (s *Store) init(ctx context.Context, abs string, cfg config) error {
 	if err := s.r.prepare(ctx, s.db); err != nil {
 		return err
 	}
+	if err := s.replay(ctx); err != nil {
+		return err
+	}
 	if err := s.w.dataVersion.QueryRowContext(ctx).Scan(&s.dataVersion); err != nil {
 		return fmt.Errorf("read data version: %w", err)
 	}
@@ -297,7 +354,8 @@ type writerStmts struct {
 	// committed to the file; the writer's own commits leave it alone.
 	dataVersion *sql.Stmt
 	lastOffset  *sql.Stmt
-	// insert[k] inserts 1<<k messages; see insertMessages.
+	setApplied  *sql.Stmt
+	// insert[k] inserts 1<<k messages; see insertEntries.
 	insert     [insertSizes]*sql.Stmt
 	deleteUpTo *sql.Stmt
 	keepLast   *sql.Stmt
@@ -323,6 +381,8 @@ func (w *writerStmts) defs() []stmtDef {
 		{&w.rollback, "ROLLBACK"},
 		{&w.dataVersion, "PRAGMA data_version"},
 		{&w.lastOffset, "SELECT " + lastOffsetSQL},
+		{&w.setApplied, `INSERT INTO meta (key, value) VALUES ('log_applied', ?)
+			ON CONFLICT (key) DO UPDATE SET value = excluded.value`},
 		{&w.deleteUpTo, `DELETE FROM messages WHERE user = ? AND "offset" <= ?`},
 		{&w.keepLast, `INSERT INTO streams (user, last_offset) VALUES (?1, ?2)
 			ON CONFLICT (user) DO UPDATE SET last_offset = max(last_offset, excluded.last_offset)`},
@@ -349,7 +409,7 @@ func (w *writerStmts) defs() []stmtDef {
 }
 
 func (w *writerStmts) all() []*sql.Stmt {
-	return append([]*sql.Stmt{w.begin, w.commit, w.rollback, w.dataVersion, w.lastOffset,
+	return append([]*sql.Stmt{w.begin, w.commit, w.rollback, w.dataVersion, w.lastOffset, w.setApplied,
 		w.deleteUpTo, w.keepLast, w.markIDs, w.markAll}, w.insert[:]...)
 }
 
@@ -357,6 +417,7 @@ func (w *writerStmts) all() []*sql.Stmt {
 // the first time it runs there.
 type readerStmts struct {
 	since, bounds, inbox, counts *sql.Stmt
+	lastOffset                   *sql.Stmt
 	trimAll, trimUser, trimAge   *sql.Stmt
 }
 
@@ -372,8 +433,12 @@ func (r *readerStmts) defs() []stmtDef {
 		{&r.inbox, `SELECT "offset", id, ts, flags, data FROM messages
 			WHERE user = ?1 AND "offset" < ?2 AND flags & ?3 = ?4
 			ORDER BY "offset" DESC LIMIT ?5`},
-		{&r.counts, fmt.Sprintf(`SELECT COALESCE(SUM(flags & %d = 0), 0), COALESCE(SUM(flags & %d = 0), 0)
-			FROM messages WHERE user = ? AND flags & %d = 0`, herald.FlagRead, herald.FlagSeen, herald.FlagArchived)},
+		// The third column, the newest offset in the table, tells which
+		// entries of the tail the first two have not counted.
+		{&r.counts, fmt.Sprintf(`SELECT COALESCE(SUM(flags & %d = 0), 0), COALESCE(SUM(flags & %d = 0), 0),
+			(SELECT COALESCE(MAX("offset"), 0) FROM messages WHERE user = ?1)
+			FROM messages WHERE user = ?1 AND flags & %d = 0`, herald.FlagRead, herald.FlagSeen, herald.FlagArchived)},
+		{&r.lastOffset, "SELECT " + lastOffsetSQL},
 		// Retention's scans (see Trim).
 		{&r.trimAll, `SELECT user, MIN("offset"), MAX("offset") FROM messages
 			GROUP BY user HAVING MAX("offset") - MIN("offset") >= ?`},
@@ -387,7 +452,7 @@ func (r *readerStmts) defs() []stmtDef {
 }
 
 func (r *readerStmts) all() []*sql.Stmt {
-	return []*sql.Stmt{r.since, r.bounds, r.inbox, r.counts, r.trimAll, r.trimUser, r.trimAge}
+	return []*sql.Stmt{r.since, r.bounds, r.inbox, r.counts, r.lastOffset, r.trimAll, r.trimUser, r.trimAge}
 }
 
 type stmtDef struct {
@@ -412,13 +477,14 @@ func prepareAll(ctx context.Context, p interface {
 // reopens.
 func (s *Store) Epoch() string { return s.epoch }
 
-// Append stores msgs in one transaction, shared with whatever other Appends
-// are queued, and returns once it has committed. It assigns each message its
+// Append stores msgs in one log frame, shared with whatever other Appends
+// are queued, and returns once the frame is written (durable; see the
+// package doc) and the messages are readable. It assigns each message its
 // Offset and the store's Epoch, and fills in Time (now) and ID
 // (herald.NewMessageID) when they are zero. Offsets follow the order in
 // which Appends are accepted and, within one Append, slice order.
 //
-// If ctx ends before the writer has taken the batch, Append returns
+// If ctx ends before the appender has taken the batch, Append returns
 // ctx.Err() and nothing is stored. Once taken, the batch is written even if
 // ctx ends meanwhile, and Append reports the outcome, so a caller never sees
 // an error for messages that were in fact stored.
@@ -433,7 +499,7 @@ func (s *Store) Append(ctx context.Context, msgs []*herald.Message) error {
 		return s.checkOpen()
 	}
 	// Defaults are filled here, on the caller's goroutine, to keep the
-	// single writer's work to SQL alone.
+	// single appender's work small.
 	now := time.Now()
 	for _, m := range msgs {
 		if m.Time.IsZero() {
@@ -446,8 +512,9 @@ func (s *Store) Append(ctx context.Context, msgs []*herald.Message) error {
 	return s.submit(&request{ctx: ctx, msgs: msgs})
 }
 
-// do runs op on the writer, in a transaction of its own, and returns its
-// error or the commit's. op must only use the writer's statements.
+// do runs op on the applier, in a transaction of its own after an apply of
+// everything appended before it, and returns its error or the commit's.
+// op must only use the writer's statements.
 func (s *Store) do(ctx context.Context, op func() error) error {
 	if err := ctx.Err(); err != nil {
 		return err
@@ -494,10 +561,18 @@ func (s *Store) checkOpen() error {
 	return nil
 }
 
-// writer is the only goroutine that writes. It runs until Close closes
-// reqs, and drains what is still queued before it exits.
+// writer is the appender, the only goroutine that writes the log. It runs
+// until Close closes reqs, and drains what is still queued before it exits.
+// Ops (Mark, Trim) it hands on to the applier, after the Appends queued
+// before them are in the log and the tail.
 func (s *Store) writer() {
 	defer close(s.writerDone)
+	defer func() {
+		close(s.ops) // the applier applies the rest and exits
+		if s.seg.f != nil {
+			s.seg.f.Close()
+		}
+	}()
 	var (
 		batch   []*request
 		scratch = newBatchState()
@@ -513,8 +588,12 @@ func (s *Store) writer() {
 			}
 		}
 		if req.op != nil {
-			if s.claim(req) {
-				req.done <- s.runOp(req.op)
+			if req.onAppender {
+				if s.claim(req) {
+					req.done <- req.op()
+				}
+			} else {
+				s.ops <- req // the applier claims it
 			}
 			continue
 		}
@@ -584,16 +663,14 @@ func (s *Store) take(batch []*request, req *request, n int) ([]*request, int) {
 	return append(batch, req), n + len(req.msgs)
 }
 
-// begin starts a write transaction. If another connection committed to the
-// file since the writer last looked, the cached offsets may be stale and
-// are dropped; the write lock now held keeps them valid until COMMIT.
-func (s *Store) begin(ctx context.Context) error {
-	if _, err := s.w.begin.ExecContext(ctx); err != nil {
-		return fmt.Errorf("begin: %w", err)
-	}
+// checkExternal drops the cached last offsets if another connection (the
+// sqlite3 shell of an operator's repair, say) committed to the file since
+// the appender last looked. It asks the writer's connection, which the
+// applier commits on: its own commits do not count, so any change is
+// someone else's.
+func (s *Store) checkExternal(ctx context.Context) error {
 	var v int64
 	if err := s.w.dataVersion.QueryRowContext(ctx).Scan(&v); err != nil {
-		_, _ = s.w.rollback.ExecContext(ctx)
 		return fmt.Errorf("read data version: %w", err)
 	}
 	if v != s.dataVersion {
@@ -603,23 +680,28 @@ func (s *Store) begin(ctx context.Context) error {
 	return nil
 }
 
-// maxCachedUsers bounds the writer's cache of last offsets (about 100 bytes
-// an entry). Past it, entries are dropped at random; a dropped user costs
-// one indexed lookup on its next Append.
+// maxCachedUsers bounds the appender's cache of last offsets (about 100
+// bytes an entry). Past it, entries are dropped at random; a dropped user
+// costs one indexed lookup on its next Append.
 const maxCachedUsers = 1 << 18
 
-// lastOffset returns user's last assigned offset as committed, from the
-// cache or else the file. Only the writer calls it, inside a transaction.
+// lastOffset returns user's last assigned offset, from the cache or else
+// the tail and the file. Only the appender calls it. The tail is read
+// first: the appender alone adds to it, so its newest entry is the user's
+// last offset, and when it has none every entry the user had is already
+// committed to the tables, which are read second.
 func (s *Store) lastOffset(ctx context.Context, user herald.UserID) (uint64, error) {
 	if off, ok := s.lastOf[user]; ok {
 		return off, nil
 	}
+	inTail := s.tail.last(user)
 	var off int64
-	if err := s.w.lastOffset.QueryRowContext(ctx, string(user)).Scan(&off); err != nil {
+	if err := s.r.lastOffset.QueryRowContext(ctx, string(user)).Scan(&off); err != nil {
 		return 0, fmt.Errorf("read last offset of %q: %w", user, err)
 	}
-	s.cacheLast(user, uint64(off))
-	return uint64(off), nil
+	last := max(inTail, uint64(off))
+	s.cacheLast(user, last)
+	return last, nil
 }
 
 func (s *Store) cacheLast(user herald.UserID, off uint64) {
@@ -635,11 +717,11 @@ func (s *Store) cacheLast(user herald.UserID, off uint64) {
 	s.lastOf[user] = off
 }
 
-// runOp runs op in a transaction of its own.
+// runOp runs op in a transaction of its own, on the applier.
 func (s *Store) runOp(op func() error) (err error) {
 	ctx := context.Background()
-	if err := s.begin(ctx); err != nil {
-		return fmt.Errorf("sqlite: %w", err)
+	if _, err := s.w.begin.ExecContext(ctx); err != nil {
+		return fmt.Errorf("sqlite: begin: %w", err)
 	}
 	if err := op(); err != nil {
 		_, _ = s.w.rollback.ExecContext(ctx)
@@ -654,49 +736,48 @@ func (s *Store) runOp(op func() error) (err error) {
 	return nil
 }
 
-// batchState is the writer's scratch space, reused across transactions.
+// batchState is the appender's scratch space, reused across batches.
 type batchState struct {
-	last    map[herald.UserID]uint64 // last offset per user in this transaction
-	msgs    []*herald.Message        // the batch's messages, in order
+	last    map[herald.UserID]uint64 // last offset per user in this batch
 	offsets []uint64                 // assigned offsets, in batch order
-	args    []any                    // one INSERT's arguments
+	entries []tailEntry
 }
 
 func newBatchState() *batchState {
 	return &batchState{last: make(map[herald.UserID]uint64)}
 }
 
-// write stores the batch in one transaction. Offsets are assigned to the
-// messages, and the cache advanced, only after the commit succeeded, so a
-// failed batch leaves every Offset at 0 ("not stored") and the cache as it
-// was.
-func (s *Store) write(batch []*request, st *batchState) (err error) {
-	// Background, not a caller's ctx: the batch mixes many callers, and a
-	// taken batch is written whatever happens to any one of them.
-	ctx := context.Background()
-	clear(st.last)
-	st.offsets = st.offsets[:0]
-	defer func() {
-		// Let the messages be collected; the caller owns them.
-		clear(st.msgs)
-		st.msgs = st.msgs[:0]
-	}()
+// segment is the log file the appender writes.
+type segment struct {
+	f    *os.File
+	gen  int64
+	size int64
+	err  error // set when a failed write could not be undone: the log is unusable
+}
 
-	if err := s.begin(ctx); err != nil {
+// write makes the batch durable: one frame in the log, with one write(2).
+// Offsets are assigned to the messages, and the cache advanced, only after
+// the write succeeded, so a failed batch leaves every Offset at 0 ("not
+// stored") and the cache as it was.
+func (s *Store) write(batch []*request, st *batchState) error {
+	ctx := context.Background()
+	if s.seg.err != nil {
+		return s.seg.err
+	}
+	if err := s.waitForRoom(); err != nil {
+		return err
+	}
+	if err := s.checkExternal(ctx); err != nil {
 		return fmt.Errorf("sqlite: append: %w", err)
 	}
-	defer func() {
-		if err != nil {
-			// A failed statement may already have rolled the transaction
-			// back; the rollback error adds nothing to err.
-			_, _ = s.w.rollback.ExecContext(ctx)
-		}
-	}()
-
+	clear(st.last)
+	st.offsets = st.offsets[:0]
+	size := frameHeader
 	for _, r := range batch {
 		for _, m := range r.msgs {
 			off, ok := st.last[m.User]
 			if !ok {
+				var err error
 				if off, err = s.lastOffset(ctx, m.User); err != nil {
 					return fmt.Errorf("sqlite: append: %w", err)
 				}
@@ -704,25 +785,43 @@ func (s *Store) write(batch []*request, st *batchState) (err error) {
 			off++
 			st.last[m.User] = off
 			st.offsets = append(st.offsets, off)
-			st.msgs = append(st.msgs, m)
+			size += len(m.User) + len(m.ID) + len(m.Data) + 5*binary.MaxVarintLen64
 		}
 	}
-	if err := s.insertMessages(ctx, st); err != nil {
+
+	// The frame is allocated afresh, at its final size: the tail's
+	// entries point into it until they are applied.
+	buf, start := beginFrame(make([]byte, 0, size))
+	st.entries = st.entries[:0]
+	i := 0
+	for _, r := range batch {
+		for _, m := range r.msgs {
+			ts := m.Time.UnixNano()
+			buf = appendRecord(buf, m.User, st.offsets[i], m.ID, ts, m.Data)
+			data := buf[len(buf)-len(m.Data) : len(buf) : len(buf)]
+			st.entries = append(st.entries, tailEntry{user: m.User, off: st.offsets[i], id: m.ID, ts: ts, data: data})
+			i++
+		}
+	}
+	buf = sealFrame(buf, start)
+	end, err := s.appendLog(buf)
+	if err != nil {
 		return fmt.Errorf("sqlite: append: %w", err)
 	}
-	if _, err := s.w.commit.ExecContext(ctx); err != nil {
-		return fmt.Errorf("sqlite: append: commit: %w", err)
+	s.tail.add(st.entries, end)
+	if s.tail.len() >= s.applyRows {
+		select {
+		case s.applyKick <- struct{}{}:
+		default:
+		}
 	}
-	s.txns.Add(1)
-	// A commit writes about one WAL frame per message (its stream index
-	// page) plus a few for the table and the right-edge indexes.
-	s.walGrew(len(st.offsets) + 3)
+	clear(st.entries)
 
 	for user, off := range st.last {
 		s.cacheLast(user, off)
 	}
 	s.trim.touch(st.last)
-	i := 0
+	i = 0
 	for _, r := range batch {
 		for _, m := range r.msgs {
 			m.Offset = st.offsets[i]
@@ -733,36 +832,58 @@ func (s *Store) write(batch []*request, st *batchState) (err error) {
 	return nil
 }
 
-// insertSizes is how many INSERT statements the writer prepares: they write
-// 1, 2, 4, ... 1<<(insertSizes-1) rows each.
-const insertSizes = 5
-
-// insertMessages inserts st.msgs at st.offsets, largest prepared size first
-// (so 16 rows, say, take one statement and 23 take four). Each execution of
-// a statement has a fixed cost, in database/sql, in the driver (stepping,
-// resetting) and in SQLite (opening a cursor on the table and on each
-// index), which a multi-row statement pays once for all its rows: measured,
-// about 7% of the CPU per message in batches of 16.
-func (s *Store) insertMessages(ctx context.Context, st *batchState) error {
-	for i := 0; i < len(st.msgs); {
-		k := insertSizes - 1
-		for 1<<k > len(st.msgs)-i {
-			k--
+// waitForRoom holds the appender while the tail is longer than the
+// applier can be expected to catch up with, and fails when the applier
+// fails: then nothing more is accepted until an apply succeeds.
+func (s *Store) waitForRoom() error {
+	for s.tail.len() >= maxTailFactor*s.applyRows {
+		if err := s.applyErr.Load(); err != nil {
+			return *err
 		}
-		chunk := st.msgs[i : i+1<<k]
-		args := st.args[:0]
-		for j, m := range chunk {
-			args = append(args, string(m.User), int64(st.offsets[i+j]), m.ID, m.Time.UnixNano(), m.Data)
+		select {
+		case s.applyKick <- struct{}{}:
+		default:
 		}
-		_, err := s.w.insert[k].ExecContext(ctx, args...)
-		clear(args)
-		st.args = args[:0]
-		if err != nil {
-			return fmt.Errorf("insert %q/%d and %d more: %w", chunk[0].User, st.offsets[i], len(chunk)-1, err)
-		}
-		i += len(chunk)
+		<-s.applied
 	}
 	return nil
+}
+
+// appendLog writes one frame at the end of the log, starting a new segment
+// when this one is full, and returns the position after it.
+func (s *Store) appendLog(b []byte) (logPos, error) {
+	g := &s.seg
+	if g.f == nil || g.size > 0 && g.size+int64(len(b)) > segmentBytes {
+		if g.f != nil {
+			if err := g.f.Close(); err != nil {
+				s.log.Warn("sqlite: close log segment", "err", err)
+			}
+			g.f = nil
+		}
+		g.gen++
+		f, err := os.OpenFile(segmentPath(s.path, g.gen), os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
+		if err != nil {
+			return logPos{}, fmt.Errorf("open log: %w", err)
+		}
+		g.f, g.size = f, 0
+	}
+	if g.size == 0 {
+		// The header goes with the first frame, in the same write.
+		b = append(segmentHeader(s.epoch), b...)
+	}
+	if _, err := g.f.Write(b); err != nil {
+		// A partial frame followed by a later, acknowledged one would
+		// end the replay before it: cut it off, or stop writing.
+		if terr := g.f.Truncate(g.size); terr != nil {
+			g.err = fmt.Errorf("sqlite: append: log %s unusable after a failed write (%w) and a failed truncate: %w",
+				g.f.Name(), err, terr)
+		} else if _, serr := g.f.Seek(g.size, io.SeekStart); serr != nil {
+			g.err = fmt.Errorf("sqlite: append: log %s unusable after a failed write: %w", g.f.Name(), serr)
+		}
+		return logPos{}, fmt.Errorf("write log: %w", err)
+	}
+	g.size += int64(len(b))
+	return logPos{g.gen, g.size}, nil
 }
 
 // Since returns up to limit messages of user with Offset > since, in offset
@@ -777,6 +898,7 @@ func (s *Store) Since(ctx context.Context, user herald.UserID, since uint64, lim
 	if since >= 1<<63 {
 		return nil, nil // beyond any offset SQLite's int64 can hold
 	}
+	pending := s.tail.since(user, since, limit) // first; see tail
 	rows, err := s.r.since.QueryContext(ctx, string(user), int64(since), limit)
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: since: %w", err)
@@ -798,6 +920,20 @@ func (s *Store) Since(ctx context.Context, user herald.UserID, since uint64, lim
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("sqlite: since: %w", err)
 	}
+	// The table's rows come first in offset order; an entry the table
+	// already has (applied since the tail was read) is skipped.
+	var newest uint64
+	if len(out) > 0 {
+		newest = out[len(out)-1].Offset
+	}
+	for i := range pending {
+		if len(out) == limit {
+			break
+		}
+		if pending[i].off > newest {
+			out = append(out, pending[i].message(s.epoch))
+		}
+	}
 	return out, nil
 }
 
@@ -807,11 +943,16 @@ func (s *Store) Bounds(ctx context.Context, user herald.UserID) (first, last uin
 	if err := s.checkOpen(); err != nil {
 		return 0, 0, err
 	}
+	tf, tl := s.tail.bounds(user) // first; see tail
 	var f, l int64
 	if err := s.r.bounds.QueryRowContext(ctx, string(user)).Scan(&f, &l); err != nil {
 		return 0, 0, fmt.Errorf("sqlite: bounds: %w", err)
 	}
-	return uint64(f), uint64(l), nil
+	first, last = uint64(f), max(uint64(l), tl)
+	if first == 0 {
+		first = tf
+	}
+	return first, last, nil
 }
 
 // Inbox lists the user's retained messages with their flags, newest first.
@@ -826,6 +967,10 @@ func (s *Store) Inbox(ctx context.Context, q herald.InboxQuery) ([]herald.InboxI
 	before := int64(1<<63 - 1)
 	if q.Before != 0 && q.Before < 1<<63 {
 		before = int64(q.Before)
+	}
+	var pending []tailEntry
+	if want == 0 { // the tail's entries have no flags set
+		pending = s.tail.before(q.User, uint64(before), q.PageSize()) // first; see tail
 	}
 	rows, err := s.r.inbox.QueryContext(ctx, string(q.User), before, mask, want, q.PageSize())
 	if err != nil {
@@ -849,7 +994,22 @@ func (s *Store) Inbox(ctx context.Context, q herald.InboxQuery) ([]herald.InboxI
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("sqlite: inbox: %w", err)
 	}
-	return out, nil
+	if len(pending) == 0 {
+		return out, nil
+	}
+	// An entry the table already has (applied since the tail was read)
+	// is listed as the table has it.
+	have := make(map[uint64]bool, len(out))
+	for _, it := range out {
+		have[it.Offset] = true
+	}
+	for i := range pending {
+		if !have[pending[i].off] {
+			out = append(out, herald.InboxFlags(0).Item(pending[i].message(s.epoch)))
+		}
+	}
+	slices.SortFunc(out, func(a, b herald.InboxItem) int { return cmpOff(b.Offset, a.Offset) })
+	return out[:min(len(out), q.PageSize())], nil
 }
 
 // Mark sets mark on the user's messages with the given ids, or on all of
@@ -909,8 +1069,17 @@ func (s *Store) Counts(ctx context.Context, user herald.UserID) (herald.InboxCou
 	if err := s.checkOpen(); err != nil {
 		return c, err
 	}
-	if err := s.r.counts.QueryRowContext(ctx, string(user)).Scan(&c.Unread, &c.Unseen); err != nil {
+	pending := s.tail.since(user, 0, math.MaxInt) // first; see tail
+	var newest int64
+	if err := s.r.counts.QueryRowContext(ctx, string(user)).Scan(&c.Unread, &c.Unseen, &newest); err != nil {
 		return c, fmt.Errorf("sqlite: counts: %w", err)
+	}
+	// The tail's entries are unread and unseen; those the table has
+	// (applied since the tail was read) are counted already.
+	for _, e := range pending {
+		if e.off > uint64(newest) {
+			herald.InboxFlags(0).Count(&c)
+		}
 	}
 	return c, nil
 }
@@ -925,9 +1094,14 @@ func (s *Store) Close() error {
 		close(s.reqs)
 		s.mu.Unlock()
 		<-s.writerDone
+		<-s.applierDone
+		if err := s.applyErr.Load(); err != nil {
+			// Still in the log: the next Open applies it.
+			s.closeErr = *err
+		}
 		close(s.ckptStop)
 		<-s.ckptDone
-		s.closeErr = errors.Join(s.closeStmts(), s.ckconn.Close(), s.wconn.Close(), s.db.Close())
+		s.closeErr = errors.Join(s.closeErr, s.closeStmts(), s.ckconn.Close(), s.wconn.Close(), s.db.Close())
 		// Only now that no connection is left may another Store open it.
 		s.closeErr = errors.Join(s.closeErr, s.lock.release())
 		if s.closeErr != nil {

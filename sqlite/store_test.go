@@ -35,6 +35,12 @@ func openTest(t testing.TB, path string, opts ...Option) *Store {
 	return s
 }
 
+// onAppender runs fn on the appender goroutine, which owns the cache of
+// last offsets.
+func (s *Store) onAppender(ctx context.Context, fn func() error) error {
+	return s.submit(&request{ctx: ctx, op: fn, onAppender: true})
+}
+
 func TestBehaviour(t *testing.T) {
 	tests := []struct {
 		name string
@@ -44,6 +50,11 @@ func TestBehaviour(t *testing.T) {
 		// One message per transaction: group commit must not be what keeps
 		// offsets dense.
 		{"maxbatch=1", []Option{WithMaxBatch(1)}},
+		// Reads from the tail alone: nothing is applied unless an op
+		// (Mark, Trim) asks for it.
+		{"unapplied", []Option{withApply(time.Hour, 1<<30)}},
+		// The applier at work all the time, so reads race it.
+		{"applying", []Option{withApply(time.Millisecond, 1)}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -258,6 +269,7 @@ func TestCloseFlushes(t *testing.T) {
 const (
 	crashEnvPath  = "HERALD_SQLITE_CRASH_TEST_DB"
 	crashEnvRound = "HERALD_SQLITE_CRASH_TEST_ROUND"
+	crashEnvApply = "HERALD_SQLITE_CRASH_TEST_APPLY"
 	crashWorkers  = 4
 	crashUser     = "crash"
 )
@@ -270,7 +282,17 @@ func TestHelperProcess(t *testing.T) {
 		t.Skip("helper process for TestCrashDurability")
 	}
 	round := os.Getenv(crashEnvRound)
-	s, err := Open(context.Background(), path)
+	var opts []Option
+	switch os.Getenv(crashEnvApply) {
+	case "busy":
+		// Killed while the applier commits, or between its commit and
+		// the removal of the applied segments.
+		opts = append(opts, withApply(time.Millisecond, 50))
+	case "never":
+		// Killed with everything in the log.
+		opts = append(opts, withApply(time.Hour, 1<<30))
+	}
+	s, err := Open(context.Background(), path, opts...)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(2)
@@ -309,10 +331,10 @@ func TestHelperProcess(t *testing.T) {
 
 // crashChild runs one child on path, kills it with SIGKILL once it has
 // printed killAfter offsets, and returns every offset it printed.
-func crashChild(t *testing.T, path string, round, killAfter int) map[uint64]string {
+func crashChild(t *testing.T, path, apply string, round, killAfter int) map[uint64]string {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^TestHelperProcess$")
-	cmd.Env = append(os.Environ(), crashEnvPath+"="+path, crashEnvRound+"="+strconv.Itoa(round))
+	cmd.Env = append(os.Environ(), crashEnvPath+"="+path, crashEnvRound+"="+strconv.Itoa(round), crashEnvApply+"="+apply)
 	cmd.Stderr = os.Stderr
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
@@ -371,11 +393,43 @@ func TestCrashDurability(t *testing.T) {
 	if testing.Short() {
 		t.Skip("spawns child processes")
 	}
+	for _, apply := range []string{"default", "busy", "never"} {
+		t.Run(apply, func(t *testing.T) { testCrashDurability(t, apply) })
+	}
+}
+
+// unappliedLog returns how many bytes of frames the log segments of path
+// hold: after a kill, what the next Open must replay (and whatever was
+// applied but not yet removed).
+func unappliedLog(t *testing.T, path string) int64 {
+	t.Helper()
+	gens, err := segments(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var n int64
+	for _, g := range gens {
+		fi, err := os.Stat(segmentPath(path, g))
+		if err != nil {
+			t.Fatal(err)
+		}
+		n += max(0, fi.Size()-int64(len(segmentHeader("0123456789abcdef"))))
+	}
+	return n
+}
+
+func testCrashDurability(t *testing.T, apply string) {
 	const rounds, killAfter = 3, 1500
 	path := filepath.Join(t.TempDir(), "herald.db")
 	printed := map[uint64]string{}
 	for round := range rounds {
-		for off, data := range crashChild(t, path, round, killAfter) {
+		got := crashChild(t, path, apply, round, killAfter)
+		if n := unappliedLog(t, path); apply == "never" && n == 0 {
+			t.Fatalf("round %d: no log left behind by the kill", round)
+		} else {
+			t.Logf("round %d: %d bytes of log frames left behind by the kill", round, n)
+		}
+		for off, data := range got {
 			if prev, dup := printed[off]; dup {
 				t.Fatalf("offset %d given out twice: %q, then after a crash %q", off, prev, data)
 			}
@@ -553,8 +607,8 @@ func TestOffsetCacheEviction(t *testing.T) {
 	for i := range users {
 		storetest.Fill(t, s, herald.UserID(fmt.Sprint("u", i)), 0, 2)
 	}
-	// Fill the cache with made-up users, on the writer (it owns the map).
-	err := s.do(context.Background(), func() error {
+	// Fill the cache with made-up users, on the appender (it owns the map).
+	err := s.onAppender(context.Background(), func() error {
 		for i := 0; len(s.lastOf) < maxCachedUsers; i++ {
 			s.cacheLast(herald.UserID(fmt.Sprint("fake", i)), 1)
 		}
@@ -574,7 +628,7 @@ func TestOffsetCacheEviction(t *testing.T) {
 		}
 	}
 	var n int
-	s.do(context.Background(), func() error { n = len(s.lastOf); return nil })
+	s.onAppender(context.Background(), func() error { n = len(s.lastOf); return nil })
 	if n > maxCachedUsers {
 		t.Fatalf("cache holds %d users, bound %d", n, maxCachedUsers)
 	}

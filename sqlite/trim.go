@@ -10,7 +10,8 @@ import (
 	"github.com/herald-gw/herald"
 )
 
-// Retention (Trim) in three steps:
+// Retention (Trim) in three steps, after the applier has moved everything
+// appended before the Trim into the tables:
 //
 //  1. Find each stream's cut, the newest offset to delete, by reading on the
 //     pool, so the writer is not held up. The age limit is a range of the
@@ -120,8 +121,14 @@ func (s *Store) Trim(ctx context.Context, keep int, before time.Time) (int, erro
 	if keep > 0 {
 		users, full = s.trim.take(keep)
 	}
+	// Retention reads the tables: apply the log first, so that what was
+	// appended before this Trim is counted and aged too. After take, so
+	// that every user it hands over has its Appends in the tables.
 	n := 0
-	err := s.trimCuts(ctx, cuts, keep, before, users, full)
+	err := s.do(ctx, func() error { return nil })
+	if err == nil {
+		err = s.trimCuts(ctx, cuts, keep, before, users, full)
+	}
 	if err == nil {
 		n, err = s.trimDelete(ctx, cuts)
 	}
@@ -250,10 +257,13 @@ func (s *Store) trimOp(items []trimItem, deleted *int) func() error {
 		for _, it := range items {
 			// Read last before deleting: the delete may take the newest
 			// message, whose offset then lives on only in streams.
-			last, err := s.lastOffset(ctx, it.user)
-			if err != nil {
-				return err
+			// The tables' last offset, not the appender's: a newer one
+			// in the tail is not being deleted.
+			var l int64
+			if err := s.w.lastOffset.QueryRowContext(ctx, string(it.user)).Scan(&l); err != nil {
+				return fmt.Errorf("read last offset of %q: %w", it.user, err)
 			}
+			last := uint64(l)
 			res, err := s.w.deleteUpTo.ExecContext(ctx, string(it.user), int64(it.upTo))
 			if err != nil {
 				return fmt.Errorf("delete %q up to %d: %w", it.user, it.upTo, err)
