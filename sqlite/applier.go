@@ -102,22 +102,21 @@ func (s *Store) flush() error {
 // applied, in one transaction.
 func (s *Store) apply(entries []tailEntry, end logPos) (err error) {
 	ctx := context.Background()
-	if _, err := s.w.begin.ExecContext(ctx); err != nil {
-		return fmt.Errorf("begin: %w", err)
-	}
-	defer func() {
-		if err != nil {
-			_, _ = s.w.rollback.ExecContext(ctx)
-		}
-	}()
-	if err := s.insertEntries(ctx, entries); err != nil {
+	if err := s.beginTxn(ctx); err != nil {
 		return err
 	}
-	if _, err := s.w.setApplied.ExecContext(ctx, end.String()); err != nil {
-		return fmt.Errorf("record log position: %w", err)
+	err = s.insertEntries(ctx, entries)
+	if err == nil {
+		if _, err = s.w.setApplied.ExecContext(ctx, end.String()); err != nil {
+			err = fmt.Errorf("record log position: %w", err)
+		}
 	}
-	if _, err := s.w.commit.ExecContext(ctx); err != nil {
-		return fmt.Errorf("commit: %w", err)
+	if err != nil {
+		_ = s.endTxn(ctx, false)
+		return err
+	}
+	if err := s.endTxn(ctx, true); err != nil {
+		return err
 	}
 	s.txns.Add(1)
 	// About one WAL frame per user (its stream-index page) plus a few

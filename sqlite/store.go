@@ -113,6 +113,7 @@ type Store struct {
 	applied     chan struct{} // an apply ended (the tail shrank, or it failed)
 	applierDone chan struct{}
 	applyErr    atomic.Pointer[error] // the last apply's error, nil once one succeeds
+	txn         txnState
 	applyUsers  map[herald.UserID]struct{}
 	applyArgs   []any
 
@@ -665,19 +666,73 @@ func (s *Store) take(batch []*request, req *request, n int) ([]*request, int) {
 
 // checkExternal drops the cached last offsets if another connection (the
 // sqlite3 shell of an operator's repair, say) committed to the file since
-// the appender last looked. It asks the writer's connection, which the
-// applier commits on: its own commits do not count, so any change is
-// someone else's.
+// the appender last looked. It goes by PRAGMA data_version on the writer's
+// connection, which the applier commits on: its own commits leave it alone,
+// so any change is someone else's. While the applier is inside a
+// transaction the appender does not query the connection, which would wait
+// for the transaction's statements and COMMIT (milliseconds, once a second
+// on every Append in flight): nobody else can commit while the applier
+// holds the write lock, so the value the applier read right after its
+// BEGIN is still current.
 func (s *Store) checkExternal(ctx context.Context) error {
-	var v int64
-	if err := s.w.dataVersion.QueryRowContext(ctx).Scan(&v); err != nil {
-		return fmt.Errorf("read data version: %w", err)
+	s.txn.mu.Lock()
+	v := s.txn.dv
+	if !s.txn.open {
+		if err := s.w.dataVersion.QueryRowContext(ctx).Scan(&v); err != nil {
+			s.txn.mu.Unlock()
+			return fmt.Errorf("read data version: %w", err)
+		}
 	}
+	s.txn.mu.Unlock()
 	if v != s.dataVersion {
 		clear(s.lastOf)
 		s.dataVersion = v
 	}
 	return nil
+}
+
+// txnState tells the appender whether the applier is inside a transaction
+// on the writer's connection; see checkExternal.
+type txnState struct {
+	mu   sync.Mutex
+	open bool
+	dv   int64 // PRAGMA data_version right after the open transaction's BEGIN
+}
+
+// beginTxn starts a write transaction on the writer's connection, for the
+// applier. IMMEDIATE takes the write lock up front.
+func (s *Store) beginTxn(ctx context.Context) error {
+	s.txn.mu.Lock()
+	defer s.txn.mu.Unlock()
+	if _, err := s.w.begin.ExecContext(ctx); err != nil {
+		return fmt.Errorf("begin: %w", err)
+	}
+	if err := s.w.dataVersion.QueryRowContext(ctx).Scan(&s.txn.dv); err != nil {
+		_, _ = s.w.rollback.ExecContext(ctx)
+		return fmt.Errorf("read data version: %w", err)
+	}
+	s.txn.open = true
+	return nil
+}
+
+// endTxn commits (or, if commit is false, rolls back) the transaction
+// beginTxn started.
+func (s *Store) endTxn(ctx context.Context, commit bool) error {
+	var err error
+	if commit {
+		if _, err = s.w.commit.ExecContext(ctx); err != nil {
+			err = fmt.Errorf("commit: %w", err)
+		}
+	}
+	if !commit || err != nil {
+		// A failed statement may already have rolled the transaction
+		// back; the rollback error adds nothing.
+		_, _ = s.w.rollback.ExecContext(ctx)
+	}
+	s.txn.mu.Lock()
+	s.txn.open = false
+	s.txn.mu.Unlock()
+	return err
 }
 
 // maxCachedUsers bounds the appender's cache of last offsets (about 100
@@ -720,16 +775,15 @@ func (s *Store) cacheLast(user herald.UserID, off uint64) {
 // runOp runs op in a transaction of its own, on the applier.
 func (s *Store) runOp(op func() error) (err error) {
 	ctx := context.Background()
-	if _, err := s.w.begin.ExecContext(ctx); err != nil {
-		return fmt.Errorf("sqlite: begin: %w", err)
+	if err := s.beginTxn(ctx); err != nil {
+		return fmt.Errorf("sqlite: %w", err)
 	}
 	if err := op(); err != nil {
-		_, _ = s.w.rollback.ExecContext(ctx)
+		_ = s.endTxn(ctx, false)
 		return err
 	}
-	if _, err := s.w.commit.ExecContext(ctx); err != nil {
-		_, _ = s.w.rollback.ExecContext(ctx)
-		return fmt.Errorf("sqlite: commit: %w", err)
+	if err := s.endTxn(ctx, true); err != nil {
+		return fmt.Errorf("sqlite: %w", err)
 	}
 	s.txns.Add(1)
 	s.walGrew(4)
