@@ -569,10 +569,14 @@ func (s *Store) checkOpen() error {
 func (s *Store) writer() {
 	defer close(s.writerDone)
 	defer func() {
-		close(s.ops) // the applier applies the rest and exits
+		// The segment is closed before the applier may delete it (which
+		// fails on Windows while it is open).
 		if s.seg.f != nil {
-			s.seg.f.Close()
+			if err := s.seg.f.Close(); err != nil {
+				s.log.Warn("sqlite: close log segment", "err", err)
+			}
 		}
+		close(s.ops) // the applier applies the rest and exits
 	}()
 	var (
 		batch   []*request
