@@ -134,8 +134,8 @@ type Manager struct {
 	appPing   []byte       // herald.v1 {"type":"ping"} frame, shared
 	open      atomic.Int64 // connections reserved, every transport together
 	expiries  expiries     // token expiry, by the second
-	agents    sync.Map     // interned User-Agent strings
-	nagents   atomic.Int64
+	agents    interner     // User-Agent strings
+	sources   interner     // source IPs: many connections share one (a proxy, a NAT, a campus)
 }
 
 // Reserve takes a connection slot for a transport that is about to accept
@@ -260,7 +260,7 @@ func (m *Manager) New(t Transport, p Params) *Session {
 	}
 	s := &Session{
 		m: m, t: t, id: p.ID, user: p.User, format: p.Format,
-		connectedAt: now.UnixNano(), sourceIP: hostOf(p.RemoteAddr), userAgent: m.intern(clip(p.UserAgent, maxUserAgent)),
+		connectedAt: now.UnixNano(), sourceIP: m.sources.intern(hostOf(p.RemoteAddr)), userAgent: m.agents.intern(clip(p.UserAgent, maxUserAgent)),
 		resumes: p.Resume != nil, routed: p.Routed && m.cfg.Routes != nil,
 	}
 	if !p.Expires.IsZero() {
@@ -280,23 +280,33 @@ func (m *Manager) New(t Transport, p Params) *Session {
 // parsed, and a client must not make the server hold kilobytes of it.
 const maxUserAgent = 256
 
-// maxInterned bounds the User-Agent intern table, so clients sending
-// random agents cannot grow it without limit.
+// maxInterned bounds each intern table, so clients sending random agents
+// (or coming from many addresses) cannot grow it without limit.
 const maxInterned = 4096
 
-// intern returns a shared copy of s: a node with a million tabs sees a few
-// hundred distinct User-Agent strings, and each costs ~150 bytes.
-func (m *Manager) intern(s string) string {
-	if v, ok := m.agents.Load(s); ok {
+// interner shares equal strings. A node with a million tabs sees a few
+// hundred distinct User-Agent strings, each ~150 bytes, and often far
+// fewer source addresses than connections (behind a proxy or NAT, all
+// from one). Past maxInterned entries a string is only copied.
+type interner struct {
+	m sync.Map
+	n atomic.Int64
+}
+
+// intern returns a shared copy of s, or a copy of its own: never s itself,
+// so that a session never pins the request's memory (its header block,
+// or the "host:port" of RemoteAddr a source IP is cut from).
+func (t *interner) intern(s string) string {
+	if v, ok := t.m.Load(s); ok {
 		return v.(string)
 	}
-	s = strings.Clone(s) // do not pin the request's header memory
-	if m.nagents.Load() >= maxInterned {
+	s = strings.Clone(s)
+	if t.n.Load() >= maxInterned {
 		return s
 	}
-	v, loaded := m.agents.LoadOrStore(s, s)
+	v, loaded := t.m.LoadOrStore(s, s)
 	if !loaded {
-		m.nagents.Add(1)
+		t.n.Add(1)
 	}
 	return v.(string)
 }

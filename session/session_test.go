@@ -600,16 +600,40 @@ func TestNewSessionStartsAtTheStreamsEnd(t *testing.T) {
 // its bound, so clients sending random agents cannot grow it forever.
 func TestInternBounded(t *testing.T) {
 	f := newFixture(t, Config{})
-	a := f.m.intern(string([]byte("Mozilla/5.0")))
-	b := f.m.intern(string([]byte("Mozilla/5.0")))
+	a := f.m.agents.intern(string([]byte("Mozilla/5.0")))
+	b := f.m.agents.intern(string([]byte("Mozilla/5.0")))
 	if unsafe.StringData(a) != unsafe.StringData(b) {
 		t.Fatal("equal agents are not shared")
 	}
 	for i := range maxInterned + 100 {
-		f.m.intern(fmt.Sprint("agent-", i))
+		f.m.agents.intern(fmt.Sprint("agent-", i))
 	}
-	if n := f.m.nagents.Load(); n != maxInterned {
+	if n := f.m.agents.n.Load(); n != maxInterned {
 		t.Fatalf("intern table holds %d, bound %d", n, maxInterned)
+	}
+}
+
+// A session keeps its source IP without its RemoteAddr: connections from
+// one address share one copy of it, and none pins the "host:port" string
+// it was cut from (16–32 bytes a connection, issue 14).
+func TestSourceIPShared(t *testing.T) {
+	f := newFixture(t, Config{})
+	addrs := []string{string([]byte("192.0.2.7:40001")), string([]byte("192.0.2.7:40002"))}
+	var ips []string
+	for _, a := range addrs {
+		s := f.m.New(&testTransport{}, Params{Format: wire.FormatRaw, User: "u", RemoteAddr: a})
+		ips = append(ips, s.Info().SourceIP)
+	}
+	if ips[0] != "192.0.2.7" || ips[1] != "192.0.2.7" {
+		t.Fatalf("source IPs %q", ips)
+	}
+	if unsafe.StringData(ips[0]) != unsafe.StringData(ips[1]) {
+		t.Fatal("one address, two copies")
+	}
+	for _, a := range addrs {
+		if unsafe.StringData(ips[0]) == unsafe.StringData(a) {
+			t.Fatal("the source IP points into RemoteAddr, keeping it alive")
+		}
 	}
 }
 
