@@ -574,28 +574,72 @@ func TestMigrateFromV1(t *testing.T) {
 // connection of its own, as an operator's repair with the sqlite3 shell
 // would (Open's lock keeps other Herald processes out, not such tools): the
 // writer must notice the commit rather than hand out offsets from its
-// stale cache.
+// stale cache. It must also not pay for the check while nobody commits:
+// with the applier idle, Appends read PRAGMA data_version only after a
+// commit changed the WAL index header.
 func TestExternalWriter(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "herald.db")
-	s := openTest(t, path)
-	storetest.Fill(t, s, "u", 0, 3) // the writer now caches u's last offset, 3
-	dsn, err := dsnFor(path, defaultConfig())
-	if err != nil {
-		t.Fatal(err)
-	}
-	db, err := sql.Open("sqlite", dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	// Offsets 4..10 were handed out by a store since restored, say.
-	if _, err := db.Exec(`INSERT INTO streams (user, last_offset) VALUES ('u', 10)`); err != nil {
-		t.Fatal(err)
-	}
-	m := storetest.Msg("u", "u-11")
-	storetest.MustAppend(t, s, m)
-	if m.Offset != 11 {
-		t.Fatalf("Append after an external commit: offset %d, want 11", m.Offset)
+	for _, tc := range []struct {
+		name  string
+		opts  []Option
+		idle  bool // the applier never commits during the test
+		shell bool // the sqlite3 shell commits, from another process
+	}{
+		{"default", nil, false, false},
+		{"unapplied", []Option{withApply(time.Hour, 1<<30)}, true, false},
+		{"applying", []Option{withApply(time.Millisecond, 1)}, false, false},
+		{"shell", []Option{withApply(time.Hour, 1<<30)}, true, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if tc.shell {
+				if _, err := exec.LookPath("sqlite3"); err != nil {
+					t.Skip("sqlite3 shell not installed")
+				}
+			}
+			path := filepath.Join(t.TempDir(), "herald.db")
+			s := openTest(t, path, tc.opts...)
+			storetest.Fill(t, s, "u", 0, 3) // the writer now caches u's last offset, 3
+			reads := func() int {
+				var n int
+				if err := s.onAppender(context.Background(), func() error { n = s.versionReads; return nil }); err != nil {
+					t.Fatal(err)
+				}
+				return n
+			}
+			if tc.idle {
+				before := reads()
+				storetest.Fill(t, s, "v", 0, 20)
+				if n := reads() - before; n != 0 {
+					t.Fatalf("20 Appends with nobody committing read data_version %d times, want 0", n)
+				}
+			}
+			// Offsets 4..10 were handed out by a store since restored, say.
+			const repair = `INSERT INTO streams (user, last_offset) VALUES ('u', 10)
+				ON CONFLICT (user) DO UPDATE SET last_offset = 10`
+			if tc.shell {
+				out, err := exec.Command("sqlite3", "-cmd", ".timeout 10000", path, repair+";").CombinedOutput()
+				if err != nil {
+					t.Fatalf("sqlite3: %v: %s", err, out)
+				}
+			} else {
+				dsn, err := dsnFor(path, defaultConfig())
+				if err != nil {
+					t.Fatal(err)
+				}
+				db, err := sql.Open("sqlite", dsn)
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer db.Close()
+				if _, err := db.Exec(repair); err != nil {
+					t.Fatal(err)
+				}
+			}
+			m := storetest.Msg("u", "u-11")
+			storetest.MustAppend(t, s, m)
+			if m.Offset != 11 {
+				t.Fatalf("Append after an external commit: offset %d, want 11", m.Offset)
+			}
+		})
 	}
 }
 
