@@ -12,10 +12,7 @@ import (
 // one group commit); the reply has one result per message, in order: its
 // delivery or its error. A bad message does not fail the others.
 func handleBatch(s *Server) http.Handler {
-	type item struct {
-		User *userID         `json:"user"`
-		Data json.RawMessage `json:"data"`
-	}
+	type item = batchItem
 	type request struct {
 		Messages []json.RawMessage `json:"messages"`
 	}
@@ -38,15 +35,19 @@ func handleBatch(s *Server) http.Handler {
 			writeError(w, r, s.log, err)
 			return
 		}
-		// Fast path: one decoding pass for the whole batch, typed. It fails
-		// only when some message has a field of the wrong type; the
+		// Fast path: one decoding pass for the whole batch, typed: the
+		// scanner for the usual shape, else encoding/json. It fails only
+		// when some message has a field of the wrong type; the
 		// per-message pass below then finds which, so that one bad
 		// message does not fail the others.
 		var typed struct {
 			Messages []item `json:"messages"`
 		}
 		var raw request // the per-message pass's input
-		fast := json.Unmarshal(body, &typed) == nil
+		var fast bool
+		if typed.Messages, fast = scanBatch(body); !fast {
+			fast = json.Unmarshal(body, &typed) == nil
+		}
 		if !fast {
 			if err := decodeJSON(body, &raw); err != nil {
 				writeError(w, r, s.log, err)
