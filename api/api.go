@@ -450,7 +450,15 @@ func readBodyLimit(r *http.Request, limit int) ([]byte, error) {
 			return nil, herald.Errorf(herald.EUnsupportedMedia, "Content-Type must be application/json, got %q", ct)
 		}
 	}
-	b, err := io.ReadAll(io.LimitReader(r.Body, int64(limit)+1))
+	// A body with a Content-Length within the limit is read into a buffer
+	// of its size (one byte more, to see the end): io.ReadAll would grow
+	// one from 512 bytes, copying as it goes. The length is only a hint;
+	// the limit is what the read enforces.
+	size := 512
+	if n := r.ContentLength; n > 0 && n <= int64(limit) {
+		size = int(n) + 1
+	}
+	b, err := readAll(io.LimitReader(r.Body, int64(limit)+1), size)
 	if err != nil {
 		return nil, &herald.Error{Code: herald.EInvalidRequest, Message: "could not read request body", Err: err}
 	}
@@ -458,6 +466,24 @@ func readBodyLimit(r *http.Request, limit int) ([]byte, error) {
 		return nil, herald.Errorf(herald.EPayloadTooLarge, "request body exceeds %d bytes", limit)
 	}
 	return b, nil
+}
+
+// readAll is io.ReadAll starting from a buffer of size bytes.
+func readAll(r io.Reader, size int) ([]byte, error) {
+	b := make([]byte, 0, size)
+	for {
+		n, err := r.Read(b[len(b):cap(b)])
+		b = b[:len(b)+n]
+		if err != nil {
+			if err == io.EOF {
+				err = nil
+			}
+			return b, err
+		}
+		if len(b) == cap(b) {
+			b = append(b, 0)[:len(b)] // let append grow it
+		}
+	}
 }
 
 // readJSON reads a JSON request body (see readBody) and decodes it into v
