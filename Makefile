@@ -37,6 +37,7 @@ fuzz-short:
 	$(FUZZ) '^FuzzFunctionName$$' ./awsapi/
 	$(FUZZ) '^FuzzDecode$$' ./redis/
 	$(FUZZ) '^FuzzDecode$$' ./nats/
+	$(FUZZ) '^FuzzScanBatch$$' ./api/
 
 ## JavaScript (npm workspaces at the root: js/client, js/react, js/e2e).
 ## js-deps runs `npm ci` when node_modules is missing or was installed from
