@@ -17,7 +17,7 @@ test: test-go fuzz-short test-js test-browser test-examples
 test-go:
 	$(GO) test -race -count=1 -timeout 10m ./...
 
-## fuzz-short: each fuzz target for FUZZTIME (3s), about 35s in all. test-go
+## fuzz-short: each fuzz target for FUZZTIME (3s), about 1 min in all. test-go
 ## already replays the committed seeds (testdata/fuzz); this looks a little
 ## further each run. -fuzz takes one target per package, hence one line each.
 ## Run a target longer by hand, e.g.
@@ -38,6 +38,8 @@ fuzz-short:
 	$(FUZZ) '^FuzzDecode$$' ./redis/
 	$(FUZZ) '^FuzzDecode$$' ./nats/
 	$(FUZZ) '^FuzzScanBatch$$' ./api/
+	$(FUZZ) '^FuzzParseCentrifugoLine$$' ./cmd/herald-load/
+	$(FUZZ) '^FuzzDecodeFrame$$' ./sqlite/
 
 ## JavaScript (npm workspaces at the root: js/client, js/react, js/e2e).
 ## js-deps runs `npm ci` when node_modules is missing or was installed from
