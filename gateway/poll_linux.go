@@ -30,9 +30,10 @@ type poller struct {
 	mu   sync.RWMutex
 	// fds maps a descriptor number to its conn. Descriptors are small,
 	// dense integers (the kernel hands out the lowest free one), so a
-	// slice indexed by them costs 8 bytes per descriptor where a map
+	// slice indexed by them costs 16 bytes per descriptor where a map
 	// costs about 30 per entry.
-	fds  []*conn
+	fds  []pollSlot
+	gen  uint32 // the last generation handed out, guarded by mu
 	work chan *conn
 
 	wepfd   int                     // the write-readiness set
@@ -54,6 +55,17 @@ func newPoller(g *Gateway) (*poller, error) {
 }
 
 const armEvents = unix.EPOLLIN | unix.EPOLLRDHUP | unix.EPOLLONESHOT
+
+// pollSlot is the conn registered under a descriptor number and the
+// generation of that registration, which its epoll events carry (in the
+// event's spare data word): an event epoll_wait returned just before its
+// conn was removed may be looked up after the number went to a new
+// connection, and must not hand that one to a second reader while its
+// own event is armed. A generation that does not match drops the event.
+type pollSlot struct {
+	c   *conn
+	gen uint32
+}
 
 // takeFD keeps only the descriptor of nc when the epoll loop can serve it
 // (a plain TCP socket, epoll in use): it duplicates it (close-on-exec,
@@ -95,9 +107,9 @@ func (p *poller) add(c *conn) error {
 		return nil
 	}
 	p.mu.Lock()
-	p.set(c.fd, c)
+	gen := p.set(c.fd, c)
 	p.mu.Unlock()
-	if err := unix.EpollCtl(p.epfd, unix.EPOLL_CTL_ADD, int(c.fd), &unix.EpollEvent{Events: armEvents, Fd: c.fd}); err != nil {
+	if err := unix.EpollCtl(p.epfd, unix.EPOLL_CTL_ADD, int(c.fd), &unix.EpollEvent{Events: armEvents, Fd: c.fd, Pad: int32(gen)}); err != nil {
 		p.mu.Lock()
 		p.unset(c)
 		p.mu.Unlock()
@@ -115,7 +127,10 @@ func (p *poller) rearm(c *conn) {
 		c.mu.Unlock()
 		return
 	}
-	err := unix.EpollCtl(p.epfd, unix.EPOLL_CTL_MOD, int(c.fd), &unix.EpollEvent{Events: armEvents, Fd: c.fd})
+	p.mu.RLock()
+	gen := p.genOf(c)
+	p.mu.RUnlock()
+	err := unix.EpollCtl(p.epfd, unix.EPOLL_CTL_MOD, int(c.fd), &unix.EpollEvent{Events: armEvents, Fd: c.fd, Pad: int32(gen)})
 	c.mu.Unlock()
 	if err != nil {
 		p.g.log.Warn("epoll re-arm failed; closing the connection", "conn", c.s.ID(), "err", err)
@@ -214,30 +229,47 @@ func (p *poller) runWrites(ctx context.Context) {
 	}
 }
 
-// set makes c the conn of descriptor fd, growing the table by doubling.
-// Called with p.mu held.
-func (p *poller) set(fd int32, c *conn) {
+// set makes c the conn of descriptor fd under a new generation, which it
+// returns, growing the table by doubling. Called with p.mu held.
+func (p *poller) set(fd int32, c *conn) uint32 {
 	if int(fd) >= len(p.fds) {
-		p.fds = append(p.fds, make([]*conn, max(int(fd)+1-len(p.fds), len(p.fds)))...)
+		p.fds = append(p.fds, make([]pollSlot, max(int(fd)+1-len(p.fds), len(p.fds)))...)
 	}
-	p.fds[fd] = c
+	p.gen++
+	p.fds[fd] = pollSlot{c: c, gen: p.gen}
+	return p.gen
+}
+
+// genOf returns the generation c is registered under (0 if it is not).
+// Called with p.mu held for reading.
+func (p *poller) genOf(c *conn) uint32 {
+	if int(c.fd) < len(p.fds) && p.fds[c.fd].c == c {
+		return p.fds[c.fd].gen
+	}
+	return 0
 }
 
 // unset clears c's entry unless its descriptor number already belongs to
 // another conn. Called with p.mu held.
 func (p *poller) unset(c *conn) {
-	if int(c.fd) < len(p.fds) && p.fds[c.fd] == c {
-		p.fds[c.fd] = nil
+	if int(c.fd) < len(p.fds) && p.fds[c.fd].c == c {
+		p.fds[c.fd] = pollSlot{}
 	}
 }
 
-// lookup returns the conn of descriptor fd, or nil. Called with p.mu held
+// lookup returns the conn an event ev is for, or nil: none registered
+// under its descriptor, or one registered later than the event (a stale
+// event of a closed conn whose number was reused). Called with p.mu held
 // for reading.
-func (p *poller) lookup(fd int32) *conn {
+func (p *poller) lookup(ev *unix.EpollEvent) *conn {
+	fd := ev.Fd
 	if fd < 0 || int(fd) >= len(p.fds) {
 		return nil
 	}
-	return p.fds[fd]
+	if s := p.fds[fd]; s.c != nil && s.gen == uint32(ev.Pad) {
+		return s.c
+	}
+	return nil
 }
 
 func (p *poller) run(ctx context.Context) {
@@ -269,7 +301,7 @@ func (p *poller) run(ctx context.Context) {
 		ready = ready[:0]
 		p.mu.RLock()
 		for i := range n {
-			if c := p.lookup(events[i].Fd); c != nil {
+			if c := p.lookup(&events[i]); c != nil {
 				ready = append(ready, c)
 			}
 		}
