@@ -48,6 +48,7 @@
 package sqlite
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"encoding/binary"
@@ -1084,7 +1085,7 @@ func (s *Store) Inbox(ctx context.Context, q herald.InboxQuery) ([]herald.InboxI
 			out = append(out, herald.InboxFlags(0).Item(pending[i].message(s.epoch)))
 		}
 	}
-	slices.SortFunc(out, func(a, b herald.InboxItem) int { return cmpOff(b.Offset, a.Offset) })
+	slices.SortFunc(out, func(a, b herald.InboxItem) int { return cmp.Compare(b.Offset, a.Offset) })
 	return out[:min(len(out), q.PageSize())], nil
 }
 

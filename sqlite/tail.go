@@ -1,6 +1,7 @@
 package sqlite
 
 import (
+	"cmp"
 	"slices"
 	"sync"
 
@@ -117,7 +118,7 @@ func (t *tail) since(user herald.UserID, since uint64, limit int) []tailEntry {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	es := t.byUser[user]
-	i, _ := slices.BinarySearchFunc(es, since+1, func(e tailEntry, off uint64) int { return cmpOff(e.off, off) })
+	i := searchOff(es, since+1)
 	return slices.Clone(es[i:min(len(es), i+limit)])
 }
 
@@ -127,27 +128,15 @@ func (t *tail) before(user herald.UserID, before uint64, limit int) []tailEntry 
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	es := t.byUser[user]
-	j, _ := slices.BinarySearchFunc(es, before, func(e tailEntry, off uint64) int { return cmpOff(e.off, off) })
+	j := searchOff(es, before)
 	out := slices.Clone(es[max(0, j-limit):j])
 	slices.Reverse(out)
 	return out
 }
 
-// after counts user's entries with an offset above off.
-func (t *tail) after(user herald.UserID, off uint64) int {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	es := t.byUser[user]
-	i, _ := slices.BinarySearchFunc(es, off+1, func(e tailEntry, off uint64) int { return cmpOff(e.off, off) })
-	return len(es) - i
-}
-
-func cmpOff(a, b uint64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
+// searchOff returns the index of the first of es (in offset order) with
+// an offset of at least off.
+func searchOff(es []tailEntry, off uint64) int {
+	i, _ := slices.BinarySearchFunc(es, off, func(e tailEntry, off uint64) int { return cmp.Compare(e.off, off) })
+	return i
 }
