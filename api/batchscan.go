@@ -28,28 +28,22 @@ func scanBatch(body []byte) (items []batchItem, ok bool) {
 	// only which kind of value comes, not its syntax.
 	p := &scanner{b: body}
 	p.space()
-	if !p.eat('{') {
-		return nil, false
-	}
 	seen := false
-	for p.space(); !p.eat('}'); p.space() {
-		p.eat(',')
-		p.space()
-		key, ok := p.key()
-		if !ok {
-			return nil, false
-		}
+	ok = p.object(func(key []byte) bool {
 		switch {
 		case string(key) == "messages" && !seen:
 			seen = true
-			if items, ok = p.messages(); !ok {
-				return nil, false
-			}
+			items, ok = p.messages()
+			return ok
 		case bytes.EqualFold(key, []byte("messages")):
-			return nil, false // encoding/json's case-insensitive match, or a repeat
+			return false // encoding/json's case-insensitive match, or a repeat
 		default:
 			p.skip() // an unknown field, ignored
+			return true
 		}
+	})
+	if !ok {
+		return nil, false
 	}
 	return items, true
 }
@@ -76,6 +70,24 @@ func (p *scanner) eat(c byte) bool {
 		return true
 	}
 	return false
+}
+
+// object reads an object, calling field with each key once the scanner is
+// at its value; field reads the value. It reports false if the value is
+// not an object, a key has escapes, or field returns false.
+func (p *scanner) object(field func(key []byte) bool) bool {
+	if !p.eat('{') {
+		return false
+	}
+	for p.space(); !p.eat('}'); p.space() {
+		p.eat(',')
+		p.space()
+		key, ok := p.key()
+		if !ok || !field(key) {
+			return false
+		}
+	}
+	return true
 }
 
 // key reads an object key and its colon; ok is false if it has escapes.
@@ -174,17 +186,8 @@ func (p *scanner) messages() ([]batchItem, bool) {
 // message reads one message object.
 func (p *scanner) message() (batchItem, bool) {
 	var it batchItem
-	if !p.eat('{') {
-		return it, false
-	}
 	var haveUser, haveData bool
-	for p.space(); !p.eat('}'); p.space() {
-		p.eat(',')
-		p.space()
-		key, ok := p.key()
-		if !ok {
-			return it, false
-		}
+	ok := p.object(func(key []byte) bool {
 		switch {
 		case string(key) == "user" && !haveUser:
 			haveUser = true
@@ -193,7 +196,7 @@ func (p *scanner) message() (batchItem, bool) {
 			case string(v) == "null":
 			case v[0] == '"':
 				if len(v) < 2 || bytes.IndexByte(v, '\\') >= 0 {
-					return it, false
+					return false
 				}
 				u := userID(v[1 : len(v)-1])
 				it.User = &u
@@ -201,22 +204,23 @@ func (p *scanner) message() (batchItem, bool) {
 				u := userID(v)
 				it.User = &u
 			default:
-				return it, false
+				return false
 			}
 		case string(key) == "data" && !haveData:
 			haveData = true
 			v := p.skip()
 			if string(v) == "null" {
-				return it, false
+				return false
 			}
 			it.Data = append(json.RawMessage(nil), v...)
 		case bytes.EqualFold(key, []byte("user")), bytes.EqualFold(key, []byte("data")):
-			return it, false
+			return false
 		default:
 			p.skip()
 		}
-	}
-	return it, true
+		return true
+	})
+	return it, ok
 }
 
 // isInteger reports whether b is -?[0-9]+ (integerID, without the regexp).
