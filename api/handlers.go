@@ -126,7 +126,6 @@ func handleAck(s *Server, userOf func(*http.Request) (herald.UserID, error)) htt
 		Conn   *herald.ConnID `json:"connection_id"`
 		Offset *uint64        `json:"offset"`
 	}
-	type acker interface{ Ack(offset uint64) error }
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		user, err := userOf(r)
 		if err != nil {
@@ -159,8 +158,8 @@ func handleAck(s *Server, userOf func(*http.Request) (herald.UserID, error)) htt
 			writeJSON(w, http.StatusAccepted, map[string]any{"connection_id": *req.Conn, "forwarded": true})
 			return
 		}
-		a, ok := c.(acker)
-		if c == nil || c.User() != user || !ok {
+		a, ok := c.(hub.Acker)
+		if !ok || a.User() != user {
 			// Another user's connection is reported as missing, not as
 			// forbidden: ids are not to be probed.
 			writeError(w, r, s.log, herald.Errorf(herald.ENotFound, "no open connection %q of this user", *req.Conn))
@@ -170,7 +169,7 @@ func handleAck(s *Server, userOf func(*http.Request) (herald.UserID, error)) htt
 			writeError(w, r, s.log, err)
 			return
 		}
-		writeJSON(w, http.StatusOK, map[string]any{"connection_id": *req.Conn, "acked": c.Acked()})
+		writeJSON(w, http.StatusOK, map[string]any{"connection_id": *req.Conn, "acked": a.Acked()})
 	})
 }
 

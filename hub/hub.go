@@ -41,6 +41,15 @@ type Conn interface {
 	Close(code uint16, reason string)
 }
 
+// Acker is a Conn that takes acks from outside its own stream: POST
+// /v1/ack for a client that cannot ack on its connection (SSE), or such an
+// ack forwarded from another node. Ack counts everything up to offset, and
+// refuses an offset beyond what was sent to the connection.
+type Acker interface {
+	Conn
+	Ack(offset uint64) error
+}
+
 const numShards = 64
 
 // Hub is safe for concurrent use. The zero value is not usable; call New.

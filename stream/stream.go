@@ -256,10 +256,8 @@ func (r remote) HandleControl(c herald.Control) {
 		// Counted only for the connection's own user, as POST /v1/ack
 		// does on the node holding it; an offset beyond what was sent to
 		// the connection is refused by Ack and so not counted either.
-		type acker interface{ Ack(offset uint64) error }
-		conn := r.hub.Get(c.Conn)
-		a, ok := conn.(acker)
-		if conn == nil || !ok || conn.User() != c.User {
+		a, ok := r.hub.Get(c.Conn).(hub.Acker)
+		if !ok || a.User() != c.User {
 			return
 		}
 		if off, err := strconv.ParseUint(string(c.Data), 10, 64); err == nil {
