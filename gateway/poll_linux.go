@@ -34,7 +34,7 @@ type poller struct {
 	// costs about 30 per entry.
 	fds  []pollSlot
 	gen  uint32 // the last generation handed out, guarded by mu
-	work chan *conn
+	work chan armed
 
 	wepfd   int                     // the write-readiness set
 	wmu     sync.Mutex              // guards waiters
@@ -51,10 +51,17 @@ func newPoller(g *Gateway) (*poller, error) {
 		_ = unix.Close(epfd)
 		return nil, fmt.Errorf("epoll_create1: %w", err)
 	}
-	return &poller{g: g, epfd: epfd, work: make(chan *conn, 4096), wepfd: wepfd, waiters: make(map[int32]chan struct{})}, nil
+	return &poller{g: g, epfd: epfd, work: make(chan armed, 4096), wepfd: wepfd, waiters: make(map[int32]chan struct{})}, nil
 }
 
 const armEvents = unix.EPOLLIN | unix.EPOLLRDHUP | unix.EPOLLONESHOT
+
+// armed is a conn whose event fired and the generation the event carried,
+// which the worker re-arms it with.
+type armed struct {
+	c   *conn
+	gen uint32
+}
 
 // pollSlot is the conn registered under a descriptor number and the
 // generation of that registration, which its epoll events carry (in the
@@ -118,18 +125,17 @@ func (p *poller) add(c *conn) error {
 	return nil
 }
 
-// rearm re-enables the one-shot readiness event after a worker is done.
-// If that fails the connection would never be read again — deaf to pongs
-// and close frames — so it is torn down rather than left half alive.
-func (p *poller) rearm(c *conn) {
+// rearm re-enables the one-shot readiness event after a worker is done,
+// under the generation the event carried (the conn's registration: a
+// stale event never reaches a worker). If that fails the connection would
+// never be read again — deaf to pongs and close frames — so it is torn
+// down rather than left half alive.
+func (p *poller) rearm(c *conn, gen uint32) {
 	c.mu.Lock()
 	if c.state == stateClosed {
 		c.mu.Unlock()
 		return
 	}
-	p.mu.RLock()
-	gen := p.genOf(c)
-	p.mu.RUnlock()
 	err := unix.EpollCtl(p.epfd, unix.EPOLL_CTL_MOD, int(c.fd), &unix.EpollEvent{Events: armEvents, Fd: c.fd, Pad: int32(gen)})
 	c.mu.Unlock()
 	if err != nil {
@@ -240,15 +246,6 @@ func (p *poller) set(fd int32, c *conn) uint32 {
 	return p.gen
 }
 
-// genOf returns the generation c is registered under (0 if it is not).
-// Called with p.mu held for reading.
-func (p *poller) genOf(c *conn) uint32 {
-	if int(c.fd) < len(p.fds) && p.fds[c.fd].c == c {
-		return p.fds[c.fd].gen
-	}
-	return 0
-}
-
 // unset clears c's entry unless its descriptor number already belongs to
 // another conn. Called with p.mu held.
 func (p *poller) unset(c *conn) {
@@ -257,33 +254,33 @@ func (p *poller) unset(c *conn) {
 	}
 }
 
-// lookup returns the conn an event ev is for, or nil: none registered
-// under its descriptor, or one registered later than the event (a stale
-// event of a closed conn whose number was reused). Called with p.mu held
-// for reading.
-func (p *poller) lookup(ev *unix.EpollEvent) *conn {
+// lookup returns the conn an event ev is for, with its generation, or a
+// nil conn: none registered under its descriptor, or one registered later
+// than the event (a stale event of a closed conn whose number was
+// reused). Called with p.mu held for reading.
+func (p *poller) lookup(ev *unix.EpollEvent) armed {
 	fd := ev.Fd
 	if fd < 0 || int(fd) >= len(p.fds) {
-		return nil
+		return armed{}
 	}
 	if s := p.fds[fd]; s.c != nil && s.gen == uint32(ev.Pad) {
-		return s.c
+		return armed{s.c, s.gen}
 	}
-	return nil
+	return armed{}
 }
 
 func (p *poller) run(ctx context.Context) {
 	var wg sync.WaitGroup
 	for range workers() {
 		wg.Go(func() {
-			for c := range p.work {
-				p.onReadable(c)
+			for a := range p.work {
+				p.onReadable(a.c, a.gen)
 			}
 		})
 	}
 	wg.Go(func() { p.runWrites(ctx) })
 	events := make([]unix.EpollEvent, 256)
-	ready := make([]*conn, 0, len(events))
+	ready := make([]armed, 0, len(events))
 	for ctx.Err() == nil {
 		// A finite timeout lets the loop notice ctx without an extra wake-up
 		// descriptor; 200 ms of idle wake-ups cost nothing measurable.
@@ -301,13 +298,13 @@ func (p *poller) run(ctx context.Context) {
 		ready = ready[:0]
 		p.mu.RLock()
 		for i := range n {
-			if c := p.lookup(&events[i]); c != nil {
-				ready = append(ready, c)
+			if a := p.lookup(&events[i]); a.c != nil {
+				ready = append(ready, a)
 			}
 		}
 		p.mu.RUnlock()
-		for _, c := range ready {
-			p.work <- c
+		for _, a := range ready {
+			p.work <- a
 		}
 	}
 	close(p.work)
@@ -319,7 +316,7 @@ func (p *poller) run(ctx context.Context) {
 // onReadable drains what the socket holds without ever blocking, feeding it
 // to the frame parser, then re-arms the socket. The read buffer is borrowed
 // for this call only; an incomplete frame's tail is copied into the conn.
-func (p *poller) onReadable(c *conn) {
+func (p *poller) onReadable(c *conn, gen uint32) {
 	bp := p.g.bufs.Get().(*[]byte)
 	defer p.g.bufs.Put(bp)
 	buf := *bp
@@ -336,7 +333,7 @@ func (p *poller) onReadable(c *conn) {
 		}
 		switch {
 		case errors.Is(err, unix.EAGAIN):
-			p.rearm(c)
+			p.rearm(c, gen)
 			return
 		case err != nil:
 			c.teardown(err)
@@ -347,7 +344,7 @@ func (p *poller) onReadable(c *conn) {
 		case n < len(buf):
 			// Drained for now; if more arrived meanwhile the level-triggered
 			// re-arm fires again at once.
-			p.rearm(c)
+			p.rearm(c, gen)
 			return
 		}
 	}

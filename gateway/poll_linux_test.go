@@ -16,27 +16,24 @@ func TestStaleEventIsDropped(t *testing.T) {
 	p := &poller{}
 	old := &conn{fd: 7}
 	stale := unix.EpollEvent{Events: unix.EPOLLIN, Fd: 7, Pad: int32(p.set(7, old))}
-	if got := p.lookup(&stale); got != old {
+	if got := p.lookup(&stale).c; got != old {
 		t.Fatalf("lookup of a live registration = %p, want %p", got, old)
 	}
 
 	p.unset(old) // remove: the number is free and the kernel reuses it
-	if got := p.lookup(&stale); got != nil {
+	if got := p.lookup(&stale).c; got != nil {
 		t.Fatalf("lookup after remove = %p, want nil", got)
 	}
 	reused := &conn{fd: 7}
 	fresh := unix.EpollEvent{Events: unix.EPOLLIN, Fd: 7, Pad: int32(p.set(7, reused))}
-	if got := p.lookup(&stale); got != nil {
+	if got := p.lookup(&stale).c; got != nil {
 		t.Fatalf("the old connection's event reached the new connection on the same descriptor (%p)", got)
 	}
-	if got := p.lookup(&fresh); got != reused {
-		t.Fatalf("lookup of the new registration = %p, want %p", got, reused)
-	}
-	if g := p.genOf(reused); g != uint32(fresh.Pad) {
-		t.Fatalf("re-arm generation %d, want the registration's %d", g, fresh.Pad)
+	if got := p.lookup(&fresh); got.c != reused || got.gen != uint32(fresh.Pad) {
+		t.Fatalf("lookup of the new registration = %p under %d, want %p under %d (what the worker re-arms with)", got.c, got.gen, reused, fresh.Pad)
 	}
 	p.unset(old) // a late unset of the old conn leaves the new one alone
-	if got := p.lookup(&fresh); got != reused {
+	if got := p.lookup(&fresh).c; got != reused {
 		t.Fatal("unset of the old conn removed the new one")
 	}
 }
