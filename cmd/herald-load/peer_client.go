@@ -3,7 +3,7 @@ package main
 import (
 	"bufio"
 	"bytes"
-	"encoding/binary"
+	"errors"
 	"fmt"
 	"time"
 
@@ -53,11 +53,7 @@ func (c *wconn) centrifugoConnect(br *bufio.Reader, tok string, deadline time.Ti
 			buf = buf[f.size:]
 			continue
 		case f.op == opClose:
-			code := 1005
-			if len(f.payload) >= 2 {
-				code = int(binary.BigEndian.Uint16(f.payload))
-			}
-			return false, fmt.Errorf("server closed the connection: %d %q", code, f.payload[min(2, len(f.payload)):])
+			return false, errors.New(serverClosed(f.payload))
 		case f.op != opText || !f.fin:
 			return false, fmt.Errorf("unexpected frame (opcode %#x, fin %v) before the connect reply", f.op, f.fin)
 		}

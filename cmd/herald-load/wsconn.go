@@ -176,12 +176,8 @@ func (c *wconn) handleFrame(f frame, now int64) bool {
 		}
 	case opPong:
 	case opClose:
-		code := 1005 // no status
-		if len(f.payload) >= 2 {
-			code = int(binary.BigEndian.Uint16(f.payload))
-		}
 		if c.state.CompareAndSwap(stOpen, stClosing) {
-			c.w.drop(fmt.Sprintf("server closed the connection: %d %q", code, f.payload[min(2, len(f.payload)):]))
+			c.w.drop(serverClosed(f.payload))
 			_ = c.writeControl(opClose, f.payload[:min(2, len(f.payload))])
 		}
 		c.finish(nil)
@@ -413,4 +409,14 @@ func (c *wconn) readLoop() {
 			return
 		}
 	}
+}
+
+// serverClosed describes a close frame's payload: its status code (1005,
+// "no status", when it has none) and reason.
+func serverClosed(payload []byte) string {
+	code := 1005
+	if len(payload) >= 2 {
+		code = int(binary.BigEndian.Uint16(payload))
+	}
+	return fmt.Sprintf("server closed the connection: %d %q", code, payload[min(2, len(payload)):])
 }
