@@ -767,7 +767,10 @@ const maxCachedUsers = 1 << 18
 // the tail and the file. Only the appender calls it. The tail is read
 // first: the appender alone adds to it, so its newest entry is the user's
 // last offset, and when it has none every entry the user had is already
-// committed to the tables, which are read second.
+// committed to the tables, which are read second. The tables are read even
+// when the tail has one: a commit from outside (an operator's sqlite3
+// shell, see checkExternal) may have put a higher offset there
+// (TestExternalWriter).
 func (s *Store) lastOffset(ctx context.Context, user herald.UserID) (uint64, error) {
 	if off, ok := s.lastOf[user]; ok {
 		return off, nil
