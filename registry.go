@@ -65,6 +65,11 @@ type Registry interface {
 	// Total returns how many live connections nodes other than except
 	// hold ("" counts every node): what a broadcast reaches beyond a node.
 	Total(ctx context.Context, except string) (int, error)
+	// Nodes lists the nodes holding a live lease, sorted: the cluster's
+	// members as far as the registry knows. A node learns from it which
+	// others it must have heard from before it trusts its own replica of
+	// their counts (package cluster).
+	Nodes(ctx context.Context) ([]string, error)
 }
 
 // DefaultRegistryTTL is how long a node's lease lasts without a heartbeat

@@ -178,6 +178,24 @@ func (r *Registry) Total(ctx context.Context, except string) (int, error) {
 	return n, nil
 }
 
+// Nodes implements herald.Registry.
+func (r *Registry) Nodes(ctx context.Context) ([]string, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	now := r.now()
+	var out []string
+	for node := range r.nodes {
+		if r.liveLocked(node, now) {
+			out = append(out, node)
+		}
+	}
+	slices.Sort(out)
+	return out, nil
+}
+
 // Count implements herald.Registry.
 func (r *Registry) Count(ctx context.Context, users []herald.UserID, except string) (map[herald.UserID]int, error) {
 	if err := ctx.Err(); err != nil {

@@ -354,6 +354,33 @@ const totalSQL = `SELECT count(*)
 	FROM registry_conns c JOIN registry_nodes n ON n.node = c.node AND n.expires_at > now()
 	WHERE c.node <> $1`
 
+const nodesSQL = `SELECT node FROM registry_nodes WHERE expires_at > now() ORDER BY node`
+
+// Nodes lists the nodes holding a live lease, sorted.
+func (r *Registry) Nodes(ctx context.Context) ([]string, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	var out []string
+	err := r.s.retried(ctx, "registry nodes", func(ctx context.Context) error {
+		out = out[:0]
+		rows, err := r.s.pool.Query(ctx, nodesSQL)
+		if err != nil {
+			return err
+		}
+		var node string
+		_, err = pgx.ForEachRow(rows, []any{&node}, func() error {
+			out = append(out, node)
+			return nil
+		})
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // Total returns how many live connections nodes other than except hold
 // ("" counts every node).
 func (r *Registry) Total(ctx context.Context, except string) (int, error) {

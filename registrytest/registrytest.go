@@ -71,6 +71,7 @@ func Run(t *testing.T, open func(t *testing.T, ttl time.Duration) herald.Registr
 		{"SyncBeforeHeartbeat", testSyncBeforeHeartbeat},
 		{"Reset", testReset},
 		{"Leave", testLeave},
+		{"Nodes", testNodes},
 		{"ConnNotFound", testConnNotFound},
 		{"UserConnsOrder", testUserConnsOrder},
 		{"Count", testCount},
@@ -516,6 +517,53 @@ func testFieldsRoundTrip(t *testing.T, open Open) {
 // testLeaseLapse: a node that stops heartbeating disappears from every
 // read within its TTL, another node's entries stay, and its next Heartbeat
 // is fresh.
+// testNodes checks that Nodes lists the live leases, sorted: not a node
+// that left, nor one whose lease lapsed, nor one never renewed.
+func testNodes(t *testing.T, open Open) {
+	ctx := context.Background()
+	r := open(t, LongTTL)
+	nodes := func() []string {
+		t.Helper()
+		l, err := r.Nodes(ctx)
+		if err != nil {
+			t.Fatalf("Nodes: %v", err)
+		}
+		return l
+	}
+	if l := nodes(); len(l) != 0 {
+		t.Fatalf("an empty registry lists %q", l)
+	}
+	for _, n := range []string{"c", "a", "b"} {
+		MustHeartbeat(t, r, n)
+	}
+	// A Sync before any Heartbeat makes no member.
+	if err := r.Sync(ctx, "unleased", []herald.ConnInfo{Conn("x1", "u", t0)}, nil); err != nil {
+		t.Fatalf("Sync before Heartbeat: %v", err)
+	}
+	if l := nodes(); !slices.Equal(l, []string{"a", "b", "c"}) {
+		t.Fatalf("Nodes = %q, want [a b c]", l)
+	}
+	if err := r.Leave(ctx, "b"); err != nil {
+		t.Fatalf("Leave: %v", err)
+	}
+	if l := nodes(); !slices.Equal(l, []string{"a", "c"}) {
+		t.Fatalf("after b left, Nodes = %q, want [a c]", l)
+	}
+
+	// A lapsed lease is not listed: c stops renewing, a goes on.
+	r = open(t, ShortTTL)
+	MustHeartbeat(t, r, "c")
+	poll(t, "only a's lease to stay live", func() bool {
+		MustHeartbeat(t, r, "a")
+		return slices.Equal(nodes(), []string{"a"})
+	})
+	cancelled, cancel := context.WithCancel(ctx)
+	cancel()
+	if _, err := r.Nodes(cancelled); err == nil {
+		t.Error("Nodes with a cancelled context succeeded")
+	}
+}
+
 func testLeaseLapse(t *testing.T, open Open) {
 	r := open(t, ShortTTL)
 	ctx := context.Background()
