@@ -137,6 +137,14 @@ const (
 	// (a load balancer without sticky sessions). The node holding Conn
 	// counts it only if Conn is User's.
 	ControlAckConn
+	// ControlCounts carries, in Data, what a node tells the others about
+	// the connections it holds — per-user changes, a full snapshot, a
+	// heartbeat, a request for a snapshot — so that each node keeps a
+	// replica of the others' per-user counts and a notify's reply counts
+	// the cluster without asking the registry (package cluster owns the
+	// format). It addresses neither a user nor a connection and reaches
+	// every node; a node that does not know the kind ignores it.
+	ControlCounts
 )
 
 func (k ControlKind) String() string {
@@ -151,17 +159,26 @@ func (k ControlKind) String() string {
 		return "disconnect_conn"
 	case ControlAckConn:
 		return "ack_conn"
+	case ControlCounts:
+		return "counts"
 	}
 	return fmt.Sprintf("ControlKind(%d)", uint8(k))
 }
 
 // Valid reports whether k is one of the defined kinds.
-func (k ControlKind) Valid() bool { return k >= ControlPush && k <= ControlAckConn }
+func (k ControlKind) Valid() bool { return k >= ControlPush && k <= ControlCounts }
 
 // ByConn reports whether k addresses one connection (Conn) rather than
 // every connection of a user (User).
 func (k ControlKind) ByConn() bool {
 	return k == ControlPostToConn || k == ControlDisconnectConn || k == ControlAckConn
+}
+
+// ByUser reports whether k addresses every connection of a user (User):
+// a broker with BrokerInterest carries such a control to the nodes
+// watching the user only. Every other kind reaches every node.
+func (k ControlKind) ByUser() bool {
+	return k == ControlPush || k == ControlDisconnectUser
 }
 
 // Control is a command one node sends the others about connections it does
@@ -198,7 +215,7 @@ func CheckControl(c Control) error {
 	case c.Kind == ControlAckConn && c.User == "":
 		// The holder checks the ack is the connection's user's own.
 		return fmt.Errorf("control %v has no user", c.Kind)
-	case !c.Kind.ByConn() && c.User == "":
+	case c.Kind.ByUser() && c.User == "":
 		return fmt.Errorf("control %v has no user", c.Kind)
 	}
 	return nil
@@ -231,8 +248,8 @@ func CheckCommitted(msgs []*Message) error {
 // every one that closes (the broker counts them per user), so the calls of
 // different connections need no ordering among themselves. Publish and the
 // user Controls (ControlPush, ControlDisconnectUser) of a user reach the
-// nodes watching that user; Broadcast and the connection Controls still
-// reach every node. A broker without BrokerInterest delivers everything
+// nodes watching that user; Broadcast and the other Controls (about a
+// connection, a node's counts) still reach every node. A broker without BrokerInterest delivers everything
 // everywhere, which is also correct.
 type BrokerInterest interface {
 	// Watch adds one connection of user on this node. When it returns nil

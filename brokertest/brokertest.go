@@ -898,6 +898,7 @@ func testControl(t *testing.T, nodes []herald.Broker) {
 		// Fields a kind does not use are carried all the same.
 		{Kind: herald.ControlDisconnectConn, User: "43", Conn: "c3", Code: 1008, Reason: "policy", Data: []byte("ignored")},
 		{Kind: herald.ControlAckConn, User: "user ✓", Conn: "c4", Data: []byte("18446744073709551615")},
+		{Kind: herald.ControlCounts, Data: []byte{0x01, 0x00, 0xff}},
 	}
 	for _, c := range cases {
 		if !c.Kind.Valid() || strings.HasPrefix(c.Kind.String(), "ControlKind(") {
@@ -907,7 +908,7 @@ func testControl(t *testing.T, nodes []herald.Broker) {
 			t.Fatalf("Control(%v): %v", c.Kind, err)
 		}
 	}
-	for _, k := range []herald.ControlKind{0, herald.ControlAckConn + 1, 255} {
+	for _, k := range []herald.ControlKind{0, herald.ControlCounts + 1, 255} {
 		if k.Valid() {
 			t.Errorf("ControlKind(%d).Valid() = true", k)
 		}
@@ -970,7 +971,7 @@ func testInvalidInput(t *testing.T, nodes []herald.Broker) {
 		c    herald.Control
 	}{
 		{"zero kind", herald.Control{User: "u", Conn: "c"}},
-		{"unknown kind", herald.Control{Kind: herald.ControlAckConn + 1, User: "u", Conn: "c"}},
+		{"unknown kind", herald.Control{Kind: herald.ControlCounts + 1, User: "u", Conn: "c"}},
 		{"push without user", herald.Control{Kind: herald.ControlPush, Conn: "c", Data: []byte(`{}`)}},
 		{"disconnect user without user", herald.Control{Kind: herald.ControlDisconnectUser, Conn: "c", Code: 1000}},
 		{"post without connection", herald.Control{Kind: herald.ControlPostToConn, User: "u", Data: []byte("x")}},
@@ -1271,7 +1272,8 @@ func testUnwatch(t *testing.T, nodes []herald.Broker) {
 
 // testInterestWhoReceives checks who receives what when node 1 watches
 // user u and node 2 does not: u's messages and the controls about u reach
-// node 1 only; broadcasts and the controls about a connection reach both.
+// node 1 only; broadcasts, the controls about a connection and the counts
+// reach both.
 func testInterestWhoReceives(t *testing.T, nodes []herald.Broker) {
 	requireInterest(t, nodes)
 	recs := subscribeAll(t, nodes, "witness")
@@ -1288,6 +1290,7 @@ func testInterestWhoReceives(t *testing.T, nodes []herald.Broker) {
 		{Kind: herald.ControlPostToConn, Conn: "c1", Data: []byte("post")},
 		{Kind: herald.ControlDisconnectConn, Conn: "c2", Code: 1000},
 		{Kind: herald.ControlAckConn, User: "u", Conn: "c3", Data: []byte("1")},
+		{Kind: herald.ControlCounts, Data: []byte("counts")},
 	}
 	for _, c := range slices.Concat(userControls, connControls) {
 		if err := nodes[0].Control(ctx, c); err != nil {
@@ -1325,7 +1328,7 @@ func testInterestWhoReceives(t *testing.T, nodes []herald.Broker) {
 		t.Errorf("node 2, which does not watch u, received %d messages of u", len(got))
 	}
 	for _, c := range recs[2].Controls() {
-		if !c.Kind.ByConn() {
+		if c.Kind.ByUser() {
 			t.Errorf("node 2, which does not watch u, received control %v about %q", c.Kind, c.User)
 		}
 	}

@@ -18,7 +18,8 @@ const DefaultPrefix = "herald"
 //	                     user (ControlPush, ControlDisconnectUser)
 //	<prefix>.b           broadcasts
 //	<prefix>.c           controls about one connection (ControlPostToConn,
-//	                     ControlDisconnectConn)
+//	                     ControlDisconnectConn, ControlAckConn) and the
+//	                     nodes' connection counts (ControlCounts)
 //
 // Controls about a user travel on the user's subject so that they reach
 // exactly the nodes that receive the user's messages: the nodes watching
@@ -44,15 +45,16 @@ func (s subjects) user(u herald.UserID) string { return s.prefix + ".u." + userT
 // broadcast is the subject of broadcasts.
 func (s subjects) broadcast() string { return s.prefix + ".b" }
 
-// conns is the subject of controls about one connection.
+// conns is the subject of the controls every node receives: those about
+// one connection, and the nodes' counts.
 func (s subjects) conns() string { return s.prefix + ".c" }
 
 // control is the subject c travels on.
 func (s subjects) control(c herald.Control) string {
-	if c.Kind.ByConn() {
-		return s.conns()
+	if c.Kind.ByUser() {
+		return s.user(c.User)
 	}
-	return s.user(c.User)
+	return s.conns()
 }
 
 // interest lists what every handler's subscription listens on: what

@@ -95,8 +95,8 @@ func (b *Broker) Broadcast(ctx context.Context, m *herald.Message) error {
 
 // Control queues c for the other nodes: on the user's channel for a
 // control about a user, so that it reaches the nodes watching the user, on
-// the control channel that every node subscribes to for one about a
-// connection.
+// the control channel that every node subscribes to for any other (one
+// about a connection, a node's counts).
 func (b *Broker) Control(ctx context.Context, c herald.Control) error {
 	if err := b.check(ctx, "control"); err != nil {
 		return err
@@ -105,7 +105,7 @@ func (b *Broker) Control(ctx context.Context, c herald.Control) error {
 		return fmt.Errorf("redis: control: %w", err)
 	}
 	ch := b.controlCh
-	if !c.Kind.ByConn() {
+	if c.Kind.ByUser() {
 		ch = b.userChannel(c.User)
 	}
 	var it item

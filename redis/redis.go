@@ -12,7 +12,8 @@
 //	<prefix>u:<base64url(user)>   the committed messages of one user, and the
 //	                              controls about that user (push, disconnect)
 //	<prefix>b                     broadcasts
-//	<prefix>c                     the controls about one connection (post, disconnect)
+//	<prefix>c                     the controls about one connection (post, disconnect,
+//	                              ack) and the nodes' connection counts
 //
 // A user's messages, and the controls about a user (ControlPush,
 // ControlDisconnectUser), travel on the user's channel, and a node
