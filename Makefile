@@ -40,6 +40,7 @@ fuzz-short:
 	$(FUZZ) '^FuzzScanBatch$$' ./api/
 	$(FUZZ) '^FuzzParseCentrifugoLine$$' ./cmd/herald-load/
 	$(FUZZ) '^FuzzDecodeFrame$$' ./sqlite/
+	$(FUZZ) '^FuzzDecodeCounts$$' ./cluster/
 
 ## JavaScript (npm workspaces at the root: js/client, js/react, js/e2e).
 ## js-deps runs `npm ci` when node_modules is missing or was installed from

@@ -51,6 +51,7 @@ type Config struct {
 // to hub.New as the hub's Watcher, then call Run with the hub.
 type Node struct {
 	cfg      Config
+	now      func() time.Time      // the replica's clock; a test's own
 	interest herald.BrokerInterest // nil: the broker delivers everything everywhere
 
 	mu      sync.Mutex
@@ -62,6 +63,20 @@ type Node struct {
 	cmu      sync.Mutex
 	pending  []*countReq // CountElsewhere calls waiting for the next query
 	counting bool        // countLoop runs
+
+	// What this node tells the others of its counts (counts.go), under mu.
+	inc      string                // this process's incarnation
+	local    map[herald.UserID]int // this node's connections per user
+	pend     map[herald.UserID]int // changes since the last delta sent
+	seq      uint64                // deltas and snapshots sent
+	wantSnap bool                  // another node asked for a snapshot
+
+	// The replica of the others' counts (counts.go).
+	pmu          sync.Mutex
+	peers        map[string]*peer
+	members      []string // the other nodes with a live lease, at the last beat
+	membersKnown bool
+	askAll       bool // ask every node for a snapshot at the next flush
 }
 
 // New returns a Node for cfg.
@@ -78,7 +93,11 @@ func New(cfg Config) *Node {
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
-	n := &Node{cfg: cfg, opened: make(map[herald.ConnID]herald.ConnInfo)}
+	n := &Node{
+		cfg: cfg, now: time.Now, opened: make(map[herald.ConnID]herald.ConnInfo),
+		inc: newIncarnation(), local: make(map[herald.UserID]int), pend: make(map[herald.UserID]int),
+		peers: make(map[string]*peer), askAll: true,
+	}
 	n.interest, _ = cfg.Broker.(herald.BrokerInterest)
 	return n
 }
@@ -102,6 +121,7 @@ func (n *Node) Added(c hub.Conn) {
 	info.Node = n.cfg.Node
 	n.mu.Lock()
 	n.opened[c.ID()] = info
+	n.counted(c.User(), +1)
 	n.mu.Unlock()
 }
 
@@ -115,6 +135,7 @@ func (n *Node) Removed(c hub.Conn) {
 	n.mu.Lock()
 	delete(n.opened, c.ID())
 	n.closed = append(n.closed, c.ID())
+	n.counted(c.User(), -1)
 	n.mu.Unlock()
 }
 
@@ -140,6 +161,8 @@ func (n *Node) Run(ctx context.Context, h *hub.Hub) {
 		if err == nil && fresh {
 			err = n.reset(ctx, h)
 		}
+		n.refreshMembers(ctx)
+		n.sendCounts(ctx, true)
 		switch {
 		case err != nil && !failing && ctx.Err() == nil:
 			failing = true
@@ -159,6 +182,7 @@ func (n *Node) Run(ctx context.Context, h *hub.Hub) {
 			heartbeat()
 		case <-flush.C:
 			n.flush(ctx)
+			n.sendCounts(ctx, false)
 		}
 	}
 }
@@ -218,6 +242,7 @@ func (n *Node) reset(ctx context.Context, h *hub.Hub) error {
 func (n *Node) leave() {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
+	n.sendCountsMsg(ctx, countsMsg{Type: countsLeave})
 	if err := n.cfg.Registry.Leave(ctx, n.cfg.Node); err != nil {
 		n.cfg.Log.Warn("could not leave the connection registry; entries expire after the TTL", "ttl", n.cfg.TTL, "err", err)
 	}

@@ -64,7 +64,7 @@ func (c *conn) closeCode() uint16 {
 type node struct {
 	*cluster.Node
 	hub    *hub.Hub
-	broker *memory.Broker
+	broker herald.Broker
 	stop   func()
 }
 
@@ -83,7 +83,13 @@ func newFixture(t *testing.T, reg herald.Registry) *fixture {
 // start runs a node named name until the test ends (or stop).
 func (f *fixture) start(name string) *node {
 	f.t.Helper()
-	b := f.bus.Node()
+	return f.startWith(name, f.bus.Node())
+}
+
+// startWith runs a node named name on broker b until the test ends (or
+// stop).
+func (f *fixture) startWith(name string, b herald.Broker) *node {
+	f.t.Helper()
 	m := cluster.New(cluster.Config{Node: name, Registry: f.reg, TTL: 3 * time.Second, Broker: b, FlushEvery: 5 * time.Millisecond})
 	h := hub.New(0, hub.WithWatcher(m))
 	st := stream.New(f.store, h, b, slog.New(slog.DiscardHandler), stream.WithCluster(m))

@@ -51,12 +51,16 @@ func (n *Node) UserConns(ctx context.Context, user herald.UserID) ([]herald.Conn
 // CountElsewhere returns how many connections each of users holds on the
 // other nodes; users with none are absent.
 //
-// Every reply to a notify asks this, so concurrent calls share one
-// registry query: while one runs, the calls that arrive wait and are
-// answered together by the next. Under load that turns thousands of
-// queries a second into a few hundred, at the price of waiting for the
-// query in flight.
+// Every reply to a notify asks this. It is answered from the replica of
+// the other nodes' counts when that is complete (counts.go), else from
+// the registry, where concurrent calls share one query: while one runs,
+// the calls that arrive wait and are answered together by the next.
+// Under load that turns thousands of queries a second into a few
+// hundred, at the price of waiting for the query in flight.
 func (n *Node) CountElsewhere(ctx context.Context, users []herald.UserID) (map[herald.UserID]int, error) {
+	if m, ok := n.replicaCounts(users); ok {
+		return m, nil
+	}
 	req := &countReq{users: users, done: make(chan struct{})}
 	n.cmu.Lock()
 	n.pending = append(n.pending, req)
@@ -129,6 +133,9 @@ func (n *Node) countLoop() {
 
 // TotalElsewhere returns how many connections the other nodes hold.
 func (n *Node) TotalElsewhere(ctx context.Context) (int, error) {
+	if t, ok := n.replicaTotal(); ok {
+		return t, nil
+	}
 	t, err := n.cfg.Registry.Total(ctx, n.cfg.Node)
 	if err != nil {
 		return 0, fmt.Errorf("connection registry: %w", err)

@@ -57,6 +57,14 @@ type Cluster interface {
 	TotalElsewhere(ctx context.Context) (int, error)
 }
 
+// CountsHandler may be implemented by a Cluster that keeps a replica of
+// the other nodes' counts (cluster.Node): the Service's subscription hands
+// it what they send with herald.ControlCounts, and, when it also
+// implements herald.BrokerResync, tells it of a restored subscription.
+type CountsHandler interface {
+	HandleCounts(data []byte)
+}
+
 // Option configures a Service.
 type Option func(*Service)
 
@@ -206,11 +214,17 @@ func (s *Service) push(ctx context.Context, user herald.UserID, typ string, body
 // Subscribe hands what the other nodes publish to this node's hub until
 // stop is called.
 func (s *Service) Subscribe(ctx context.Context) (stop func(), err error) {
-	return s.broker.Subscribe(ctx, remote{s.hub})
+	r := remote{hub: s.hub}
+	r.counts, _ = s.cluster.(CountsHandler)
+	return s.broker.Subscribe(ctx, r)
 }
 
-// remote delivers what other nodes publish to this node's hub.
-type remote struct{ hub *hub.Hub }
+// remote delivers what other nodes publish to this node's hub, and their
+// counts to the cluster's replica.
+type remote struct {
+	hub    *hub.Hub
+	counts CountsHandler // nil: nobody keeps a replica
+}
 
 func (r remote) HandleMessages(msgs []*herald.Message) {
 	for _, m := range msgs {
@@ -226,6 +240,9 @@ func (r remote) HandleBroadcast(m *herald.Message) { r.hub.Broadcast(m) }
 // user's next message to reveal the gap. It runs in the background, one
 // Store read per connection.
 func (r remote) HandleResubscribed() {
+	if rs, ok := r.counts.(herald.BrokerResync); ok {
+		rs.HandleResubscribed()
+	}
 	go r.hub.Each(func(c hub.Conn) {
 		if rc, ok := c.(interface{ Recheck() }); ok {
 			rc.Recheck()
@@ -251,6 +268,10 @@ func (r remote) HandleControl(c herald.Control) {
 	case herald.ControlDisconnectConn:
 		if conn := r.hub.Get(c.Conn); conn != nil {
 			conn.Close(c.Code, c.Reason)
+		}
+	case herald.ControlCounts:
+		if r.counts != nil {
+			r.counts.HandleCounts(c.Data)
 		}
 	case herald.ControlAckConn:
 		// Counted only for the connection's own user, as POST /v1/ack

@@ -1,0 +1,394 @@
+package cluster
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/herald-gw/herald"
+)
+
+// The count replica.
+//
+// Every reply to a notify says how many connections the message reached,
+// cluster-wide, so every reply needs the other nodes' connection counts of
+// its users. Asking the registry for them (one query per batch of replies)
+// was a fifth of a three-node cluster's CPU per notification. Instead,
+// each node tells the others of the changes to its own per-user counts,
+// over the broker, and keeps a replica of theirs: a reply is then a few
+// map lookups.
+//
+// What a node sends (herald.ControlCounts, encoded by countsMsg):
+//
+//   - delta: the per-user changes since its previous delta, numbered: seq
+//     counts the node's deltas and snapshots, so a receiver that misses
+//     one sees the gap at the next.
+//   - snapshot: every user's count at seq, sent when another node asked.
+//   - beat: the current seq, every TTL/3, so that a lost last delta is
+//     noticed even when nothing changes, and a node that stopped speaking
+//     can be dropped.
+//   - request: a node wants a snapshot (of one node, or of every node:
+//     at start, and after its broker subscription was restored).
+//   - leave: a clean shutdown.
+//
+// Each process has an incarnation (random), so a node restarted under the
+// same name is a new replica: it starts empty at seq 0, which is why a
+// receiver may begin following a new incarnation at its first delta or
+// beat without a snapshot.
+//
+// The replica is used only when it is complete: every node with a live
+// lease in the registry (Registry.Nodes, read every TTL/3) and every node
+// heard from is followed without a gap. Otherwise — at start, after a gap
+// until the snapshot arrives, while a node the registry lists has not
+// spoken — CountElsewhere asks the registry as before, so the replica can
+// make a count faster but never more wrong than the registry's.
+
+// Message types of countsMsg.
+const (
+	countsDelta    = "delta"
+	countsSnapshot = "snapshot"
+	countsBeat     = "beat"
+	countsRequest  = "request"
+	countsLeave    = "leave"
+)
+
+// countsMsg is the Data of a herald.ControlCounts.
+type countsMsg struct {
+	Type string `json:"t"`
+	Node string `json:"n"`
+	// Inc is the sender's incarnation: one per process.
+	Inc string `json:"i"`
+	// Seq numbers deltas and snapshots (the state after it); a beat's
+	// is the last one sent.
+	Seq uint64 `json:"s,omitempty"`
+	// To is the node a request asks; empty asks every node.
+	To string `json:"to,omitempty"`
+	// Users maps a user to the change of its count (delta) or to its
+	// count (snapshot).
+	Users map[herald.UserID]int `json:"u,omitempty"`
+}
+
+// maxCountsUsers bounds the users of one countsMsg a node accepts.
+const maxCountsUsers = 1 << 22
+
+// decodeCounts parses and checks a countsMsg: another node's bytes, or
+// anything that reached the bus.
+func decodeCounts(data []byte) (countsMsg, error) {
+	var m countsMsg
+	if err := json.Unmarshal(data, &m); err != nil {
+		return countsMsg{}, fmt.Errorf("counts: %w", err)
+	}
+	switch {
+	case m.Node == "" || m.Inc == "":
+		return countsMsg{}, errors.New("counts: no node or incarnation")
+	case len(m.Users) > maxCountsUsers:
+		return countsMsg{}, fmt.Errorf("counts: %d users", len(m.Users))
+	}
+	switch m.Type {
+	case countsDelta:
+		if m.Seq == 0 {
+			return countsMsg{}, errors.New("counts: a delta numbered 0")
+		}
+	case countsSnapshot:
+		for u, c := range m.Users {
+			if c < 0 {
+				return countsMsg{}, fmt.Errorf("counts: user %q has %d connections", u, c)
+			}
+		}
+		if m.Users == nil {
+			m.Users = make(map[herald.UserID]int) // a node without connections
+		}
+	case countsBeat, countsRequest, countsLeave:
+	default:
+		return countsMsg{}, fmt.Errorf("counts: unknown type %q", m.Type)
+	}
+	return m, nil
+}
+
+// peer is the replica of one other node's counts.
+type peer struct {
+	inc    string
+	seq    uint64
+	synced bool // counts hold the state after seq
+	counts map[herald.UserID]int
+	total  int
+	heard  time.Time // when it last sent anything
+	// requested: a snapshot was asked for since it went out of sync.
+	requested bool
+}
+
+// apply adds a delta. A count never goes below zero, whatever a delta
+// says, and the total stays their sum.
+func (p *peer) apply(users map[herald.UserID]int) {
+	for u, d := range users {
+		old := p.counts[u]
+		c := max(old+d, 0)
+		if d < 0 && c > old { // wrapped around
+			c = 0
+		}
+		if c == 0 {
+			delete(p.counts, u)
+		} else {
+			p.counts[u] = c
+		}
+		p.total += c - old
+	}
+}
+
+// newIncarnation names this process's replica for the others.
+func newIncarnation() string {
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// counted records that a connection of user opened (+1) or closed (-1)
+// on this node, for the next delta; n.mu is held.
+func (n *Node) counted(user herald.UserID, d int) {
+	if c := n.local[user] + d; c > 0 {
+		n.local[user] = c
+	} else {
+		delete(n.local, user)
+	}
+	if c := n.pend[user] + d; c != 0 {
+		n.pend[user] = c
+	} else {
+		delete(n.pend, user)
+	}
+}
+
+// sendCounts sends what the others need to hear from this node: a
+// snapshot when one was asked for, else the delta of what changed, and a
+// request for the snapshots this node lacks. Only Run calls it, so what
+// it sends leaves in seq order.
+func (n *Node) sendCounts(ctx context.Context, beat bool) {
+	n.mu.Lock()
+	var out []countsMsg
+	switch {
+	case n.wantSnap:
+		n.seq++
+		users := make(map[herald.UserID]int, len(n.local))
+		for u, c := range n.local {
+			users[u] = c
+		}
+		clear(n.pend)
+		n.wantSnap = false
+		out = append(out, countsMsg{Type: countsSnapshot, Seq: n.seq, Users: users})
+	case len(n.pend) > 0:
+		n.seq++
+		out = append(out, countsMsg{Type: countsDelta, Seq: n.seq, Users: n.pend})
+		n.pend = make(map[herald.UserID]int)
+	case beat:
+		out = append(out, countsMsg{Type: countsBeat, Seq: n.seq})
+	}
+	n.mu.Unlock()
+	out = append(out, n.requests(beat)...)
+	for _, m := range out {
+		n.sendCountsMsg(ctx, m)
+	}
+}
+
+// requests returns the snapshot requests to send: one to every node after
+// a lost subscription, else one per peer out of sync, asked again at each
+// beat while it stays out of sync.
+func (n *Node) requests(beat bool) []countsMsg {
+	n.pmu.Lock()
+	defer n.pmu.Unlock()
+	if n.askAll {
+		n.askAll = false
+		for _, p := range n.peers {
+			p.requested = true
+		}
+		return []countsMsg{{Type: countsRequest}}
+	}
+	var out []countsMsg
+	for name, p := range n.peers {
+		if !p.synced && (!p.requested || beat) {
+			p.requested = true
+			out = append(out, countsMsg{Type: countsRequest, To: name})
+		}
+	}
+	return out
+}
+
+func (n *Node) sendCountsMsg(ctx context.Context, m countsMsg) {
+	m.Node, m.Inc = n.cfg.Node, n.inc
+	data, err := json.Marshal(m)
+	if err == nil {
+		err = n.cfg.Broker.Control(context.WithoutCancel(ctx), herald.Control{Kind: herald.ControlCounts, Data: data})
+	}
+	if err != nil {
+		// A lost delta or snapshot is a gap the others see at the next
+		// message and mend with a snapshot; meanwhile they ask the
+		// registry.
+		n.cfg.Log.Debug("could not send this node's connection counts", "type", m.Type, "err", err)
+	}
+}
+
+// HandleCounts takes what another node sent with herald.ControlCounts
+// into the replica. It is called from the broker's goroutine and never
+// sends anything itself: what it asks for goes out with Run's next flush.
+func (n *Node) HandleCounts(data []byte) {
+	m, err := decodeCounts(data)
+	if err != nil {
+		n.cfg.Log.Debug("dropped an unreadable counts control", "err", err)
+		return
+	}
+	if m.Node == n.cfg.Node {
+		return
+	}
+	if m.Type == countsRequest {
+		if m.To == "" || m.To == n.cfg.Node {
+			n.mu.Lock()
+			n.wantSnap = true
+			n.mu.Unlock()
+		}
+	}
+	n.pmu.Lock()
+	defer n.pmu.Unlock()
+	if m.Type == countsLeave {
+		delete(n.peers, m.Node)
+		return
+	}
+	p := n.peers[m.Node]
+	if p == nil || p.inc != m.Inc {
+		// A node not followed yet, or restarted: its new incarnation
+		// began empty at seq 0.
+		p = &peer{inc: m.Inc}
+		n.peers[m.Node] = p
+	}
+	p.heard = n.now()
+	switch m.Type {
+	case countsSnapshot:
+		if !p.synced || m.Seq >= p.seq {
+			p.counts, p.total, p.seq, p.synced, p.requested = m.Users, 0, m.Seq, true, false
+			for _, c := range m.Users {
+				p.total += c
+			}
+		}
+	case countsDelta:
+		switch {
+		case p.synced && m.Seq <= p.seq:
+			// Older than what a snapshot already holds.
+		case p.synced && m.Seq == p.seq+1, !p.synced && m.Seq == 1:
+			if !p.synced {
+				p.counts, p.total, p.synced, p.requested = make(map[herald.UserID]int), 0, true, false
+			}
+			p.apply(m.Users)
+			p.seq = m.Seq
+		default:
+			p.synced = false // a gap: wait for the snapshot
+		}
+	case countsBeat:
+		switch {
+		case !p.synced && m.Seq == 0 && p.seq == 0:
+			p.counts, p.total, p.synced, p.requested = make(map[herald.UserID]int), 0, true, false
+		case p.synced && m.Seq != p.seq:
+			p.synced = false // a delta or snapshot was lost
+		}
+	}
+}
+
+// HandleResubscribed implements herald.BrokerResync: counts may have been
+// lost while the broker's subscription was down, so every peer is
+// followed again from a snapshot.
+func (n *Node) HandleResubscribed() {
+	n.pmu.Lock()
+	defer n.pmu.Unlock()
+	for _, p := range n.peers {
+		p.synced = false
+	}
+	n.askAll = true
+}
+
+// beatPeers runs at every beat: it drops the peers not heard from for a
+// TTL (the registry no longer lists a dead node after that either) and
+// takes the registry's members.
+func (n *Node) beatPeers(members []string, ok bool) {
+	n.pmu.Lock()
+	defer n.pmu.Unlock()
+	now := n.now()
+	for name, p := range n.peers {
+		if now.Sub(p.heard) >= n.cfg.TTL {
+			delete(n.peers, name)
+		}
+	}
+	if ok {
+		n.members = slices.DeleteFunc(members, func(m string) bool { return m == n.cfg.Node })
+		n.membersKnown = true
+	}
+}
+
+// completeLocked reports whether the replica can answer for the whole
+// cluster: every member the registry lists is followed, and every node
+// followed is in sync and was heard from within half a TTL. A node beats
+// every third of a TTL, so one quieter than that may be dead: until the
+// registry lets its lease lapse, or it speaks again, the registry answers
+// for it, so the replica never counts a dead node longer than the
+// registry lists it. n.pmu is held.
+func (n *Node) completeLocked() bool {
+	if !n.membersKnown {
+		return false
+	}
+	for _, m := range n.members {
+		if n.peers[m] == nil {
+			return false
+		}
+	}
+	now := n.now()
+	for _, p := range n.peers {
+		if !p.synced || now.Sub(p.heard) > n.cfg.TTL/2 {
+			return false
+		}
+	}
+	return true
+}
+
+// replicaCounts answers CountElsewhere from the replica, or reports that
+// it cannot.
+func (n *Node) replicaCounts(users []herald.UserID) (map[herald.UserID]int, bool) {
+	n.pmu.Lock()
+	defer n.pmu.Unlock()
+	if !n.completeLocked() {
+		return nil, false
+	}
+	out := make(map[herald.UserID]int, len(users))
+	for _, p := range n.peers {
+		for _, u := range users {
+			if c := p.counts[u]; c > 0 {
+				out[u] += c
+			}
+		}
+	}
+	return out, true
+}
+
+// replicaTotal answers TotalElsewhere from the replica, or reports that
+// it cannot.
+func (n *Node) replicaTotal() (int, bool) {
+	n.pmu.Lock()
+	defer n.pmu.Unlock()
+	if !n.completeLocked() {
+		return 0, false
+	}
+	t := 0
+	for _, p := range n.peers {
+		t += p.total
+	}
+	return t, true
+}
+
+// refreshMembers reads the registry's members for the replica. A failed
+// read keeps the last members: the replica goes on answering while the
+// registry is down.
+func (n *Node) refreshMembers(ctx context.Context) {
+	ctx, cancel := context.WithTimeout(ctx, n.cfg.TTL/3)
+	defer cancel()
+	members, err := n.cfg.Registry.Nodes(ctx)
+	n.beatPeers(members, err == nil)
+}
