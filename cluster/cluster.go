@@ -19,6 +19,7 @@ import (
 	"context"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/herald-gw/herald"
@@ -77,6 +78,8 @@ type Node struct {
 	members      []string // the other nodes with a live lease, at the last beat
 	membersKnown bool
 	askAll       bool // ask every node for a snapshot at the next flush
+
+	fromReplica, fromRegistry atomic.Uint64 // counts answered by each
 }
 
 // New returns a Node for cfg.

@@ -349,14 +349,30 @@ func (n *Node) completeLocked() bool {
 	return true
 }
 
+// ReplicaComplete reports whether the replica of the other nodes' counts
+// answers now (herald_cluster_replica_complete).
+func (n *Node) ReplicaComplete() bool {
+	n.pmu.Lock()
+	defer n.pmu.Unlock()
+	return n.completeLocked()
+}
+
+// Counted reports how many counts were answered from the replica and
+// from the registry (herald_cluster_counts_total).
+func (n *Node) Counted() (replica, registry uint64) {
+	return n.fromReplica.Load(), n.fromRegistry.Load()
+}
+
 // replicaCounts answers CountElsewhere from the replica, or reports that
 // it cannot.
 func (n *Node) replicaCounts(users []herald.UserID) (map[herald.UserID]int, bool) {
 	n.pmu.Lock()
 	defer n.pmu.Unlock()
 	if !n.completeLocked() {
+		n.fromRegistry.Add(1)
 		return nil, false
 	}
+	n.fromReplica.Add(1)
 	out := make(map[herald.UserID]int, len(users))
 	for _, p := range n.peers {
 		for _, u := range users {
@@ -374,8 +390,10 @@ func (n *Node) replicaTotal() (int, bool) {
 	n.pmu.Lock()
 	defer n.pmu.Unlock()
 	if !n.completeLocked() {
+		n.fromRegistry.Add(1)
 		return 0, false
 	}
+	n.fromReplica.Add(1)
 	t := 0
 	for _, p := range n.peers {
 		t += p.total

@@ -27,6 +27,12 @@ type Sources struct {
 	// Ready reports whether the node takes new connections (not
 	// draining, store healthy).
 	Ready func() bool
+	// ClusterCounts reports, in a cluster, how many times replies counted
+	// the other nodes' connections from the node's replica of their
+	// counts and from the registry; ReplicaComplete whether the replica
+	// answers now. Nil on a single node.
+	ClusterCounts   func() (replica, registry uint64)
+	ReplicaComplete func() bool
 	// The label values each labelled series is created with at zero, so
 	// that an alert's rate() or increase() works from the first scrape
 	// instead of from the first event: auth failure kinds, rate limits
@@ -112,6 +118,30 @@ func New(src Sources) *Metrics {
 		f(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "herald_ready", Help: "1 when /readyz answers 200: not draining, store healthy."},
 			func() float64 {
 				if src.Ready() {
+					return 1
+				}
+				return 0
+			}))
+	}
+	if src.ClusterCounts != nil {
+		for _, source := range []string{"replica", "registry"} {
+			f(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "herald_cluster_counts_total",
+				Help:        "Times replies counted the other nodes' connections, by source: the node's replica of their counts, or the registry while the replica is incomplete.",
+				ConstLabels: prometheus.Labels{"source": source}},
+				func() float64 {
+					replica, registry := src.ClusterCounts()
+					if source == "replica" {
+						return float64(replica)
+					}
+					return float64(registry)
+				}))
+		}
+	}
+	if src.ReplicaComplete != nil {
+		f(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "herald_cluster_replica_complete",
+			Help: "1 when this node's replica of the other nodes' connection counts is complete and answers replies."},
+			func() float64 {
+				if src.ReplicaComplete() {
 					return 1
 				}
 				return 0

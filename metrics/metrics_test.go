@@ -27,6 +27,9 @@ func TestSeries(t *testing.T) {
 		Connections: func() int { return 3 },
 		Queues:      func() (int, int, int) { return 5, 700, 400 },
 		Ready:       func() bool { return true },
+
+		ClusterCounts:   func() (uint64, uint64) { return 40, 2 },
+		ReplicaComplete: func() bool { return true },
 	})
 	m.Opened("websocket")
 	m.Closed("websocket", 4008, "send queue full")
@@ -59,6 +62,9 @@ func TestSeries(t *testing.T) {
 		`herald_send_queue_bytes 700`,
 		`herald_send_queue_max_bytes 400`,
 		`herald_ready 1`,
+		`herald_cluster_counts_total{source="replica"} 40`,
+		`herald_cluster_counts_total{source="registry"} 2`,
+		`herald_cluster_replica_complete 1`,
 		`go_goroutines`,
 		`process_resident_memory_bytes`,
 	} {

@@ -238,6 +238,10 @@ load() {
 		tail -5 "$out/$tag.progress"
 	}
 	[ -z "$prof" ] || wait "$prof" || true
+	if [ "${PROFILE:-0}" = 1 ]; then
+		# Where node 1's replies took the other nodes' counts from.
+		curl -sf http://127.0.0.1:19081/metrics | grep '^herald_cluster_' | sed 's/^/# node 1: /' || true
+	fi
 	echo "# $n node(s); load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
 }
 

@@ -77,6 +77,18 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	// sources are closures over parts made further down.
 	var sessions *session.Manager
 	var srv *api.Server
+	var member *cluster.Node
+	var clusterCounts func() (uint64, uint64)
+	var replicaComplete func() bool
+	if cfg.Broker != "" {
+		clusterCounts = func() (uint64, uint64) {
+			if member == nil {
+				return 0, 0
+			}
+			return member.Counted()
+		}
+		replicaComplete = func() bool { return member != nil && member.ReplicaComplete() }
+	}
 	mx := metrics.New(metrics.Sources{
 		Version:     version,
 		Connections: func() int { return sessions.Open() },
@@ -88,6 +100,9 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		AuthKinds:  append(token.FailureKinds(), api.AuthAPIKey, api.AuthScope, api.AuthOrigin),
 		RateLimits: []string{api.LimitConnect, api.LimitAPIKey},
 		StoreOps:   health.Ops(),
+
+		ClusterCounts:   clusterCounts,
+		ReplicaComplete: replicaComplete,
 	})
 
 	verifier, err := token.NewVerifier(ctx, token.Config{
@@ -150,7 +165,6 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	// In a cluster the node keeps the connection registry and its broker
 	// subscriptions in step with its hub, and answers for the other
 	// nodes' connections.
-	var member *cluster.Node
 	var hubOpts []hub.Option
 	var streamOpts []stream.Option
 	if reg := openRegistry(cfg, inner); reg != nil {
