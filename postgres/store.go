@@ -89,6 +89,13 @@ type Store struct {
 
 	down atomic.Bool   // the server was found unreachable, and nothing has worked since
 	txns atomic.Uint64 // group commits committed, for tests and benchmarks
+
+	// Bounds calls waiting for the next shared query (bounds.go).
+	bmu           sync.Mutex
+	bpending      []*boundsReq
+	bounding      bool          // boundsLoop runs
+	boundsQueries atomic.Uint64 // shared queries run, for tests
+	beforeBounds  func()        // a test's hook, called before each shared query
 }
 
 var _ herald.Store = (*Store)(nil)
@@ -714,30 +721,6 @@ func (s *Store) Since(ctx context.Context, user herald.UserID, since uint64, lim
 		return nil, err
 	}
 	return out, nil
-}
-
-// Bounds reports the oldest retained and the newest assigned offset of
-// user's stream, as committed: one row of streams.
-func (s *Store) Bounds(ctx context.Context, user herald.UserID) (first, last uint64, err error) {
-	if !validText(string(user)) {
-		return 0, 0, s.checkOpen()
-	}
-	var trimmed, l int64
-	err = s.retried(ctx, "bounds", func(ctx context.Context) error {
-		err := s.pool.QueryRow(ctx, "SELECT trimmed_upto, last_offset FROM streams WHERE user_id = $1", string(user)).Scan(&trimmed, &l)
-		if errors.Is(err, pgx.ErrNoRows) {
-			trimmed, l = 0, 0
-			return nil
-		}
-		return err
-	})
-	if err != nil {
-		return 0, 0, err
-	}
-	if l > trimmed {
-		first = uint64(trimmed) + 1
-	}
-	return first, uint64(l), nil
 }
 
 // Inbox lists the user's retained messages with their flags, newest first.
