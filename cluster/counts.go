@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"time"
 
@@ -68,6 +69,10 @@ type countsMsg struct {
 	Seq uint64 `json:"s,omitempty"`
 	// To is the node a request asks; empty asks every node.
 	To string `json:"to,omitempty"`
+	// Part numbers the parts of a snapshot too large for one message
+	// (from 0), and More says that another follows; all carry its Seq.
+	Part int  `json:"p,omitempty"`
+	More bool `json:"m,omitempty"`
 	// Users maps a user to the change of its count (delta) or to its
 	// count (snapshot).
 	Users map[herald.UserID]int `json:"u,omitempty"`
@@ -75,6 +80,28 @@ type countsMsg struct {
 
 // maxCountsUsers bounds the users of one countsMsg a node accepts.
 const maxCountsUsers = 1 << 22
+
+// maxCountsBytes bounds a countsMsg a node sends, by an estimate of its
+// users' JSON: NATS refuses a message over 1 MiB by default, so a large
+// delta goes as several (each numbered) and a large snapshot in parts.
+const maxCountsBytes = 256 << 10
+
+// chunk splits users into maps whose JSON stays under maxCountsBytes; it
+// returns at least one map, which may be empty.
+func chunk(users map[herald.UserID]int) []map[herald.UserID]int {
+	var out []map[herald.UserID]int
+	cur, size := make(map[herald.UserID]int), 0
+	for u, c := range users {
+		sz := 2*len(u) + 24 // quotes, escapes, a colon, a number and a comma
+		if size+sz > maxCountsBytes && len(cur) > 0 {
+			out = append(out, cur)
+			cur, size = make(map[herald.UserID]int), 0
+		}
+		cur[u] = c
+		size += sz
+	}
+	return append(out, cur)
+}
 
 // decodeCounts parses and checks a countsMsg: another node's bytes, or
 // anything that reached the bus.
@@ -88,6 +115,8 @@ func decodeCounts(data []byte) (countsMsg, error) {
 		return countsMsg{}, errors.New("counts: no node or incarnation")
 	case len(m.Users) > maxCountsUsers:
 		return countsMsg{}, fmt.Errorf("counts: %d users", len(m.Users))
+	case m.Part < 0 || (m.Part > 0 || m.More) && m.Type != countsSnapshot:
+		return countsMsg{}, fmt.Errorf("counts: part %d of a %s", m.Part, m.Type)
 	}
 	switch m.Type {
 	case countsDelta:
@@ -120,6 +149,10 @@ type peer struct {
 	heard  time.Time // when it last sent anything
 	// requested: a snapshot was asked for since it went out of sync.
 	requested bool
+	// The parts of a snapshot received so far: Seq and last Part.
+	building  map[herald.UserID]int
+	buildSeq  uint64
+	buildPart int
 }
 
 // apply adds a delta. A count never goes below zero, whatever a delta
@@ -172,16 +205,17 @@ func (n *Node) sendCounts(ctx context.Context, beat bool) {
 	switch {
 	case n.wantSnap:
 		n.seq++
-		users := make(map[herald.UserID]int, len(n.local))
-		for u, c := range n.local {
-			users[u] = c
+		parts := chunk(n.local) // copies: n.local changes after the unlock
+		for i, users := range parts {
+			out = append(out, countsMsg{Type: countsSnapshot, Seq: n.seq, Part: i, More: i < len(parts)-1, Users: users})
 		}
 		clear(n.pend)
 		n.wantSnap = false
-		out = append(out, countsMsg{Type: countsSnapshot, Seq: n.seq, Users: users})
 	case len(n.pend) > 0:
-		n.seq++
-		out = append(out, countsMsg{Type: countsDelta, Seq: n.seq, Users: n.pend})
+		for _, users := range chunk(n.pend) {
+			n.seq++
+			out = append(out, countsMsg{Type: countsDelta, Seq: n.seq, Users: users})
+		}
 		n.pend = make(map[herald.UserID]int)
 	case beat:
 		out = append(out, countsMsg{Type: countsBeat, Seq: n.seq})
@@ -265,9 +299,24 @@ func (n *Node) HandleCounts(data []byte) {
 	p.heard = n.now()
 	switch m.Type {
 	case countsSnapshot:
+		switch {
+		case m.Part == 0:
+			p.building, p.buildSeq = m.Users, m.Seq
+		case p.building != nil && p.buildSeq == m.Seq && p.buildPart+1 == m.Part:
+			maps.Copy(p.building, m.Users)
+		default: // a part was lost: wait for the next snapshot
+			p.building = nil
+			return
+		}
+		p.buildPart = m.Part
+		if m.More {
+			return
+		}
+		users := p.building
+		p.building = nil
 		if !p.synced || m.Seq >= p.seq {
-			p.counts, p.total, p.seq, p.synced, p.requested = m.Users, 0, m.Seq, true, false
-			for _, c := range m.Users {
+			p.counts, p.total, p.seq, p.synced, p.requested = users, 0, m.Seq, true, false
+			for _, c := range users {
 				p.total += c
 			}
 		}

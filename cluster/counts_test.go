@@ -232,6 +232,9 @@ func FuzzDecodeCounts(f *testing.F) {
 		`{"t":"beat","n":"b","i":"i1","s":7}`,
 		`{"t":"request","n":"b","i":"i1","to":"a"}`,
 		`{"t":"leave","n":"b","i":"i1"}`,
+		`{"t":"snapshot","n":"b","i":"i1","s":4,"m":true,"u":{"u":3}}`,
+		`{"t":"snapshot","n":"b","i":"i1","s":4,"p":1,"u":{"v":1}}`,
+		`{"t":"delta","n":"b","i":"i1","s":2,"p":1,"u":{"v":1}}`,
 		`{"t":"delta","n":"b","i":"i1","s":18446744073709551615,"u":{"u":-9223372036854775808}}`,
 	} {
 		f.Add([]byte(s))
@@ -265,4 +268,55 @@ func FuzzDecodeCounts(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestLargeCountsGoInParts: a node with more users than one message may
+// carry (NATS refuses over 1 MiB) sends its delta as several and its
+// snapshot in parts, each under the bound; a peer following it, or
+// joining at the snapshot, counts every user, and a lost part leaves the
+// peer waiting for the next snapshot rather than counting half.
+func TestLargeCountsGoInParts(t *testing.T) {
+	const users = 40000
+	rec := &recorder{}
+	a := New(Config{Node: "a", Broker: rec})
+	a.askAll = false
+	a.mu.Lock()
+	for i := range users {
+		a.counted(herald.UserID(fmt.Sprintf("user-%08d-with-a-longer-id", i)), +1)
+	}
+	a.mu.Unlock()
+	ctx := context.Background()
+	a.sendCounts(ctx, false) // the deltas
+	deltas := len(rec.sent)
+	a.HandleCounts(msg(t, countsRequest, "c", "j", 0, nil))
+	a.sendCounts(ctx, false)            // the snapshot
+	parts := len(rec.sent) - deltas - 1 // less a's request to c
+	if deltas < 2 || parts < 2 {
+		t.Fatalf("%d deltas and %d snapshot parts for %d users; want several of each", deltas, parts, users)
+	}
+	for i, data := range rec.sent {
+		if len(data) > 1<<20 {
+			t.Fatalf("message %d is %d bytes, over NATS's default 1 MiB", i, len(data))
+		}
+	}
+
+	follow := func(msgs [][]byte) (int, bool) {
+		c := New(Config{Node: "c"})
+		c.beatPeers([]string{"a"}, true)
+		for _, data := range msgs {
+			c.HandleCounts(data)
+		}
+		return c.replicaTotal()
+	}
+	if total, ok := follow(rec.sent[:deltas]); !ok || total != users {
+		t.Errorf("following the deltas: %d users, complete %v; want %d", total, ok, users)
+	}
+	snapshot := rec.sent[deltas:]
+	if total, ok := follow(snapshot); !ok || total != users {
+		t.Errorf("joining at the snapshot: %d users, complete %v; want %d", total, ok, users)
+	}
+	lost := slices.Concat(snapshot[:1], snapshot[2:])
+	if total, ok := follow(lost); ok {
+		t.Errorf("a snapshot with a part lost made the replica complete (%d users)", total)
+	}
 }
