@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"github.com/herald-gw/herald"
+	"github.com/herald-gw/herald/coalesce"
 	"github.com/herald-gw/herald/hub"
 )
 
@@ -61,9 +62,7 @@ type Node struct {
 	closed  []herald.ConnID
 	syncErr bool // a Sync failed: the registry may lack entries until a Reset
 
-	cmu      sync.Mutex
-	pending  []*countReq // CountElsewhere calls waiting for the next query
-	counting bool        // countLoop runs
+	counts *coalesce.Batcher[herald.UserID, int] // the registry's counts, queries shared
 
 	// What this node tells the others of its counts (counts.go), under mu.
 	inc      string                // this process's incarnation
@@ -102,6 +101,7 @@ func New(cfg Config) *Node {
 		peers: make(map[string]*peer), askAll: true,
 	}
 	n.interest, _ = cfg.Broker.(herald.BrokerInterest)
+	n.counts = coalesce.New(n.countRegistry)
 	return n
 }
 

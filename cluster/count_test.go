@@ -64,11 +64,7 @@ func TestConcurrentCountsShareAQuery(t *testing.T) {
 			}
 		})
 	}
-	waitUntil(t, "every caller waits", func() bool {
-		n.cmu.Lock()
-		defer n.cmu.Unlock()
-		return len(n.pending) == callers
-	})
+	waitUntil(t, "every caller waits", func() bool { return n.counts.Waiting() == callers })
 	close(reg.gate)
 	wg.Wait()
 	close(errs)

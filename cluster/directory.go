@@ -53,82 +53,27 @@ func (n *Node) UserConns(ctx context.Context, user herald.UserID) ([]herald.Conn
 //
 // Every reply to a notify asks this. It is answered from the replica of
 // the other nodes' counts when that is complete (counts.go), else from
-// the registry, where concurrent calls share one query: while one runs,
-// the calls that arrive wait and are answered together by the next.
-// Under load that turns thousands of queries a second into a few
-// hundred, at the price of waiting for the query in flight.
+// the registry, where concurrent calls share one query (package
+// coalesce), at the price of waiting for the query in flight.
 func (n *Node) CountElsewhere(ctx context.Context, users []herald.UserID) (map[herald.UserID]int, error) {
 	if m, ok := n.replicaCounts(users); ok {
 		return m, nil
 	}
-	req := &countReq{users: users, done: make(chan struct{})}
-	n.cmu.Lock()
-	n.pending = append(n.pending, req)
-	if !n.counting {
-		n.counting = true
-		go n.countLoop()
-	}
-	n.cmu.Unlock()
-	select {
-	case <-req.done:
-		return req.res, req.err
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	}
+	return n.counts.Lookup(ctx, users...)
 }
 
-// countReq is one CountElsewhere call waiting for its answer.
-type countReq struct {
-	users []herald.UserID
-	done  chan struct{}
-	res   map[herald.UserID]int
-	err   error
-}
-
-// countLoop answers the waiting calls, a batch per query, until none is
-// left.
-func (n *Node) countLoop() {
-	for {
-		n.cmu.Lock()
-		batch := n.pending
-		n.pending = nil
-		if len(batch) == 0 {
-			n.counting = false
-			n.cmu.Unlock()
-			return
-		}
-		n.cmu.Unlock()
-		seen := make(map[herald.UserID]bool)
-		var users []herald.UserID
-		for _, r := range batch {
-			for _, u := range r.users {
-				if !seen[u] {
-					seen[u] = true
-					users = append(users, u)
-				}
-			}
-		}
-		// Bounded, and detached from any one caller: the callers wait
-		// with their own contexts.
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		all, err := n.cfg.Registry.Count(ctx, users, n.cfg.Node)
-		cancel()
-		if err != nil {
-			err = fmt.Errorf("connection registry: %w", err)
-		}
-		for _, r := range batch {
-			r.err = err
-			if err == nil {
-				r.res = make(map[herald.UserID]int, len(r.users))
-				for _, u := range r.users {
-					if c := all[u]; c > 0 {
-						r.res[u] = c
-					}
-				}
-			}
-			close(r.done)
-		}
+// countRegistry is the registry's count of users on the other nodes: one
+// query for the Batcher's waiting calls.
+func (n *Node) countRegistry(users []herald.UserID) (map[herald.UserID]int, error) {
+	// Bounded, and detached from any one caller: the callers wait with
+	// their own contexts.
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	all, err := n.cfg.Registry.Count(ctx, users, n.cfg.Node)
+	if err != nil {
+		return nil, fmt.Errorf("connection registry: %w", err)
 	}
+	return all, nil
 }
 
 // TotalElsewhere returns how many connections the other nodes hold.

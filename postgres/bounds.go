@@ -2,7 +2,6 @@ package postgres
 
 import (
 	"context"
-	"slices"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -17,15 +16,8 @@ import (
 // connect, and a connect storm queued them on the pool. Concurrent Bounds
 // calls therefore share one query: while one runs, the calls that arrive
 // wait and are answered together by the next, which starts after they
-// did — so each answer still holds everything committed before its call.
-
-// boundsReq is one Bounds call waiting for its answer.
-type boundsReq struct {
-	user        string
-	done        chan struct{}
-	first, last uint64
-	err         error
-}
+// did — so each answer still holds everything committed before its call
+// (package coalesce).
 
 // boundsTimeout bounds one shared query; the callers wait with their own
 // contexts.
@@ -38,67 +30,29 @@ func (s *Store) Bounds(ctx context.Context, user herald.UserID) (first, last uin
 	if !validText(string(user)) {
 		return 0, 0, s.checkOpen()
 	}
-	if err := ctx.Err(); err != nil {
+	got, err := s.bounds.Lookup(ctx, string(user))
+	if err != nil {
+		if ctx.Err() != nil {
+			return 0, 0, s.wrap(ctx, "bounds", err)
+		}
 		return 0, 0, err
 	}
-	req := &boundsReq{user: string(user), done: make(chan struct{})}
-	s.bmu.Lock()
-	s.bpending = append(s.bpending, req)
-	if !s.bounding {
-		s.bounding = true
-		go s.boundsLoop()
+	b := got[string(user)] // none: nothing was ever appended
+	if b.last > b.trimmed {
+		first = uint64(b.trimmed) + 1
 	}
-	s.bmu.Unlock()
-	select {
-	case <-req.done:
-		return req.first, req.last, req.err
-	case <-ctx.Done():
-		return 0, 0, s.wrap(ctx, "bounds", ctx.Err())
-	}
-}
-
-// boundsLoop answers the waiting calls, a batch per query, until none is
-// left.
-func (s *Store) boundsLoop() {
-	for {
-		s.bmu.Lock()
-		batch := s.bpending
-		s.bpending = nil
-		if len(batch) == 0 {
-			s.bounding = false
-			s.bmu.Unlock()
-			return
-		}
-		s.bmu.Unlock()
-		users := make([]string, 0, len(batch))
-		for _, r := range batch {
-			users = append(users, r.user)
-		}
-		slices.Sort(users)
-		users = slices.Compact(users)
-		if s.beforeBounds != nil {
-			s.beforeBounds()
-		}
-		got, err := s.queryBounds(users)
-		for _, r := range batch {
-			if r.err = err; err == nil {
-				b := got[r.user]
-				r.last = uint64(b.last)
-				if b.last > b.trimmed {
-					r.first = uint64(b.trimmed) + 1
-				}
-			}
-			close(r.done)
-		}
-		s.boundsQueries.Add(1)
-	}
+	return first, uint64(b.last), nil
 }
 
 type bounds struct{ trimmed, last int64 }
 
-// queryBounds reads the streams rows of users; a user without one is
-// absent (nothing was ever appended).
+// queryBounds reads the streams rows of users, for the Batcher's waiting
+// calls; a user without one is absent (nothing was ever appended).
 func (s *Store) queryBounds(users []string) (map[string]bounds, error) {
+	if s.beforeBounds != nil {
+		s.beforeBounds()
+	}
+	s.boundsQueries.Add(1)
 	ctx, cancel := context.WithTimeout(context.Background(), boundsTimeout)
 	defer cancel()
 	out := make(map[string]bounds, len(users))

@@ -59,11 +59,7 @@ func TestConcurrentBoundsShareAQuery(t *testing.T) {
 			}
 		})
 	}
-	poll(t, "every caller waits", func() bool {
-		s.bmu.Lock()
-		defer s.bmu.Unlock()
-		return len(s.bpending) == callers
-	})
+	poll(t, "every caller waits", func() bool { return s.bounds.Waiting() == callers })
 	// Committed after the calls began: the query that answers them starts
 	// later, so it sees this.
 	if err := s.Append(ctx, []*herald.Message{storetest.Msg("u0", "x")}); err != nil {

@@ -64,6 +64,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/herald-gw/herald"
+	"github.com/herald-gw/herald/coalesce"
 )
 
 // MaxLimit is the most messages one Since call returns; a limit <= 0 or
@@ -90,12 +91,9 @@ type Store struct {
 	down atomic.Bool   // the server was found unreachable, and nothing has worked since
 	txns atomic.Uint64 // group commits committed, for tests and benchmarks
 
-	// Bounds calls waiting for the next shared query (bounds.go).
-	bmu           sync.Mutex
-	bpending      []*boundsReq
-	bounding      bool          // boundsLoop runs
-	boundsQueries atomic.Uint64 // shared queries run, for tests
-	beforeBounds  func()        // a test's hook, called before each shared query
+	bounds        *coalesce.Batcher[string, bounds] // stream positions, queries shared (bounds.go)
+	boundsQueries atomic.Uint64                     // shared queries run, for tests
+	beforeBounds  func()                            // a test's hook, called before each shared query
 }
 
 var _ herald.Store = (*Store)(nil)
@@ -148,6 +146,7 @@ func Open(ctx context.Context, dsn string, opts ...Option) (*Store, error) {
 		log:   cfg.log,
 		reqs:  make(chan *request, cfg.maxBatch),
 	}
+	s.bounds = coalesce.New(s.queryBounds)
 	for range cfg.committers {
 		s.committers.Go(s.committer)
 	}
