@@ -18,7 +18,7 @@ import (
 // rawDial opens a WebSocket with a bare TCP socket: it performs the
 // handshake and then does whatever the test wants — typically nothing, to
 // play a client that never reads, never answers pings, or dies.
-func rawDial(t *testing.T, h *server, user string, rcvbuf int) *net.TCPConn {
+func rawDial(t *testing.T, h *server, user string, rcvbuf int) *rawConn {
 	t.Helper()
 	d := net.Dialer{Control: func(_, _ string, rc syscall.RawConn) error {
 		if rcvbuf == 0 {
@@ -40,8 +40,18 @@ func rawDial(t *testing.T, h *server, user string, rcvbuf int) *net.TCPConn {
 	if resp.StatusCode != 101 {
 		t.Fatalf("handshake: %d", resp.StatusCode)
 	}
-	return nc.(*net.TCPConn)
+	return &rawConn{nc.(*net.TCPConn), br}
 }
+
+// rawConn is a raw WebSocket connection whose reads start with what the
+// handshake's reader buffered: a frame that arrived with the 101 response
+// (a ping on a loaded machine) must not be lost.
+type rawConn struct {
+	*net.TCPConn
+	br *bufio.Reader
+}
+
+func (c *rawConn) Read(p []byte) (int, error) { return c.br.Read(p) }
 
 // A client that never reads must not delay delivery to the others — not
 // even the other tabs of the same user — and must not hold memory: its
