@@ -145,6 +145,15 @@ const (
 	// format). It addresses neither a user nor a connection and reaches
 	// every node; a node that does not know the kind ignores it.
 	ControlCounts
+	// ControlAckWait asks the nodes holding connections of User to report
+	// when one of them acknowledges an offset: a `?wait=ack` notify on
+	// another node. Data is the request (package stream owns the format:
+	// a wait id, the offset, how long to watch).
+	ControlAckWait
+	// ControlAcked answers a ControlAckWait: Data names the wait and how
+	// many connections acknowledged. It reaches every node; the one that
+	// waits counts it.
+	ControlAcked
 )
 
 func (k ControlKind) String() string {
@@ -161,12 +170,16 @@ func (k ControlKind) String() string {
 		return "ack_conn"
 	case ControlCounts:
 		return "counts"
+	case ControlAckWait:
+		return "ack_wait"
+	case ControlAcked:
+		return "acked"
 	}
 	return fmt.Sprintf("ControlKind(%d)", uint8(k))
 }
 
 // Valid reports whether k is one of the defined kinds.
-func (k ControlKind) Valid() bool { return k >= ControlPush && k <= ControlCounts }
+func (k ControlKind) Valid() bool { return k >= ControlPush && k <= ControlAcked }
 
 // ByConn reports whether k addresses one connection (Conn) rather than
 // every connection of a user (User).
@@ -178,7 +191,7 @@ func (k ControlKind) ByConn() bool {
 // a broker with BrokerInterest carries such a control to the nodes
 // watching the user only. Every other kind reaches every node.
 func (k ControlKind) ByUser() bool {
-	return k == ControlPush || k == ControlDisconnectUser
+	return k == ControlPush || k == ControlDisconnectUser || k == ControlAckWait
 }
 
 // Control is a command one node sends the others about connections it does
@@ -247,7 +260,7 @@ func CheckCommitted(msgs []*Message) error {
 // The node calls Watch for every connection that opens and Unwatch for
 // every one that closes (the broker counts them per user), so the calls of
 // different connections need no ordering among themselves. Publish and the
-// user Controls (ControlPush, ControlDisconnectUser) of a user reach the
+// user Controls (ControlPush, ControlDisconnectUser, ControlAckWait) of a user reach the
 // nodes watching that user; Broadcast and the other Controls (about a
 // connection, a node's counts) still reach every node. A broker without BrokerInterest delivers everything
 // everywhere, which is also correct.

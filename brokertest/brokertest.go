@@ -899,6 +899,8 @@ func testControl(t *testing.T, nodes []herald.Broker) {
 		{Kind: herald.ControlDisconnectConn, User: "43", Conn: "c3", Code: 1008, Reason: "policy", Data: []byte("ignored")},
 		{Kind: herald.ControlAckConn, User: "user ✓", Conn: "c4", Data: []byte("18446744073709551615")},
 		{Kind: herald.ControlCounts, Data: []byte{0x01, 0x00, 0xff}},
+		{Kind: herald.ControlAckWait, User: "42", Data: []byte(`{"id":"w","offset":3,"ms":2000}`)},
+		{Kind: herald.ControlAcked, Data: []byte(`{"id":"w","acked":1}`)},
 	}
 	for _, c := range cases {
 		if !c.Kind.Valid() || strings.HasPrefix(c.Kind.String(), "ControlKind(") {
@@ -908,7 +910,7 @@ func testControl(t *testing.T, nodes []herald.Broker) {
 			t.Fatalf("Control(%v): %v", c.Kind, err)
 		}
 	}
-	for _, k := range []herald.ControlKind{0, herald.ControlCounts + 1, 255} {
+	for _, k := range []herald.ControlKind{0, herald.ControlAcked + 1, 255} {
 		if k.Valid() {
 			t.Errorf("ControlKind(%d).Valid() = true", k)
 		}
@@ -971,13 +973,14 @@ func testInvalidInput(t *testing.T, nodes []herald.Broker) {
 		c    herald.Control
 	}{
 		{"zero kind", herald.Control{User: "u", Conn: "c"}},
-		{"unknown kind", herald.Control{Kind: herald.ControlCounts + 1, User: "u", Conn: "c"}},
+		{"unknown kind", herald.Control{Kind: herald.ControlAcked + 1, User: "u", Conn: "c"}},
 		{"push without user", herald.Control{Kind: herald.ControlPush, Conn: "c", Data: []byte(`{}`)}},
 		{"disconnect user without user", herald.Control{Kind: herald.ControlDisconnectUser, Conn: "c", Code: 1000}},
 		{"post without connection", herald.Control{Kind: herald.ControlPostToConn, User: "u", Data: []byte("x")}},
 		{"disconnect connection without connection", herald.Control{Kind: herald.ControlDisconnectConn, User: "u", Code: 1000}},
 		{"ack without connection", herald.Control{Kind: herald.ControlAckConn, User: "u", Data: []byte("1")}},
 		{"ack without user", herald.Control{Kind: herald.ControlAckConn, Conn: "c", Data: []byte("1")}},
+		{"ack wait without user", herald.Control{Kind: herald.ControlAckWait, Data: []byte("{}")}},
 	}
 	for _, tc := range controls {
 		if err := nodes[0].Control(ctx, tc.c); err == nil {
@@ -1285,12 +1288,14 @@ func testInterestWhoReceives(t *testing.T, nodes []herald.Broker) {
 	userControls := []herald.Control{
 		{Kind: herald.ControlPush, User: "u", Data: []byte(`{"type":"counts","unread":1}`)},
 		{Kind: herald.ControlDisconnectUser, User: "u", Code: 4001, Reason: "revoked"},
+		{Kind: herald.ControlAckWait, User: "u", Data: []byte(`{"id":"w","offset":1}`)},
 	}
 	connControls := []herald.Control{
 		{Kind: herald.ControlPostToConn, Conn: "c1", Data: []byte("post")},
 		{Kind: herald.ControlDisconnectConn, Conn: "c2", Code: 1000},
 		{Kind: herald.ControlAckConn, User: "u", Conn: "c3", Data: []byte("1")},
 		{Kind: herald.ControlCounts, Data: []byte("counts")},
+		{Kind: herald.ControlAcked, Data: []byte(`{"id":"w","acked":1}`)},
 	}
 	for _, c := range slices.Concat(userControls, connControls) {
 		if err := nodes[0].Control(ctx, c); err != nil {

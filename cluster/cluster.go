@@ -155,6 +155,10 @@ func (n *Node) Run(ctx context.Context, h *hub.Hub) {
 	defer flush.Stop()
 	var failing bool // the registry is unreachable: log once per incident
 	heartbeat := func() {
+		// The counts go out before the registry lists anything new (the
+		// Reset below, the Syncs of the flush), so that another node's
+		// replica knows of a connection no later than its registry does.
+		n.sendCounts(ctx, true)
 		fresh, err := n.cfg.Registry.Heartbeat(ctx, n.cfg.Node)
 		if err == nil {
 			n.mu.Lock()
@@ -165,7 +169,6 @@ func (n *Node) Run(ctx context.Context, h *hub.Hub) {
 			err = n.reset(ctx, h)
 		}
 		n.refreshMembers(ctx)
-		n.sendCounts(ctx, true)
 		switch {
 		case err != nil && !failing && ctx.Err() == nil:
 			failing = true
@@ -184,8 +187,8 @@ func (n *Node) Run(ctx context.Context, h *hub.Hub) {
 		case <-beat.C:
 			heartbeat()
 		case <-flush.C:
+			n.sendCounts(ctx, false) // first: see heartbeat
 			n.flush(ctx)
-			n.sendCounts(ctx, false)
 		}
 	}
 }

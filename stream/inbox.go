@@ -64,11 +64,5 @@ func (s *Service) Mark(ctx context.Context, user herald.UserID, mark herald.Mark
 	return changed, counts, nil
 }
 
-// WaitAck waits until a connection of user acknowledged offset or ctx is
-// done; see hub.WaitAck.
-func (s *Service) WaitAck(ctx context.Context, user herald.UserID, offset uint64) (conns, acked int) {
-	return s.hub.WaitAck(ctx, user, offset)
-}
-
 // Epoch is the Store's history epoch.
 func (s *Service) Epoch() string { return s.store.Epoch() }

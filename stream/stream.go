@@ -39,6 +39,8 @@ type Service struct {
 	bmu       sync.Mutex
 	lastBcast chan struct{} // closed when the last accepted broadcast is written
 	bslots    chan struct{} // bounds the broadcasts accepted and not yet written
+
+	acks ackWaits // ?wait=ack waiters for other nodes' answers (ackwait.go)
 }
 
 // MaxPendingBroadcasts is how many broadcasts a node accepts before their
@@ -214,7 +216,7 @@ func (s *Service) push(ctx context.Context, user herald.UserID, typ string, body
 // Subscribe hands what the other nodes publish to this node's hub until
 // stop is called.
 func (s *Service) Subscribe(ctx context.Context) (stop func(), err error) {
-	r := remote{hub: s.hub}
+	r := remote{hub: s.hub, s: s}
 	r.counts, _ = s.cluster.(CountsHandler)
 	return s.broker.Subscribe(ctx, r)
 }
@@ -223,6 +225,7 @@ func (s *Service) Subscribe(ctx context.Context) (stop func(), err error) {
 // counts to the cluster's replica.
 type remote struct {
 	hub    *hub.Hub
+	s      *Service
 	counts CountsHandler // nil: nobody keeps a replica
 }
 
@@ -273,6 +276,10 @@ func (r remote) HandleControl(c herald.Control) {
 		if r.counts != nil {
 			r.counts.HandleCounts(c.Data)
 		}
+	case herald.ControlAckWait:
+		r.s.watchAcks(c)
+	case herald.ControlAcked:
+		r.s.acked(c)
 	case herald.ControlAckConn:
 		// Counted only for the connection's own user, as POST /v1/ack
 		// does on the node holding it; an offset beyond what was sent to

@@ -113,7 +113,9 @@ func TestClusterRegistry(t *testing.T) {
 
 			// An ack reaching another node than the stream (an SSE client
 			// behind a load balancer without sticky sessions) is handed to
-			// the node that holds it, where ?wait=ack counts it.
+			// the node that holds it; a ?wait=ack notify through a third
+			// node counts it (the holder reports it), with the cluster's
+			// connections.
 			var v2ID string
 			for _, c := range listConns(t, n1, "r") {
 				if c.Node == "node2" {
@@ -127,7 +129,7 @@ func TestClusterRegistry(t *testing.T) {
 			acked := make(chan waited, 1)
 			go func() { // no t.Fatal off the test's goroutine
 				var w waited
-				req, _ := http.NewRequest("POST", n2.URL+"/v1/notify?wait=ack&timeout=30s", strings.NewReader(`{"user_id":"r","json":"{\"n\":2}"}`))
+				req, _ := http.NewRequest("POST", n1.URL+"/v1/notify?wait=ack&timeout=30s", strings.NewReader(`{"user_id":"r","json":"{\"n\":2}"}`))
 				req.Header.Set("Authorization", "Bearer "+testAPIKey)
 				req.Header.Set("Content-Type", "application/json")
 				if resp, err := http.DefaultClient.Do(req); err != nil {
@@ -158,8 +160,8 @@ func TestClusterRegistry(t *testing.T) {
 			if status, body, err := postAck(n3.server, n3.token(t, "r"), ack); err != nil || status != 202 || !strings.Contains(body, `"forwarded":true`) {
 				t.Fatalf("r's ack of its node-2 connection through node 3: %d %s %v, want 202 forwarded", status, body, err)
 			}
-			if w := <-acked; w.status != 200 || !jsonHas(w.body, "acked", 1) {
-				t.Fatalf("notify ?wait=ack on node 2: %d %s, want acked 1 (the ack forwarded from node 3)", w.status, w.body)
+			if w := <-acked; w.status != 200 || !jsonHas(w.body, "acked", 1) || !jsonHas(w.body, "connections", 4) {
+				t.Fatalf("notify ?wait=ack on node 1: %d %s, want acked 1 (node 2's connection, acked through node 3) of connections 4", w.status, w.body)
 			}
 
 			// /@connections on node 1 for the raw connection on node 3.
