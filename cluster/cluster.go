@@ -65,7 +65,7 @@ type Node struct {
 	counts *coalesce.Batcher[herald.UserID, int] // the registry's counts, queries shared
 
 	// What this node tells the others of its counts (counts.go), under mu.
-	inc      string                // this process's incarnation
+	inc      string                // this process's incarnation: random, as a store epoch
 	local    map[herald.UserID]int // this node's connections per user
 	pend     map[herald.UserID]int // changes since the last delta sent
 	seq      uint64                // deltas and snapshots sent
@@ -97,7 +97,7 @@ func New(cfg Config) *Node {
 	}
 	n := &Node{
 		cfg: cfg, now: time.Now, opened: make(map[herald.ConnID]herald.ConnInfo),
-		inc: newIncarnation(), local: make(map[herald.UserID]int), pend: make(map[herald.UserID]int),
+		inc: herald.NewEpoch(), local: make(map[herald.UserID]int), pend: make(map[herald.UserID]int),
 		peers: make(map[string]*peer), askAll: true,
 	}
 	n.interest, _ = cfg.Broker.(herald.BrokerInterest)

@@ -2,8 +2,6 @@ package cluster
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -155,6 +153,15 @@ type peer struct {
 	buildPart int
 }
 
+// follow makes counts, the state after seq, what the peer's replica
+// holds, in sync.
+func (p *peer) follow(counts map[herald.UserID]int, seq uint64) {
+	p.counts, p.total, p.seq, p.synced, p.requested = counts, 0, seq, true, false
+	for _, c := range counts {
+		p.total += c
+	}
+}
+
 // apply adds a delta. A count never goes below zero, whatever a delta
 // says, and the total stays their sum.
 func (p *peer) apply(users map[herald.UserID]int) {
@@ -171,13 +178,6 @@ func (p *peer) apply(users map[herald.UserID]int) {
 		}
 		p.total += c - old
 	}
-}
-
-// newIncarnation names this process's replica for the others.
-func newIncarnation() string {
-	var b [8]byte
-	_, _ = rand.Read(b[:])
-	return hex.EncodeToString(b[:])
 }
 
 // counted records that a connection of user opened (+1) or closed (-1)
@@ -315,10 +315,7 @@ func (n *Node) HandleCounts(data []byte) {
 		users := p.building
 		p.building = nil
 		if !p.synced || m.Seq >= p.seq {
-			p.counts, p.total, p.seq, p.synced, p.requested = users, 0, m.Seq, true, false
-			for _, c := range users {
-				p.total += c
-			}
+			p.follow(users, m.Seq)
 		}
 	case countsDelta:
 		switch {
@@ -326,7 +323,7 @@ func (n *Node) HandleCounts(data []byte) {
 			// Older than what a snapshot already holds.
 		case p.synced && m.Seq == p.seq+1, !p.synced && m.Seq == 1:
 			if !p.synced {
-				p.counts, p.total, p.synced, p.requested = make(map[herald.UserID]int), 0, true, false
+				p.follow(make(map[herald.UserID]int), 0)
 			}
 			p.apply(m.Users)
 			p.seq = m.Seq
@@ -336,7 +333,7 @@ func (n *Node) HandleCounts(data []byte) {
 	case countsBeat:
 		switch {
 		case !p.synced && m.Seq == 0 && p.seq == 0:
-			p.counts, p.total, p.synced, p.requested = make(map[herald.UserID]int), 0, true, false
+			p.follow(make(map[herald.UserID]int), 0)
 		case p.synced && m.Seq != p.seq:
 			p.synced = false // a delta or snapshot was lost
 		}
@@ -412,16 +409,25 @@ func (n *Node) Counted() (replica, registry uint64) {
 	return n.fromReplica.Load(), n.fromRegistry.Load()
 }
 
+// answersLocked reports whether the replica answers a count now, and
+// counts the answer for herald_cluster_counts_total. n.pmu is held.
+func (n *Node) answersLocked() bool {
+	if !n.completeLocked() {
+		n.fromRegistry.Add(1)
+		return false
+	}
+	n.fromReplica.Add(1)
+	return true
+}
+
 // replicaCounts answers CountElsewhere from the replica, or reports that
 // it cannot.
 func (n *Node) replicaCounts(users []herald.UserID) (map[herald.UserID]int, bool) {
 	n.pmu.Lock()
 	defer n.pmu.Unlock()
-	if !n.completeLocked() {
-		n.fromRegistry.Add(1)
+	if !n.answersLocked() {
 		return nil, false
 	}
-	n.fromReplica.Add(1)
 	out := make(map[herald.UserID]int, len(users))
 	for _, p := range n.peers {
 		for _, u := range users {
@@ -438,11 +444,9 @@ func (n *Node) replicaCounts(users []herald.UserID) (map[herald.UserID]int, bool
 func (n *Node) replicaTotal() (int, bool) {
 	n.pmu.Lock()
 	defer n.pmu.Unlock()
-	if !n.completeLocked() {
-		n.fromRegistry.Add(1)
+	if !n.answersLocked() {
 		return 0, false
 	}
-	n.fromReplica.Add(1)
 	t := 0
 	for _, p := range n.peers {
 		t += p.total
