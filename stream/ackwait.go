@@ -2,8 +2,6 @@ package stream
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"sync"
 	"time"
@@ -80,7 +78,7 @@ func (s *Service) WaitAck(ctx context.Context, user herald.UserID, offset uint64
 	if s.cluster == nil {
 		return s.hub.WaitAck(ctx, user, offset)
 	}
-	id := newWaitID()
+	id := herald.NewEpoch() // 64 random bits name the wait across the cluster
 	answers := s.acks.add(id)
 	defer s.acks.remove(id)
 	req := ackWaitMsg{ID: id, Offset: offset, MS: maxRemoteAckWait.Milliseconds()}
@@ -153,11 +151,4 @@ func (s *Service) acked(c herald.Control) {
 	if json.Unmarshal(c.Data, &m) == nil && m.ID != "" && m.Acked > 0 {
 		s.acks.deliver(m.ID, m.Acked)
 	}
-}
-
-// newWaitID names one waiter across the cluster.
-func newWaitID() string {
-	var b [12]byte
-	_, _ = rand.Read(b[:])
-	return hex.EncodeToString(b[:])
 }

@@ -216,7 +216,7 @@ func (s *Service) push(ctx context.Context, user herald.UserID, typ string, body
 // Subscribe hands what the other nodes publish to this node's hub until
 // stop is called.
 func (s *Service) Subscribe(ctx context.Context) (stop func(), err error) {
-	r := remote{hub: s.hub, s: s}
+	r := remote{s: s}
 	r.counts, _ = s.cluster.(CountsHandler)
 	return s.broker.Subscribe(ctx, r)
 }
@@ -224,18 +224,17 @@ func (s *Service) Subscribe(ctx context.Context) (stop func(), err error) {
 // remote delivers what other nodes publish to this node's hub, and their
 // counts to the cluster's replica.
 type remote struct {
-	hub    *hub.Hub
 	s      *Service
 	counts CountsHandler // nil: nobody keeps a replica
 }
 
 func (r remote) HandleMessages(msgs []*herald.Message) {
 	for _, m := range msgs {
-		r.hub.SendUser(m)
+		r.s.hub.SendUser(m)
 	}
 }
 
-func (r remote) HandleBroadcast(m *herald.Message) { r.hub.Broadcast(m) }
+func (r remote) HandleBroadcast(m *herald.Message) { r.s.hub.Broadcast(m) }
 
 // HandleResubscribed implements herald.BrokerResync: after the broker lost
 // its subscription and got it back, every connection on this node checks
@@ -246,7 +245,7 @@ func (r remote) HandleResubscribed() {
 	if rs, ok := r.counts.(herald.BrokerResync); ok {
 		rs.HandleResubscribed()
 	}
-	go r.hub.Each(func(c hub.Conn) {
+	go r.s.hub.Each(func(c hub.Conn) {
 		if rc, ok := c.(interface{ Recheck() }); ok {
 			rc.Recheck()
 		}
@@ -260,16 +259,16 @@ func (r remote) HandleControl(c herald.Control) {
 			Type string `json:"type"`
 		}
 		if json.Unmarshal(c.Data, &head) == nil && head.Type != "" {
-			r.hub.SendControl(c.User, head.Type, c.Data)
+			r.s.hub.SendControl(c.User, head.Type, c.Data)
 		}
 	case herald.ControlDisconnectUser:
-		r.hub.CloseUser(c.User, c.Code, c.Reason)
+		r.s.hub.CloseUser(c.User, c.Code, c.Reason)
 	case herald.ControlPostToConn:
-		if conn := r.hub.Get(c.Conn); conn != nil {
+		if conn := r.s.hub.Get(c.Conn); conn != nil {
 			hub.Post(conn, c.Data, time.Now())
 		}
 	case herald.ControlDisconnectConn:
-		if conn := r.hub.Get(c.Conn); conn != nil {
+		if conn := r.s.hub.Get(c.Conn); conn != nil {
 			conn.Close(c.Code, c.Reason)
 		}
 	case herald.ControlCounts:
@@ -284,7 +283,7 @@ func (r remote) HandleControl(c herald.Control) {
 		// Counted only for the connection's own user, as POST /v1/ack
 		// does on the node holding it; an offset beyond what was sent to
 		// the connection is refused by Ack and so not counted either.
-		a, ok := r.hub.Get(c.Conn).(hub.Acker)
+		a, ok := r.s.hub.Get(c.Conn).(hub.Acker)
 		if !ok || a.User() != c.User {
 			return
 		}
