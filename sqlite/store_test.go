@@ -509,11 +509,11 @@ func TestReopenAfterTrimming(t *testing.T) {
 	storetest.CheckOffsets(t, s, "kept", 6, 7)
 }
 
-// TestMigrateFromV1 opens a database written by the first schema (the
-// clustered WITHOUT ROWID table) and checks that its history, epoch and
-// offsets carry over and the inbox starts out unread.
-func TestMigrateFromV1(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "herald.db")
+// outsideDB opens the database at path with the store's connection
+// settings but none of its code: another writer, or a database made
+// before the store opens it. The test's cleanup closes it.
+func outsideDB(t *testing.T, path string) *sql.DB {
+	t.Helper()
 	dsn, err := dsnFor(path, defaultConfig())
 	if err != nil {
 		t.Fatal(err)
@@ -522,6 +522,16 @@ func TestMigrateFromV1(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { db.Close() })
+	return db
+}
+
+// TestMigrateFromV1 opens a database written by the first schema (the
+// clustered WITHOUT ROWID table) and checks that its history, epoch and
+// offsets carry over and the inbox starts out unread.
+func TestMigrateFromV1(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "herald.db")
+	db := outsideDB(t, path)
 	ts := time.Date(2024, 1, 2, 3, 4, 5, 6, time.UTC)
 	setup := []string{
 		"PRAGMA journal_mode = WAL",
@@ -620,19 +630,8 @@ func TestExternalWriter(t *testing.T) {
 				if err != nil {
 					t.Fatalf("sqlite3: %v: %s", err, out)
 				}
-			} else {
-				dsn, err := dsnFor(path, defaultConfig())
-				if err != nil {
-					t.Fatal(err)
-				}
-				db, err := sql.Open("sqlite", dsn)
-				if err != nil {
-					t.Fatal(err)
-				}
-				defer db.Close()
-				if _, err := db.Exec(repair); err != nil {
-					t.Fatal(err)
-				}
+			} else if _, err := outsideDB(t, path).Exec(repair); err != nil {
+				t.Fatal(err)
 			}
 			m := storetest.Msg("u", "u-11")
 			storetest.MustAppend(t, s, m)
